@@ -1,0 +1,45 @@
+# Nexwatt developer commands. `make test` and `make demo` set everything up themselves.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN := deploy/local/with-env
+TIMED := deploy/local/timed
+PYTEST := $(RUN) $(PY) -m pytest -p no:cacheprovider
+# On a failed test run, show what the servers said.
+LOGS_ON_FAIL = || { $(PY) deploy/local/stack.py logs --lines 40; exit 1; }
+
+.PHONY: help setup stack-up stack-down stack-status topics schemas lint \
+        test test-unit test-integration test-e2e
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## virtualenv, project, PostgreSQL/Redis packages, Kafka jars (idempotent)
+	@$(TIMED) setup bash deploy/local/setup.sh
+
+stack-up: setup ## start Kafka, PostgreSQL and Redis on 127.0.0.1 and create the topics
+	@$(TIMED) stack-up $(PY) deploy/local/stack.py up
+	@$(TIMED) topics $(RUN) $(VENV)/bin/nexwatt-admin create-topics
+
+stack-down: ## stop the local stack (its data stays in .stack/)
+	@$(PY) deploy/local/stack.py down
+
+stack-status: ## is each server up and answering?
+	@$(PY) deploy/local/stack.py status
+
+schemas: ## export JSON Schemas and the AsyncAPI document into schemas/
+	@$(VENV)/bin/nexwatt-admin export-schemas --out schemas
+
+lint: ## ruff check and format check
+	@$(TIMED) lint bash -c '$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .'
+
+test-unit: ## tests that need no servers
+	@$(TIMED) test-unit $(PYTEST) tests/unit
+
+test-integration: ## tests against real Kafka, PostgreSQL and Redis
+	@$(TIMED) test-integration $(PYTEST) tests/integration $(LOGS_ON_FAIL)
+
+test-e2e: ## the running services, driven from outside
+	@$(TIMED) test-e2e $(PYTEST) tests/e2e $(LOGS_ON_FAIL)
+
+test: stack-up lint test-unit test-integration test-e2e ## set up, start the stack, run every tier

@@ -1,0 +1,1 @@
+"""One-shot operations: create the registry's topics, export the schemas."""

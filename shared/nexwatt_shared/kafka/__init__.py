@@ -1,0 +1,1 @@
+"""Kafka plumbing: producer, topic admin, and the consumer runner every service uses."""

@@ -1,0 +1,89 @@
+"""JSON Schemas of every topic's payload and an AsyncAPI 3.0 document, from the registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nexwatt_shared.envelope import SPEC_VERSION
+from nexwatt_shared.topics import ALL, Topic
+
+
+def payload_schema(topic: Topic) -> dict[str, Any]:
+    schema = topic.payload.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": topic.dataschema,
+        **schema,
+    }
+
+
+def _message(topic: Topic) -> dict[str, Any]:
+    return {
+        "name": topic.payload.__name__,
+        "title": topic.event_type,
+        "contentType": "application/cloudevents+json",
+        "summary": topic.description,
+        "payload": {
+            "type": "object",
+            "description": f"CloudEvents {SPEC_VERSION} envelope (structured JSON mode); "
+            "`id` is the idempotency key.",
+            "required": ["specversion", "id", "source", "type", "time", "data"],
+            "properties": {
+                "specversion": {"const": SPEC_VERSION},
+                "id": {"type": "string"},
+                "source": {"type": "string", "format": "uri"},
+                "type": {"const": topic.event_type},
+                "time": {"type": "string", "format": "date-time"},
+                "subject": {"type": "string", "description": "The message key"},
+                "datacontenttype": {"const": "application/json"},
+                "dataschema": {"const": topic.dataschema},
+                "data": {"$ref": f"./{topic.name}.json"},
+            },
+        },
+    }
+
+
+def asyncapi() -> dict[str, Any]:
+    channels, operations = {}, {}
+    for t in ALL:
+        cid = t.name.replace(".", "_").replace("-", "_")
+        channels[cid] = {
+            "address": t.name,
+            "description": t.description,
+            "messages": {t.payload.__name__: _message(t)},
+            "bindings": {
+                "kafka": {
+                    "partitions": t.partitions,
+                    "topicConfiguration": {
+                        "cleanup.policy": [t.cleanup_policy],
+                        "retention.ms": t.retention_ms,
+                    },
+                }
+            },
+            "x-key": t.key or None,
+            "x-producers": list(t.producers),
+            "x-consumers": list(t.consumers),
+        }
+        operations[f"publish_{cid}"] = {"action": "send", "channel": {"$ref": f"#/channels/{cid}"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Nexwatt event bus",
+            "version": "1.0.0",
+            "description": "Topics between Nexwatt's services, the ISO adapter, inverter "
+            "gateways and analysts. Every value is a CloudEvent in structured JSON mode; "
+            "power is positive when delivered to the grid; times are UTC, intervals labelled "
+            "by their start.",
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> content of everything `make schemas` writes into schemas/."""
+    files = {f"{t.name}.json": payload_schema(t) for t in ALL}
+    files["asyncapi.json"] = asyncapi()
+    return {name: json.dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in files.items()}

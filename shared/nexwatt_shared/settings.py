@@ -1,0 +1,38 @@
+"""Connection and runtime settings, read from environment variables.
+
+The names are the same everywhere (local stack, docker compose, Helm): NEXWATT_ plus the field
+name in upper case, e.g. NEXWATT_KAFKA_BOOTSTRAP_SERVERS.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads. A service subclasses it to set its own defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="NEXWATT_", extra="ignore")
+
+    service_name: str = Field("nexwatt", description="Name in logs, metrics and consumer groups")
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    postgres_url: str = Field(
+        "postgresql://nexwatt:nexwatt@127.0.0.1:15432",
+        description="Server URL; the database name comes from postgres_database",
+    )
+    postgres_database: str = ""
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    log_level: str = "INFO"
+    consumer_max_records: int = Field(500, description="Largest batch one getmany() returns")
+    ready_max_lag: int = Field(1000, description="/readyz fails while consumer lag exceeds this")
+
+    @property
+    def database(self) -> str:
+        return self.postgres_database or f"nexwatt_{self.service_name.replace('-', '_')}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"nexwatt.{self.service_name}"

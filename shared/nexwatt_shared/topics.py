@@ -1,0 +1,143 @@
+"""The one registry of Kafka topics: name, payload, event type, partitions, retention, cleanup.
+
+Topics are created from here by `nexwatt-admin create-topics`; nothing relies on the broker's
+auto-create. Schemas and the AsyncAPI document in `schemas/` are exported from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from nexwatt_shared import contracts as c
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    payload: type[BaseModel]
+    description: str
+    key: str = ""  # the payload field whose value is the message key
+    partitions: int = 1
+    retention_ms: int = 7 * DAY_MS
+    cleanup_policy: str = "delete"
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def event_type(self) -> str:
+        return f"nexwatt.{self.name}.v1"
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:nexwatt:schema:{self.name}:v1"
+
+    def config(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            **self.extra_config,
+        }
+
+
+ASSET_REGISTERED = Topic(
+    "asset.registered",
+    c.AssetRegistered,
+    "Each asset's latest record (enrolled / suspended / unenrolled), compacted by asset id.",
+    key="asset_id",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    producers=("onboarding",),
+    consumers=("telemetry-ingest", "capacity-model", "dispatch", "settlement"),
+    extra_config={"min.compaction.lag.ms": str(3600 * 1000)},
+)
+TELEMETRY_INTERVAL = Topic(
+    "telemetry.interval",
+    c.TelemetryInterval,
+    "Interval telemetry per asset from inverter gateways and meter-data connectors.",
+    key="asset_id",
+    partitions=3,
+    producers=("inverter gateways", "onboarding connectors"),
+    consumers=("telemetry-ingest", "capacity-model", "dispatch", "settlement"),
+)
+DISPATCH_INSTRUCTION = Topic(
+    "dispatch.instruction",
+    c.DispatchInstruction,
+    "Dispatch instructions from the ISO adapter, keyed by resource id.",
+    key="resource_id",
+    retention_ms=30 * DAY_MS,
+    producers=("ISO adapter",),
+    consumers=("dispatch", "settlement"),
+)
+DISPATCH_CONFIRMED = Topic(
+    "dispatch.confirmed",
+    c.DispatchConfirmed,
+    "The platform's answer to each instruction: MW confirmed and assets dispatched, or why not.",
+    key="resource_id",
+    retention_ms=30 * DAY_MS,
+    producers=("dispatch",),
+    consumers=("settlement", "ISO adapter"),
+)
+SETTLEMENT_FILED = Topic(
+    "settlement.filed",
+    c.SettlementFiled,
+    "Settlement report per dispatch window: delivered MW against the baseline, per cohort.",
+    key="resource_id",
+    retention_ms=400 * DAY_MS,
+    producers=("settlement",),
+    consumers=("ISO adapter", "analysts"),
+)
+ASSET_COMMAND = Topic(
+    "asset.command",
+    c.AssetCommand,
+    "Setpoints from dispatch to inverter gateways, keyed by asset id.",
+    key="asset_id",
+    partitions=3,
+    producers=("dispatch",),
+    consumers=("inverter gateways",),
+)
+ASSET_COMMAND_ACK = Topic(
+    "asset.command-ack",
+    c.AssetCommandAck,
+    "Gateways' acknowledgements of setpoints, keyed by asset id.",
+    key="asset_id",
+    partitions=3,
+    producers=("inverter gateways",),
+    consumers=("dispatch",),
+)
+CAPACITY_SNAPSHOT = Topic(
+    "capacity.snapshot",
+    c.CapacitySnapshot,
+    "Each resource's current capacity, compacted by resource id.",
+    key="resource_id",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    producers=("capacity-model",),
+    consumers=("analysts",),
+)
+DEAD_LETTER = Topic(
+    "dead.letter",
+    c.DeadLetter,
+    "Messages a consumer could not decode or validate, with the reason and their origin.",
+    key="",
+    retention_ms=30 * DAY_MS,
+    producers=("every consumer",),
+    consumers=("operators",),
+)
+
+ALL: tuple[Topic, ...] = (
+    ASSET_REGISTERED,
+    TELEMETRY_INTERVAL,
+    DISPATCH_INSTRUCTION,
+    DISPATCH_CONFIRMED,
+    SETTLEMENT_FILED,
+    ASSET_COMMAND,
+    ASSET_COMMAND_ACK,
+    CAPACITY_SNAPSHOT,
+    DEAD_LETTER,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope, record_key
+from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval
+from nexwatt_shared.topics import ALL, DISPATCH_INSTRUCTION, TELEMETRY_INTERVAL
+
+
+def instruction(**changes: object) -> DispatchInstruction:
+    fields = {
+        "instruction_id": "I-1",
+        "resource_id": "NXW-PJM-0042",
+        "mw": 44.5,
+        "window_start": "2026-03-12T09:15:00Z",
+        "window_end": "2026-03-12T10:15:00Z",
+        "issued_at": "2026-03-12T09:17:00Z",
+    }
+    return DispatchInstruction.model_validate({**fields, **changes})
+
+
+def test_datetimes_with_an_offset_are_normalized_to_utc() -> None:
+    eastern = timezone(timedelta(hours=-5))
+    got = instruction(window_start=datetime(2026, 3, 12, 4, 15, tzinfo=eastern))
+    assert got.window_start == datetime(2026, 3, 12, 9, 15, tzinfo=UTC)
+    assert got.window_start.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_and_backward_windows_are_refused_with_the_field() -> None:
+    with pytest.raises(ValidationError, match="window_start"):
+        instruction(window_start="2026-03-12T09:15:00")
+    with pytest.raises(ValidationError, match="window_end must be after window_start"):
+        instruction(window_end="2026-03-12T09:00:00Z")
+
+
+def test_an_event_round_trips_through_the_wire_format() -> None:
+    sent = envelope(DISPATCH_INSTRUCTION, instruction(), source="test", event_id="evt-1")
+    wire = json.loads(encode(sent))
+    assert wire["specversion"] == "1.0"
+    assert wire["type"] == "nexwatt.dispatch.instruction.v1"
+    assert wire["subject"] == "NXW-PJM-0042"
+    assert wire["data"]["mw"] == 44.5
+    assert wire["data"]["window_start"] == "2026-03-12T09:15:00Z"
+    got = decode(DISPATCH_INSTRUCTION, encode(sent))
+    assert got == sent and got.id == "evt-1"
+    assert record_key(DISPATCH_INSTRUCTION, got.data) == "NXW-PJM-0042"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty value"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "not a CloudEvent: a JSON list"),
+        (b'{"type": "nexwatt.other.v1"}', "wrong event type 'nexwatt.other.v1'"),
+        (
+            b'{"type": "nexwatt.telemetry.interval.v1", "source": "x", "data": {}}',
+            "schema validation failed: data.asset_id: Field required",
+        ),
+    ],
+)
+def test_undecodable_records_say_why(value: bytes | None, reason: str) -> None:
+    with pytest.raises(UndecodableMessage, match=reason.replace("[", r"\[")):
+        decode(TELEMETRY_INTERVAL, value)
+
+
+def test_a_payload_on_the_wrong_topic_is_a_programming_error() -> None:
+    with pytest.raises(TypeError):
+        envelope(TELEMETRY_INTERVAL, instruction(), source="test")
+
+
+def test_every_topic_is_keyed_by_a_field_of_its_payload() -> None:
+    for topic in ALL:
+        if topic.key:
+            assert topic.key in topic.payload.model_fields, topic.name
+    assert TelemetryInterval.model_fields["net_kw"].description.startswith("Average power")
