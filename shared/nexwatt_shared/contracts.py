@@ -81,6 +81,7 @@ class AssetRegistered(Contract):
     iso: str = Field(description="ISO/RTO, e.g. PJM")
     iso_zone: str = Field(description="ISO zone, e.g. PJM-PEPCO")
     resource_id: ResourceId = Field(description="The ISO resource the asset is aggregated into")
+    subscriber_id: str | None = Field(None, description="The program subscriber who owns it")
     cohort: str = Field(description="Subscriber cohort capacity payments are attributed to")
     telemetry_interval_s: int = Field(gt=0, description="Telemetry interval length [s]")
     version: int = Field(ge=1, description="Increases with every change of this asset's record")

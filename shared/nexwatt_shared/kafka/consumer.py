@@ -70,18 +70,22 @@ class PoisonMessage(Exception):
         self.reason = reason
 
 
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, group: str) -> None:
         self.group = group
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Nothing is in flight here: every batch is committed before the next poll.
-        log.info("partitions revoked", group=self.group, partitions=sorted(map(str, revoked)))
+        log.info("partitions revoked", group=self.group, partitions=_names(revoked))
         for tp in revoked:
             CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(0)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", group=self.group, partitions=sorted(map(str, assigned)))
+        log.info("partitions assigned", group=self.group, partitions=_names(assigned))
 
 
 class ConsumerRunner:

@@ -1,0 +1,112 @@
+"""What every service's `bootstrap()` needs: open its resources, build its consumers, and
+collect readiness checks and closers, so each bootstrap says only what is particular to it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.observability import configure_logging
+from nexwatt_shared.postgres import open_pool
+from nexwatt_shared.redis_client import open_redis
+from nexwatt_shared.service import Closer, ReadinessCheck, ServiceProcess, Worker, health_app
+from nexwatt_shared.settings import ServiceSettings
+from nexwatt_shared.topics import Topic
+
+
+@dataclass
+class Resources:
+    settings: ServiceSettings
+    producer: EventProducer
+    pool: asyncpg.Pool | None = None
+    redis: Redis | None = None
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    closers: list[Closer] = field(default_factory=list)
+
+    def consumer(self, topics: Sequence[Topic], handler: BatchHandler) -> ConsumerRunner:
+        """A consumer in the service's group; /readyz waits until it has caught up."""
+        runner = ConsumerRunner(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            topics=topics,
+            handler=handler,
+            dead_letters=self.producer,
+            max_records=self.settings.consumer_max_records,
+        )
+
+        async def caught_up() -> bool:
+            return runner.caught_up(self.settings.ready_max_lag)
+
+        self.checks["kafka"] = caught_up
+        return runner
+
+    def process(self, workers: Sequence[Worker], app: FastAPI | None = None) -> ServiceProcess:
+        return ServiceProcess(
+            settings=self.settings,
+            app=health_app(self.settings.service_name, self.checks, app),
+            workers=list(workers),
+            closers=self.closers,
+        )
+
+
+async def open_resources(
+    settings: ServiceSettings, *, migrations: Path | None = None, redis: bool = False
+) -> Resources:
+    """Start the producer; open PostgreSQL (migrated) when `migrations` is given, and Redis."""
+    configure_logging(settings.service_name, settings.log_level)
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.service_name)
+    await producer.start()
+    res = Resources(settings=settings, producer=producer, closers=[producer.stop])
+    if migrations is not None:
+        pool = await open_pool(settings.postgres_url, settings.database, migrations)
+        res.pool = pool
+        res.closers.append(pool.close)
+
+        async def postgres_answers() -> bool:
+            return await pool.fetchval("SELECT 1") == 1
+
+        res.checks["postgres"] = postgres_answers
+    if redis:
+        client = open_redis(settings.redis_url)
+        res.redis = client
+        res.closers.append(client.aclose)
+
+        async def redis_answers() -> bool:
+            return bool(await client.ping())
+
+        res.checks["redis"] = redis_answers
+    return res
+
+
+def service_main(
+    settings_type: type[ServiceSettings],
+    bootstrap: Callable[[Any], Coroutine[Any, Any, ServiceProcess]],
+    migrations: Path | None = None,
+) -> None:
+    """The command line of every service: `run` (default) or `migrate`."""
+    settings = settings_type()
+    parser = argparse.ArgumentParser(prog=f"nexwatt-{settings.service_name}")
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
+    args = parser.parse_args()
+
+    async def run() -> None:
+        process = await bootstrap(settings)
+        await process.run()
+
+    async def migrate() -> None:
+        configure_logging(settings.service_name, settings.log_level)
+        if migrations is not None:
+            pool = await open_pool(settings.postgres_url, settings.database, migrations)
+            await pool.close()
+
+    asyncio.run(run() if args.command == "run" else migrate())
