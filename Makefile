@@ -8,7 +8,7 @@ PYTEST := $(RUN) $(PY) -m pytest -p no:cacheprovider
 # On a failed test run, show what the servers said.
 LOGS_ON_FAIL = || { $(PY) deploy/local/stack.py logs --lines 40; exit 1; }
 
-.PHONY: help setup stack-up stack-down stack-status topics schemas lint \
+.PHONY: help setup stack-up stack-down stack-status topics schemas lint demo \
         test test-unit test-integration test-e2e
 
 help:
@@ -43,3 +43,6 @@ test-e2e: ## the running services, driven from outside
 	@$(TIMED) test-e2e $(PYTEST) tests/e2e $(LOGS_ON_FAIL)
 
 test: stack-up lint test-unit test-integration test-e2e ## set up, start the stack, run every tier
+
+demo: stack-up ## the story end to end: fleet, ISO instruction, dispatch, settlement (~2 min)
+	@$(RUN) $(PY) deploy/local/demo.py $(if $(KEEP),--keep-running)

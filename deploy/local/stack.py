@@ -1,6 +1,6 @@
 """The local stack: a real single-node KRaft Kafka, PostgreSQL and Redis, without Docker.
 
-    python deploy/local/stack.py up | down | status
+    python deploy/local/stack.py up | down | reset | status | logs
 
 Each server keeps its data under `.stack/<name>/`, logs to `.stack/logs/<name>.log` and listens
 on 127.0.0.1 at a port of its own (not the default one, so nothing already running collides).
@@ -457,6 +457,17 @@ def down() -> None:
         print(f"    {server.name:<9} {'stopped' if was else 'not running'}")
 
 
+def reset() -> None:
+    """Stop the servers, delete their data, start them again: a clean slate."""
+    down()
+    for server in SERVERS:
+        if server.external():
+            print(f"    {server.name:<9} external: its data is left alone")
+        else:
+            shutil.rmtree(server.data, ignore_errors=True)
+    up()
+
+
 def status() -> int:
     async def check(server: Server) -> str:
         if server.pid() is None:
@@ -484,7 +495,7 @@ def logs(lines: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "logs"])
+    parser.add_argument("command", choices=["up", "down", "reset", "status", "logs"])
     parser.add_argument("--lines", type=int, default=40, help="for `logs`: lines per server")
     args = parser.parse_args()
     # aiokafka logs every refused connection while the broker boots; the poll reports instead.
@@ -493,6 +504,8 @@ def main() -> None:
         up()
     elif args.command == "down":
         down()
+    elif args.command == "reset":
+        reset()
     elif args.command == "status":
         sys.exit(status())
     else:

@@ -33,11 +33,15 @@ class Resources:
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     closers: list[Closer] = field(default_factory=list)
 
-    def consumer(self, topics: Sequence[Topic], handler: BatchHandler) -> ConsumerRunner:
-        """A consumer in the service's group; /readyz waits until it has caught up."""
+    def consumer(
+        self, topics: Sequence[Topic], handler: BatchHandler, role: str = ""
+    ) -> ConsumerRunner:
+        """A consumer in the service's group (or the group `<service group>.<role>` when a
+        service needs several loops); /readyz waits until each has caught up."""
+        group = f"{self.settings.consumer_group}.{role}" if role else self.settings.consumer_group
         runner = ConsumerRunner(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.settings.consumer_group,
+            group_id=group,
             topics=topics,
             handler=handler,
             dead_letters=self.producer,
@@ -47,7 +51,7 @@ class Resources:
         async def caught_up() -> bool:
             return runner.caught_up(self.settings.ready_max_lag)
 
-        self.checks["kafka"] = caught_up
+        self.checks[f"kafka:{role}" if role else "kafka"] = caught_up
         return runner
 
     def process(self, workers: Sequence[Worker], app: FastAPI | None = None) -> ServiceProcess:
@@ -92,21 +96,24 @@ def service_main(
     settings_type: type[ServiceSettings],
     bootstrap: Callable[[Any], Coroutine[Any, Any, ServiceProcess]],
     migrations: Path | None = None,
+    commands: dict[str, Callable[[Any], Coroutine[Any, Any, None]]] | None = None,
 ) -> None:
-    """The command line of every service: `run` (default) or `migrate`."""
+    """The command line of every service: `run` (default), `migrate`, and any `commands` of
+    its own (name -> coroutine taking the settings)."""
     settings = settings_type()
-    parser = argparse.ArgumentParser(prog=f"nexwatt-{settings.service_name}")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
-    args = parser.parse_args()
 
-    async def run() -> None:
+    async def run(settings: ServiceSettings) -> None:
         process = await bootstrap(settings)
         await process.run()
 
-    async def migrate() -> None:
+    async def migrate(settings: ServiceSettings) -> None:
         configure_logging(settings.service_name, settings.log_level)
         if migrations is not None:
             pool = await open_pool(settings.postgres_url, settings.database, migrations)
             await pool.close()
 
-    asyncio.run(run() if args.command == "run" else migrate())
+    available = {"run": run, "migrate": migrate, **(commands or {})}
+    parser = argparse.ArgumentParser(prog=f"nexwatt-{settings.service_name}")
+    parser.add_argument("command", nargs="?", default="run", choices=list(available))
+    args = parser.parse_args()
+    asyncio.run(available[args.command](settings))

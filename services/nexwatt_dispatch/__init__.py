@@ -1,0 +1,8 @@
+"""dispatch: answers ISO dispatch instructions within seconds, from its own availability view.
+
+Keeps each asset's registration and latest telemetry in Redis (built from `asset.registered`
+and `telemetry.interval`), so it works while onboarding, capacity-model and settlement are down.
+On a `dispatch.instruction` it allocates the MW over the resource's available assets, sends
+setpoints on `asset.command`, waits a bounded time for `asset.command-ack`, and publishes
+`dispatch.confirmed`. Every instruction, command and ack is logged in PostgreSQL.
+"""

@@ -1,0 +1,76 @@
+"""Pure dispatch math: what each asset can deliver over a window, and how to share a request.
+
+All functions are vectorized over assets (numpy arrays, one element per asset).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+def deliverable_kw(
+    capacity_kw: ArrayLike,
+    pv_kw: ArrayLike,
+    soc_pct: ArrayLike,
+    reserve_pct: ArrayLike,
+    storage_kwh: ArrayLike,
+    hours: float,
+    telemetry_age_s: ArrayLike,
+    max_age_s: float,
+) -> FloatArray:
+    """Battery discharge each asset can hold for the rest of the window.
+
+    The least of:
+    - inverter headroom: ``capacity_kw - pv_kw`` (PV and battery share the inverter) [kW];
+    - energy above the backup reserve spread over the window:
+      ``(soc_pct - reserve_pct) / 100 * storage_kwh / hours`` [kW];
+    and zero for an asset whose newest telemetry is older than ``max_age_s`` (or missing:
+    pass ``inf``), since its state is unknown.
+
+    Parameters
+    ----------
+    capacity_kw : inverter AC rating [kW]
+    pv_kw : PV output in the newest telemetry [kW]
+    soc_pct : battery state of charge in the newest telemetry [%]
+    reserve_pct : state of charge kept for the household [%]
+    storage_kwh : usable battery energy [kWh]
+    hours : time from now to the window's end [h], > 0
+    telemetry_age_s : event time now minus the newest telemetry's end [s]
+    max_age_s : freshness limit [s]
+    """
+    if hours <= 0:
+        raise ValueError("hours must be positive")
+    headroom = np.asarray(capacity_kw, float) - np.asarray(pv_kw, float)
+    usable_kwh = (
+        (np.asarray(soc_pct, float) - np.asarray(reserve_pct, float))
+        / 100.0
+        * np.asarray(storage_kwh, float)
+    )
+    limit = np.minimum(headroom, usable_kwh / hours)
+    fresh = np.asarray(telemetry_age_s, float) <= max_age_s
+    return np.where(fresh, np.clip(limit, 0.0, None), 0.0)
+
+
+def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float = 0.0) -> FloatArray:
+    """Share ``requested_kw`` over assets in proportion to their limits, never above a limit.
+
+    When the limits add up to less than the request every asset gets its limit; otherwise each
+    gets ``limit * requested / sum(limits)``. Setpoints below ``min_setpoint_kw`` are dropped
+    (set to zero), so the total may fall short of the request by at most
+    ``n * min_setpoint_kw``.
+
+    Parameters
+    ----------
+    requested_kw : total requested [kW], >= 0
+    limits_kw : what each asset can hold [kW], >= 0
+    min_setpoint_kw : smallest setpoint worth a command [kW]
+    """
+    limits = np.asarray(limits_kw, float)
+    total = limits.sum()
+    if requested_kw <= 0 or total <= 0:
+        return np.zeros_like(limits)
+    setpoints = limits * min(1.0, requested_kw / total)
+    return np.where(setpoints >= min_setpoint_kw, setpoints, 0.0)

@@ -1,0 +1,202 @@
+"""Handling instructions (allocate, command, collect acks, answer) and keeping state current."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import numpy as np
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from nexwatt_dispatch.availability import Availability
+from nexwatt_dispatch.config import Settings
+from nexwatt_dispatch.domain import allocate, deliverable_kw
+from nexwatt_dispatch.log import DispatchLog
+from nexwatt_shared.codec import encode
+from nexwatt_shared.contracts import (
+    AssetCommand,
+    AssetCommandAck,
+    AssetRegistered,
+    DispatchConfirmed,
+    DispatchInstruction,
+    DispatchStatus,
+    TelemetryInterval,
+)
+from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import ASSET_COMMAND, DISPATCH_CONFIRMED
+
+log = structlog.get_logger()
+CONFIRM_SECONDS = Histogram(
+    "nexwatt_dispatch_confirm_seconds",
+    "Wall time from instruction to dispatch.confirmed [s]",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 30),
+)
+INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
+MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
+MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
+CONFIRM_TOLERANCE_MW = 0.0005  # half a kW: float dust, not a shortfall
+
+
+def make_state_handler(availability: Availability, dispatch_log: DispatchLog) -> BatchHandler:
+    """asset.registered, telemetry.interval and asset.command-ack keep the view current."""
+
+    async def handle(batch: list[Delivery]) -> None:
+        payloads = [d.payload for d in batch]
+        registrations = [p for p in payloads if isinstance(p, AssetRegistered)]
+        acks = [p for p in payloads if isinstance(p, AssetCommandAck)]
+        await availability.apply_registrations(sorted(registrations, key=lambda r: r.version))
+        await availability.apply_telemetry(
+            [p for p in payloads if isinstance(p, TelemetryInterval)]
+        )
+        if acks:
+            await dispatch_log.record_acks(acks)
+            await availability.record_acks(acks)
+
+    return handle
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        availability: Availability,
+        dispatch_log: DispatchLog,
+        producer: EventProducer,
+    ) -> None:
+        self.settings = settings
+        self.availability = availability
+        self.log = dispatch_log
+        self.producer = producer
+
+    async def handle(self, batch: list[Delivery]) -> None:
+        for delivery in batch:
+            assert isinstance(delivery.payload, DispatchInstruction)
+            with structlog.contextvars.bound_contextvars(
+                instruction_id=delivery.payload.instruction_id, event_id=delivery.event.id
+            ):
+                await self.answer(delivery.payload)
+
+    async def answer(self, instruction: DispatchInstruction) -> None:
+        started = time.monotonic()
+        previous = await self.log.published_answer(instruction.instruction_id)
+        if previous is not None:
+            # A replay: send the very same event again (same id), never a second decision.
+            await self.producer.send_raw(
+                DISPATCH_CONFIRMED.name, instruction.resource_id, json.dumps(previous).encode()
+            )
+            log.info("instruction already answered; answer re-sent")
+            return
+        log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
+        commands, reason = await self._command(instruction)
+        acked_kw = await self._collect_acks(instruction.instruction_id, commands)
+        elapsed_s = time.monotonic() - started
+        confirmed_mw = sum(acked_kw.values()) / 1000.0
+        if not commands:
+            status = DispatchStatus.REJECTED
+        elif confirmed_mw <= 0:
+            status, reason = DispatchStatus.REJECTED, "no asset acknowledged its setpoint in time"
+        elif confirmed_mw + CONFIRM_TOLERANCE_MW >= instruction.mw:
+            status = DispatchStatus.CONFIRMED
+        else:
+            status = DispatchStatus.PARTIAL
+            missing = len(commands) - len(acked_kw)
+            notes = [reason] if reason else []
+            if missing:
+                notes.append(f"{missing} of {len(commands)} assets did not acknowledge in time")
+            reason = "; ".join(notes) or "assets acknowledged less than commanded"
+        answer = DispatchConfirmed(
+            instruction_id=instruction.instruction_id,
+            resource_id=instruction.resource_id,
+            window_start=instruction.window_start,
+            window_end=instruction.window_end,
+            status=status,
+            reason=reason,
+            mw_requested=instruction.mw,
+            mw_confirmed=round(confirmed_mw, 6),
+            assets_commanded=len(commands),
+            assets_dispatched=sum(1 for kw in acked_kw.values() if kw > 0),
+            instruction_received_at=instruction.issued_at,
+            # Event time of the answer: the instruction's event time plus our processing time.
+            confirmed_at=instruction.issued_at + timedelta(seconds=elapsed_s),
+            processing_ms=elapsed_s * 1000.0,
+        )
+        event = await self.producer.publish(
+            DISPATCH_CONFIRMED,
+            answer,
+            event_id=f"confirmed:{instruction.instruction_id}",
+            time=answer.confirmed_at,
+        )
+        await self.log.record_answer(json.loads(encode(event)))
+        CONFIRM_SECONDS.observe(elapsed_s)
+        INSTRUCTIONS.labels(status).inc()
+        MW_REQUESTED.labels(instruction.resource_id).set(instruction.mw)
+        MW_CONFIRMED.labels(instruction.resource_id).set(answer.mw_confirmed)
+        log.info(
+            "instruction answered",
+            status=status,
+            mw_confirmed=answer.mw_confirmed,
+            assets_dispatched=answer.assets_dispatched,
+            processing_ms=answer.processing_ms,
+        )
+
+    async def _command(
+        self, instruction: DispatchInstruction
+    ) -> tuple[list[AssetCommand], str | None]:
+        """Allocate over the resource's assets and send the setpoints; say why when none."""
+        fleet = await self.availability.fleet(instruction.resource_id)
+        now = instruction.issued_at
+        start = max(now, instruction.window_start)
+        hours = (instruction.window_end - start).total_seconds() / 3600.0
+        if not fleet.asset_ids:
+            return [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
+        if hours <= 0:
+            return [], "the window has already ended at the instruction's issue time"
+        limits = deliverable_kw(
+            fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
+            hours, now.timestamp() - fleet.telemetry_end_epoch,
+            self.settings.dispatch_telemetry_max_age_s,
+        )  # fmt: skip
+        setpoints = allocate(
+            instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw
+        )
+        chosen = np.flatnonzero(setpoints > 0)
+        if chosen.size == 0:
+            return [], "no asset available: telemetry stale or batteries at their reserve"
+        commands = [
+            AssetCommand(
+                command_id=f"{instruction.instruction_id}:{fleet.asset_ids[i]}",
+                instruction_id=instruction.instruction_id,
+                asset_id=fleet.asset_ids[i],
+                resource_id=instruction.resource_id,
+                setpoint_kw=round(float(setpoints[i]), 3),
+                window_start=start,
+                window_end=instruction.window_end,
+                issued_at=now,
+            )
+            for i in chosen
+        ]
+        await self.log.record_commands(instruction, commands, [float(limits[i]) for i in chosen])
+        await self.producer.publish_many(ASSET_COMMAND, commands, time=now)
+        shortfall = instruction.mw * 1000.0 - float(limits.sum())
+        reason = f"fleet limit {limits.sum() / 1000:.3f} MW" if shortfall > 0 else None
+        return commands, reason
+
+    async def _collect_acks(
+        self, instruction_id: str, commands: list[AssetCommand]
+    ) -> dict[str, float]:
+        """Acknowledged setpoints [kW] by command id, capped at what was commanded; waits until
+        every command is answered or the timeout passes."""
+        if not commands:
+            return {}
+        wanted = {c.command_id: c.setpoint_kw for c in commands}
+        deadline = time.monotonic() + self.settings.dispatch_ack_timeout_s
+        while True:
+            acked = await self.availability.acked_setpoints_kw(instruction_id)
+            if wanted.keys() <= acked.keys() or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        return {cid: min(acked[cid], kw) for cid, kw in wanted.items() if cid in acked}

@@ -1,0 +1,8 @@
+"""fleet simulator: plays the inverter gateways of a fleet of solar + storage assets.
+
+Streams `telemetry.interval` for every asset at its own interval from a simple physical model
+(clear-sky-shaped PV, household load, a battery whose state of charge follows what it does),
+obeys `asset.command` setpoints within physical limits and acknowledges them on
+`asset.command-ack`. Runs on an accelerated event clock. Some assets can be offline (no
+telemetry, no acks), some under-respond (acknowledge, then deliver less), some refuse.
+"""

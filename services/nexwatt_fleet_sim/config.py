@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from nexwatt_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "fleet-sim"
+    http_port: int = 8086
+    sim_assets: int = Field(312, description="Fleet size (about 1 in 10 is a commercial site)")
+    sim_seed: int = Field(42, description="Same seed, same fleet and same weather")
+    sim_start: datetime = Field(
+        datetime.fromisoformat("2026-03-12T08:44:00-04:00"), description="Event time to start at"
+    )
+    sim_speed: float = Field(60.0, description="Event seconds per wall second")
+    sim_asset_prefix: str = Field("BTM-", description="Asset ids are <prefix><5 digits>")
+    sim_resource_id: str | None = Field(None, description="Register into this ISO resource")
+    sim_iso_zone: str = "PJM-PEPCO"
+    sim_latitude_deg: float = 38.9
+    sim_longitude_deg: float = -77.0
+    sim_offline_fraction: float = Field(0.02, description="Assets that never report or ack")
+    sim_under_response_fraction: float = Field(
+        0.05, description="Assets that acknowledge a setpoint and deliver less"
+    )
+    sim_refusal_fraction: float = Field(0.01, description="Assets whose owner opts out")
+    sim_onboarding_url: str = Field(
+        "http://127.0.0.1:8081", description="Where `register` sends the fleet"
+    )

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from nexwatt_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "iso-sim"
+    http_port: int = 8087
+    iso_resource_id: str = "NXW-PJM-0042"
+    iso_mw: float = Field(44.5, description="Requested delivery [MW]")
+    iso_issue_at: datetime = Field(
+        datetime.fromisoformat("2026-03-12T09:17:00-04:00"),
+        description="Event time at which the instruction is sent",
+    )
+    iso_window_start: datetime = datetime.fromisoformat("2026-03-12T09:15:00-04:00")
+    iso_window_end: datetime = datetime.fromisoformat("2026-03-12T10:15:00-04:00")
+    iso_instruction_id: str | None = Field(None, description="Default: a new id per run")
+    iso_timezone: str = Field("America/New_York", description="Zone the log is printed in")
+    iso_timeout_s: float = Field(600.0, description="Give up after this much wall time")

@@ -1,0 +1,165 @@
+"""One dispatch event from the ISO's side, printed as the dispatch event log."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel
+
+from nexwatt_iso_sim.config import Settings
+from nexwatt_shared.codec import UndecodableMessage, decode
+from nexwatt_shared.contracts import (
+    DispatchConfirmed,
+    DispatchInstruction,
+    DispatchStatus,
+    SettlementFiled,
+    TelemetryInterval,
+)
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import (
+    DISPATCH_CONFIRMED,
+    DISPATCH_INSTRUCTION,
+    SETTLEMENT_FILED,
+    TELEMETRY_INTERVAL,
+)
+
+PROGRESS_EVERY_S = 5.0
+
+
+class EventLog:
+    """Lines like `2026-03-12 09:17:00  ASSETS_DISPATCHED  count: 304  mw_confirmed: 44.1`."""
+
+    def __init__(self, timezone: str) -> None:
+        self.zone = ZoneInfo(timezone)
+
+    def local(self, when: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        return when.astimezone(self.zone).strftime(fmt)
+
+    def line(self, when: datetime, name: str, **fields: object) -> None:
+        parts = [f'{k}: "{v}"' if isinstance(v, str) else f"{k}: {v}" for k, v in fields.items()]
+        print(f"{self.local(when)}  {name}  " + "  ".join(parts), flush=True)
+
+
+async def play(settings: Settings) -> None:
+    """Send the instruction when the fleet's event time reaches `iso_issue_at`; exit 0 once its
+    settlement is filed, 2 if it is rejected, 1 on time-out."""
+    out = EventLog(settings.iso_timezone)
+    instruction = DispatchInstruction(
+        instruction_id=settings.iso_instruction_id or f"PJM-{uuid.uuid4().hex[:12]}",
+        resource_id=settings.iso_resource_id,
+        mw=settings.iso_mw,
+        window_start=settings.iso_window_start,
+        window_end=settings.iso_window_end,
+        issued_at=settings.iso_issue_at,
+    )
+    topics = [TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED]
+    consumer = AIOKafkaConsumer(
+        *(t.name for t in topics),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="latest",
+    )
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.service_name)
+    await consumer.start()
+    await producer.start()
+    try:
+        await _pin_positions(consumer)
+        await _run(settings, instruction, consumer, producer, out)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _pin_positions(consumer: AIOKafkaConsumer) -> None:
+    """Resolve 'latest' now, so nothing published after this moment is missed."""
+    # Without a group every partition is assigned to us once metadata arrives; aiokafka offers
+    # no event for that, so poll.
+    while not consumer.assignment():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
+class _Session:
+    """The ISO's view of one event: the fleet's event clock, then the platform's answers."""
+
+    def __init__(self, instruction: DispatchInstruction, out: EventLog) -> None:
+        self.instruction = instruction
+        self.out = out
+        self.clock: datetime | None = None
+        self.sent_at: float | None = None  # wall time the instruction went out
+        self.done = False
+
+    def due(self) -> bool:
+        return (
+            self.sent_at is None
+            and self.clock is not None
+            and (self.clock >= self.instruction.issued_at)
+        )
+
+    def sent(self) -> None:
+        i, local = self.instruction, self.out.local
+        self.sent_at = time.monotonic()
+        window = f"{local(i.window_start, '%H:%M')}\N{EN DASH}{local(i.window_end, '%H:%M')}"
+        self.out.line(i.issued_at, "DISPATCH_INSTRUCTION_RECEIVED", resource_id=i.resource_id,
+                      mw_requested=i.mw, window=window)  # fmt: skip
+
+    def see(self, payload: BaseModel) -> None:
+        if isinstance(payload, TelemetryInterval):
+            self.clock = max(self.clock or payload.interval_end, payload.interval_end)
+        elif getattr(payload, "instruction_id", None) != self.instruction.instruction_id:
+            return
+        elif isinstance(payload, DispatchConfirmed):
+            if payload.status == DispatchStatus.REJECTED:
+                self.out.line(payload.confirmed_at, "DISPATCH_REJECTED", reason=payload.reason)
+                raise SystemExit(2)
+            latency_ms = (time.monotonic() - (self.sent_at or time.monotonic())) * 1000
+            self.out.line(payload.confirmed_at, "ASSETS_DISPATCHED",
+                          count=payload.assets_dispatched,
+                          mw_confirmed=round(payload.mw_confirmed, 1), status=payload.status,
+                          latency_ms=round(latency_ms))  # fmt: skip
+        elif isinstance(payload, SettlementFiled):
+            self.out.line(payload.filed_at, "SETTLEMENT_REPORT_GENERATED", status=payload.status,
+                          delivered_mw=round(payload.delivered_mw, 2),
+                          performance=f"{payload.performance_pct:.1f}%",
+                          report_id=payload.report_id)  # fmt: skip
+            self.done = True
+
+    def progress(self) -> str:
+        waiting = "the instruction's time" if self.sent_at is None else "the settlement report"
+        now = self.out.local(self.clock, "%H:%M") if self.clock else "no telemetry yet"
+        return f"    … event time {now}, waiting for {waiting}"
+
+
+async def _run(
+    settings: Settings,
+    instruction: DispatchInstruction,
+    consumer: AIOKafkaConsumer,
+    producer: EventProducer,
+    out: EventLog,
+) -> None:
+    by_name = {t.name: t for t in (TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED)}
+    session = _Session(instruction, out)
+    deadline = time.monotonic() + settings.iso_timeout_s
+    next_progress = time.monotonic() + PROGRESS_EVERY_S
+    while not session.done:
+        if time.monotonic() > deadline:
+            print(f"gave up after {settings.iso_timeout_s:.0f}s", file=sys.stderr)
+            raise SystemExit(1)
+        for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+            for record in records:
+                try:
+                    session.see(decode(by_name[tp.topic], record.value).data)
+                except UndecodableMessage:
+                    continue  # not ours to judge: the services dead-letter what they can't read
+        if session.due():
+            await producer.publish(DISPATCH_INSTRUCTION, instruction, time=instruction.issued_at)
+            session.sent()
+        if time.monotonic() >= next_progress:
+            next_progress += PROGRESS_EVERY_S
+            print(session.progress(), file=sys.stderr, flush=True)
