@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from nexwatt_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "onboarding"
+    http_port: int = 8081
+    outbox_poll_s: float = Field(0.15, gt=0, description="Outbox poll when nothing wakes it [s]")
+    outbox_batch_size: int = Field(100, gt=0, description="Outbox rows published per transaction")

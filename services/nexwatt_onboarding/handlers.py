@@ -1,0 +1,104 @@
+"""Handling the API's commands: each checks the rules, then writes the asset's record and its
+outbox row in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from nexwatt_onboarding import domain, store
+from nexwatt_onboarding.models import Enrolled, RegistrationRequest, Rejected, ResourceSummary
+from nexwatt_onboarding.rules import DeliveryYearRules, IsoRules
+from nexwatt_shared.contracts import AssetRegistered, AssetStatus
+from nexwatt_shared.envelope import utcnow
+
+log = structlog.get_logger()
+REGISTRATIONS = Counter(
+    "nexwatt_onboarding_registrations_total",
+    "Registration requests by outcome: enrolled (new), updated, unchanged, rejected",
+    ["outcome"],
+)
+
+
+class Onboarding:
+    def __init__(self, pool: asyncpg.Pool, rules: IsoRules, on_change: Callable[[], None]) -> None:
+        self.pool = pool
+        self.rules = rules
+        self.on_change = on_change  # told after every committed change (wakes the relay)
+
+    def rules_now(self) -> DeliveryYearRules:
+        return self.rules.in_force(utcnow().date())
+
+    async def register(self, req: RegistrationRequest) -> Enrolled | Rejected:
+        rules = self.rules_now()
+        resource_id = domain.resolve_resource_id(req, rules)
+        with structlog.contextvars.bound_contextvars(asset_id=req.asset_id):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.lock_asset(conn, req.asset_id)
+                resource_zone = None
+                if resource_id is not None and rules.zone_of_resource(resource_id) is None:
+                    # A resource the rules don't list belongs to the zone of its assets: lock it
+                    # so two zones can't both claim it at once.
+                    await store.lock_resource(conn, resource_id)
+                    resource_zone = await store.zone_in_use(conn, resource_id, req.asset_id)
+                assessment = domain.assess(req, rules, resource_zone)
+                if not assessment.iso_compliant:
+                    REGISTRATIONS.labels("rejected").inc()
+                    rules_broken = [v.rule for v in assessment.violations]
+                    log.info("registration rejected", rules=rules_broken)
+                    return Rejected(
+                        telemetry_validated=assessment.telemetry_validated,
+                        asset_id=req.asset_id,
+                        violations=assessment.violations,
+                    )
+                current = await store.get_asset(conn, req.asset_id)
+                record, changed = domain.enrolment(req, rules, current, utcnow())
+                if changed:
+                    await store.save_asset(conn, record)
+            if changed:
+                self.on_change()
+                log.info("asset enrolled", version=record.version, resource_id=record.resource_id)
+            outcome = "enrolled" if current is None else "updated" if changed else "unchanged"
+            REGISTRATIONS.labels(outcome).inc()
+            return Enrolled(
+                asset_id=record.asset_id, resource_id=record.resource_id, version=record.version
+            )
+
+    async def change_status(self, asset_id: str, status: AssetStatus) -> AssetRegistered | None:
+        """The asset's record after the change (unchanged when it already had `status`); None
+        when the asset is unknown. Raises domain.TransitionNotAllowed."""
+        with structlog.contextvars.bound_contextvars(asset_id=asset_id):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.lock_asset(conn, asset_id)
+                current = await store.get_asset(conn, asset_id)
+                if current is None:
+                    return None
+                record, changed = domain.status_change(current, status, utcnow())
+                if changed:
+                    await store.save_asset(conn, record)
+            if changed:
+                self.on_change()
+                log.info("asset status changed", status=status.value, version=record.version)
+            return record
+
+    async def asset(self, asset_id: str) -> AssetRegistered | None:
+        return await store.get_asset(self.pool, asset_id)
+
+    async def resource(self, resource_id: str) -> ResourceSummary | None:
+        """The resource's aggregate; None when neither the rules nor any asset know it."""
+        rules = self.rules_now()
+        totals = await store.resource_totals(self.pool, resource_id)
+        zone = rules.zone_of_resource(resource_id) or totals["iso_zone"]
+        if zone is None:
+            return None
+        return domain.resource_summary(
+            resource_id,
+            rules,
+            zone,
+            totals["assets_enrolled"],
+            totals["capacity_kw"],
+            totals["storage_kwh"],
+        )

@@ -1,0 +1,108 @@
+"""The service's store in PostgreSQL: assets (latest record per asset) and the outbox.
+
+Functions that change data take a connection inside the caller's transaction, so that an asset's
+row and its outbox row are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from nexwatt_shared.contracts import AssetRegistered, AssetStatus
+
+# Two-key advisory locks, one key space per purpose (the migrations use the one-key space).
+_ASSET_LOCK = 1
+_RESOURCE_LOCK = 2
+
+_COLUMNS = list(AssetRegistered.model_fields)
+_SELECT_ASSET = f"SELECT {', '.join(_COLUMNS)} FROM assets WHERE asset_id = $1"
+
+
+async def lock_asset(conn: asyncpg.Connection, asset_id: str) -> None:
+    """Serialize changes of one asset until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _ASSET_LOCK, asset_id)
+
+
+async def lock_resource(conn: asyncpg.Connection, resource_id: str) -> None:
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", _RESOURCE_LOCK, resource_id
+    )
+
+
+async def get_asset(db: asyncpg.Pool | asyncpg.Connection, asset_id: str) -> AssetRegistered | None:
+    row = await db.fetchrow(_SELECT_ASSET, asset_id)
+    return AssetRegistered.model_validate(dict(row)) if row else None
+
+
+async def zone_in_use(conn: asyncpg.Connection, resource_id: str, other_than: str) -> str | None:
+    """The zone of assets (other than `other_than`) that still belong to `resource_id`."""
+    return await conn.fetchval(
+        "SELECT iso_zone FROM assets WHERE resource_id = $1 AND asset_id <> $2"
+        " AND status <> $3 LIMIT 1",
+        resource_id,
+        other_than,
+        AssetStatus.UNENROLLED.value,
+    )
+
+
+async def save_asset(conn: asyncpg.Connection, record: AssetRegistered) -> None:
+    """Upsert the asset's record and queue it in the outbox, in the caller's transaction."""
+    values = record.model_dump()  # enum members are str: asyncpg writes their text
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "asset_id")
+    await conn.execute(
+        f"INSERT INTO assets ({', '.join(_COLUMNS)})"
+        f" VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
+        f" ON CONFLICT (asset_id) DO UPDATE SET {updates}",
+        *[values[c] for c in _COLUMNS],
+    )
+    await conn.execute(
+        "INSERT INTO outbox (event_id, asset_id, version, payload, created_at)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        f"{record.asset_id}:v{record.version}",
+        record.asset_id,
+        record.version,
+        record.model_dump_json(),
+        record.updated_at,
+    )
+
+
+async def resource_totals(pool: asyncpg.Pool, resource_id: str) -> asyncpg.Record:
+    """Assets that ever used the resource, and count/capacity/storage of the enrolled ones."""
+    return await pool.fetchrow(
+        """
+        SELECT count(*) AS assets_known,
+               min(iso_zone) AS iso_zone,
+               count(*) FILTER (WHERE status = $2) AS assets_enrolled,
+               coalesce(sum(capacity_kw) FILTER (WHERE status = $2), 0) AS capacity_kw,
+               coalesce(sum(storage_kwh) FILTER (WHERE status = $2), 0) AS storage_kwh
+        FROM assets WHERE resource_id = $1
+        """,
+        resource_id,
+        AssetStatus.ENROLLED.value,
+    )
+
+
+async def claim_unsent(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Unsent outbox rows in `id` order, locked until the transaction ends; rows another relay
+    holds are skipped. Only each asset's oldest unsent row is eligible: a relay can never
+    publish version n+1 of an asset while version n is unsent or being sent by another relay."""
+    return await conn.fetch(
+        """
+        SELECT id, event_id, payload, created_at FROM outbox o
+        WHERE sent_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM outbox earlier
+                          WHERE earlier.asset_id = o.asset_id AND earlier.sent_at IS NULL
+                            AND earlier.id < o.id)
+        ORDER BY id LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        """,
+        limit,
+    )
+
+
+async def mark_sent(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
+
+
+async def backlog(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")

@@ -1,0 +1,330 @@
+"""The onboarding service, run as its real process, against the real PostgreSQL and Kafka.
+
+One service process (own port, own database) serves the module; every test uses asset ids of
+its own. The relay publishes outbox rows in commit order, so "nothing was published for X" is
+checked by waiting for a later event and finding none for X before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from nexwatt_shared.postgres import database_url
+from nexwatt_shared.topics import ASSET_REGISTERED
+from tests.helpers import eventually, read_all, unique
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.integration
+
+
+def seed(asset_id: str, **changes: object) -> dict:
+    return {
+        "asset_id": asset_id,
+        "type": "solar_storage",
+        "inverter": "SolarEdge SE7600",
+        "capacity_kw": 7.6,
+        "storage_kwh": 9.8,
+        "meter_id": "MD-78421-C",
+        "iso_zone": "PJM-PEPCO",
+        "telemetry_interval": 5,
+        **changes,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    database = unique("test_onboarding").replace("-", "_")
+    log_path = tmp_path_factory.mktemp("onboarding") / "service.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexwatt_onboarding"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "NEXWATT_HTTP_HOST": "127.0.0.1",
+                "NEXWATT_HTTP_PORT": str(port),
+                "NEXWATT_POSTGRES_DATABASE": database,
+            },
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(eventually(lambda: _ready(url, proc), bool, timeout_s=30))
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(f"onboarding did not get ready:\n{log_path.read_text()}") from None
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, log_path.read_text()
+    asyncio.run(_drop(servers["NEXWATT_POSTGRES_URL"], database))
+
+
+async def _ready(url: str, proc: subprocess.Popen) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"onboarding exited with {proc.returncode}")
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{url}/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def _drop(server_url: str, database: str) -> None:
+    conn = await asyncpg.connect(database_url(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def api(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def bootstrap(servers: dict[str, str]) -> str:
+    return servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
+
+
+async def events_of(bootstrap: str, asset_id: str) -> list:
+    records = await read_all(bootstrap, ASSET_REGISTERED.name)
+    return [r for r in records if r.key == asset_id.encode()]
+
+
+async def wait_for_versions(bootstrap: str, asset_id: str, versions: int) -> list[dict]:
+    """The asset's events once `versions` of them are on the topic, as parsed CloudEvents."""
+    records = await eventually(
+        lambda: events_of(bootstrap, asset_id), lambda rs: len(rs) >= versions, timeout_s=20
+    )
+    return [json.loads(r.value) for r in records]
+
+
+async def test_registering_the_seed_asset_enrols_it_and_publishes_its_record(
+    api: httpx.AsyncClient, bootstrap: str
+) -> None:
+    asset_id = unique("BTM")
+    answer = await api.post("/v1/assets/register", json=seed(asset_id, subscriber_id="SUB-7"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "status": "enrolled",
+        "telemetry_validated": True,
+        "iso_compliant": True,
+        "asset_id": asset_id,
+        "resource_id": "NXW-PJM-0042",
+        "version": 1,
+    }
+
+    (event,) = await wait_for_versions(bootstrap, asset_id, 1)
+    assert event["type"] == "nexwatt.asset.registered.v1"
+    assert event["id"] == f"{asset_id}:v1"
+    assert event["source"] == "urn:nexwatt:service:onboarding"
+    assert event["subject"] == asset_id
+    data = event["data"]
+    assert data == {
+        "asset_id": asset_id,
+        "status": "enrolled",
+        "asset_type": "solar_storage",
+        "inverter": "SolarEdge SE7600",
+        "vendor": "solaredge",
+        "capacity_kw": 7.6,
+        "storage_kwh": 9.8,
+        "backup_reserve_pct": 20.0,
+        "meter_id": "MD-78421-C",
+        "iso": "PJM",
+        "iso_zone": "PJM-PEPCO",
+        "resource_id": "NXW-PJM-0042",
+        "subscriber_id": "SUB-7",
+        "cohort": "residential",
+        "telemetry_interval_s": 300,
+        "version": 1,
+        "updated_at": data["updated_at"],
+    }
+    stored = await api.get(f"/v1/assets/{asset_id}")
+    assert stored.status_code == 200
+    assert stored.json() == data
+
+
+async def test_same_data_again_publishes_nothing_and_changed_data_publishes_version_2(
+    api: httpx.AsyncClient, bootstrap: str
+) -> None:
+    asset_id = unique("BTM")
+    first = await api.post("/v1/assets/register", json=seed(asset_id))
+    again = await api.post("/v1/assets/register", json=seed(asset_id))
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    changed = await api.post("/v1/assets/register", json=seed(asset_id, capacity_kw=8.2))
+    assert changed.status_code == 200
+    assert changed.json()["version"] == 2
+
+    events = await wait_for_versions(bootstrap, asset_id, 2)
+    # Had the identical request published, its event would sit between these two.
+    assert [(e["id"], e["data"]["version"], e["data"]["capacity_kw"]) for e in events] == [
+        (f"{asset_id}:v1", 1, 7.6),
+        (f"{asset_id}:v2", 2, 8.2),
+    ]
+    assert (await api.get(f"/v1/assets/{asset_id}")).json()["version"] == 2
+
+
+async def test_unenrolling_publishes_the_status_change(
+    api: httpx.AsyncClient, bootstrap: str
+) -> None:
+    asset_id = unique("BTM")
+    await api.post("/v1/assets/register", json=seed(asset_id))
+    answer = await api.post(f"/v1/assets/{asset_id}/unenroll")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "unenrolled"
+    assert answer.json()["version"] == 2
+    again = await api.post(f"/v1/assets/{asset_id}/unenroll")
+    assert again.json()["version"] == 2  # already unenrolled: nothing new
+    refused = await api.post(f"/v1/assets/{asset_id}/suspend")
+    assert refused.status_code == 409
+    assert "register it again" in refused.json()["detail"]
+    back = await api.post("/v1/assets/register", json=seed(asset_id))
+    assert back.json()["version"] == 3
+
+    events = await wait_for_versions(bootstrap, asset_id, 3)
+    assert [(e["data"]["version"], e["data"]["status"]) for e in events] == [
+        (1, "enrolled"),
+        (2, "unenrolled"),
+        (3, "enrolled"),
+    ]
+
+
+async def test_unknown_assets_and_resources_are_404(api: httpx.AsyncClient) -> None:
+    missing = unique("BTM")
+    for answer in [
+        await api.get(f"/v1/assets/{missing}"),
+        await api.post(f"/v1/assets/{missing}/unenroll"),
+        await api.post(f"/v1/assets/{missing}/suspend"),
+    ]:
+        assert answer.status_code == 404
+        assert answer.json() == {"detail": f"asset {missing!r} is not registered"}
+    unknown = await api.get("/v1/resources/NXW-PJM-never-used")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "resource 'NXW-PJM-never-used' is unknown"}
+
+
+async def test_malformed_requests_are_422_naming_each_field(api: httpx.AsyncClient) -> None:
+    asset_id = unique("BTM")
+    body = seed(asset_id, capacity_kw="lots")
+    del body["meter_id"]
+    answer = await api.post("/v1/assets/register", json=body)
+    assert answer.status_code == 422
+    assert sorted(tuple(e["loc"]) for e in answer.json()["detail"]) == [
+        ("body", "capacity_kw"),
+        ("body", "meter_id"),
+    ]
+    assert (await api.get(f"/v1/assets/{asset_id}")).status_code == 404
+
+
+async def test_rule_violations_are_422_and_nothing_is_stored_or_published(
+    api: httpx.AsyncClient, bootstrap: str
+) -> None:
+    rejected_id = unique("BTM")
+    answer = await api.post("/v1/assets/register", json=seed(rejected_id, telemetry_interval=15))
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "status": "rejected",
+        "telemetry_validated": False,
+        "iso_compliant": False,
+        "asset_id": rejected_id,
+        "violations": [
+            {"rule": "telemetry_interval", "found": 15, "expected": "one of [1, 5] minutes"}
+        ],
+    }
+    assert (await api.get(f"/v1/assets/{rejected_id}")).status_code == 404
+
+    # An asset registered after the rejection is published after anything the rejection
+    # could have published.
+    marker_id = unique("BTM")
+    assert (await api.post("/v1/assets/register", json=seed(marker_id))).status_code == 200
+    await wait_for_versions(bootstrap, marker_id, 1)
+    assert await events_of(bootstrap, rejected_id) == []
+
+
+async def test_a_resource_aggregates_its_enrolled_assets_against_the_100_kw_minimum(
+    api: httpx.AsyncClient, bootstrap: str
+) -> None:
+    resource_id = unique("NXW-PJM-T")
+    big, small = unique("C-BIG"), unique("C-SMALL")
+
+    async def summary() -> dict:
+        answer = await api.get(f"/v1/resources/{resource_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    first = await api.post(
+        "/v1/assets/register",
+        json=seed(big, capacity_kw=60, storage_kwh=120, resource_id=resource_id),
+    )
+    assert first.json()["resource_id"] == resource_id
+    assert await summary() == {
+        "resource_id": resource_id,
+        "iso": "PJM",
+        "iso_zone": "PJM-PEPCO",
+        "assets_enrolled": 1,
+        "capacity_kw": 60.0,
+        "storage_kwh": 120.0,
+        "min_aggregation_kw": 100.0,
+        "meets_min_aggregation": False,
+    }
+    await api.post(
+        "/v1/assets/register",
+        json=seed(small, capacity_kw=40, storage_kwh=80, resource_id=resource_id),
+    )
+    after = await summary()
+    assert (after["assets_enrolled"], after["capacity_kw"], after["storage_kwh"]) == (2, 100, 200)
+    assert after["meets_min_aggregation"] is True
+
+    await api.post(f"/v1/assets/{big}/suspend")
+    suspended = await summary()
+    assert (suspended["assets_enrolled"], suspended["capacity_kw"]) == (1, 40)
+    assert suspended["meets_min_aggregation"] is False
+
+    # The new resource now belongs to PJM-PEPCO: an asset in another zone can't join it.
+    other_zone = await api.post(
+        "/v1/assets/register",
+        json=seed(unique("BTM"), iso_zone="PJM-BGE", resource_id=resource_id),
+    )
+    assert other_zone.status_code == 422
+    (violation,) = other_zone.json()["violations"]
+    assert violation["rule"] == "resource_id"
+    assert "already aggregates assets in PJM-PEPCO" in violation["expected"]
+
+    (event,) = await wait_for_versions(bootstrap, small, 1)
+    assert event["data"]["resource_id"] == resource_id
+    assert event["data"]["cohort"] == "residential"  # 40 kW < 100 kW
+
+
+async def test_the_api_is_documented(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/docs")).status_code == 200
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    assert {
+        "/v1/assets/register",
+        "/v1/assets/{asset_id}",
+        "/v1/assets/{asset_id}/unenroll",
+        "/v1/assets/{asset_id}/suspend",
+        "/v1/resources/{resource_id}",
+    } <= set(paths)

@@ -1,0 +1,177 @@
+"""The outbox relay on a real PostgreSQL, with a recording producer in place of Kafka, so that
+publishing can be made to fail or to be slow on purpose. Each test has a database of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from nexwatt_onboarding.bootstrap import MIGRATIONS
+from nexwatt_onboarding.handlers import Onboarding
+from nexwatt_onboarding.models import RegistrationRequest
+from nexwatt_onboarding.outbox import OutboxRelay
+from nexwatt_onboarding.rules import load_rules
+from nexwatt_shared.contracts import AssetStatus
+from nexwatt_shared.postgres import database_url, open_pool
+from nexwatt_shared.topics import ASSET_REGISTERED, Topic
+from tests.helpers import eventually, unique
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingProducer:
+    """Stands in for EventProducer.publish; `fail_on` maps a call number to when it fails:
+    "before" (the broker never got it) or "after" (it did, but the answer was lost)."""
+
+    def __init__(self, fail_on: dict[int, str] | None = None, max_delay_s: float = 0.0) -> None:
+        self.sent: list[tuple[str, str, int, datetime]] = []  # event id, asset id, version, time
+        self.calls = 0
+        self.fail_on = fail_on or {}
+        self.max_delay_s = max_delay_s
+
+    async def publish(
+        self, topic: Topic, payload: BaseModel, *, event_id: str, time: datetime
+    ) -> None:
+        assert topic is ASSET_REGISTERED
+        self.calls += 1
+        failure = self.fail_on.get(self.calls)
+        if failure == "before":
+            raise ConnectionError("broker unreachable")
+        await asyncio.sleep(random.uniform(0, self.max_delay_s))
+        self.sent.append((event_id, payload.asset_id, payload.version, time))
+        if failure == "after":
+            raise TimeoutError("no answer from the broker")
+
+    def ids(self) -> list[str]:
+        return [event_id for event_id, *_ in self.sent]
+
+
+def request(asset_id: str, **changes: object) -> RegistrationRequest:
+    return RegistrationRequest.model_validate(
+        {
+            "asset_id": asset_id,
+            "type": "solar_storage",
+            "inverter": "SolarEdge SE7600",
+            "capacity_kw": 7.6,
+            "storage_kwh": 9.8,
+            "meter_id": "MD-78421-C",
+            "iso_zone": "PJM-PEPCO",
+            "telemetry_interval": 5,
+            **changes,
+        }
+    )
+
+
+@pytest.fixture
+async def pool(servers: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    database = unique("test_outbox").replace("-", "_")
+    pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
+    yield pool
+    await pool.close()
+    conn = await asyncpg.connect(database_url(servers["NEXWATT_POSTGRES_URL"], "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def onboarding(pool: asyncpg.Pool, relay: OutboxRelay | None = None) -> Onboarding:
+    return Onboarding(pool, load_rules(), on_change=relay.wake if relay else lambda: None)
+
+
+async def unsent(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+
+
+async def test_a_change_and_its_outbox_row_are_committed_together(pool: asyncpg.Pool) -> None:
+    service = onboarding(pool)
+    await service.register(request("A-1"))
+    await service.register(request("A-1"))  # identical: no row
+    await service.register(request("A-1", capacity_kw=9.0))
+    await service.register(request("A-2", telemetry_interval=15))  # rejected: no row
+    rows = await pool.fetch("SELECT event_id, version, sent_at FROM outbox ORDER BY id")
+    assert [(r["event_id"], r["version"], r["sent_at"]) for r in rows] == [
+        ("A-1:v1", 1, None),
+        ("A-1:v2", 2, None),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM assets") == 1
+
+
+async def test_a_failed_publish_keeps_the_rest_for_later_and_sends_nothing_twice(
+    pool: asyncpg.Pool,
+) -> None:
+    service = onboarding(pool)
+    for asset_id in ["A-1", "A-2", "A-3"]:
+        await service.register(request(asset_id))
+    producer = RecordingProducer(fail_on={2: "before"})
+    relay = OutboxRelay(pool, producer)
+    with pytest.raises(ConnectionError):
+        await relay.publish_batch()
+    assert producer.ids() == ["A-1:v1"]
+    assert await unsent(pool) == 2  # A-1 was marked sent; A-2 and A-3 wait
+
+    assert await relay.publish_batch() == 2
+    assert producer.ids() == ["A-1:v1", "A-2:v1", "A-3:v1"]
+    assert await unsent(pool) == 0
+    assert await relay.publish_batch() == 0
+
+
+async def test_a_lost_acknowledgement_republishes_the_same_event(pool: asyncpg.Pool) -> None:
+    await onboarding(pool).register(request("A-1"))
+    producer = RecordingProducer(fail_on={1: "after"})
+    relay = OutboxRelay(pool, producer)
+    with pytest.raises(TimeoutError):
+        await relay.publish_batch()
+    assert await unsent(pool) == 1  # not known to be sent: kept
+    assert await relay.publish_batch() == 1
+    # The broker may now hold it twice, as the same event: a consumer drops the second.
+    first, second = producer.sent
+    assert first == second
+    assert first[0] == "A-1:v1"
+
+
+async def test_replicas_publish_every_change_once_and_each_asset_in_version_order(
+    pool: asyncpg.Pool,
+) -> None:
+    service = onboarding(pool)
+    assets = [f"A-{i}" for i in range(5)]
+    # Interleaved: the outbox holds every asset's v1, then every v2, and so on.
+    for capacity_kw in [5.0, 6.0, 7.0]:
+        for asset_id in assets:
+            await service.register(request(asset_id, capacity_kw=capacity_kw))
+    for asset_id in assets:
+        await service.change_status(asset_id, AssetStatus.SUSPENDED)
+    producer = RecordingProducer(max_delay_s=0.01)  # slow sends let the replicas overlap
+    replicas = [OutboxRelay(pool, producer, poll_s=0.02, batch_size=3) for _ in range(3)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(relay.run(stop)) for relay in replicas]
+    await eventually(lambda: unsent(pool), lambda n: n == 0, timeout_s=30)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    assert len(producer.ids()) == 20
+    assert len(set(producer.ids())) == 20
+    for asset_id in assets:
+        versions = [version for _, asset, version, _ in producer.sent if asset == asset_id]
+        assert versions == [1, 2, 3, 4], asset_id
+
+
+async def test_a_registration_wakes_the_relay_without_waiting_for_the_poll(
+    pool: asyncpg.Pool,
+) -> None:
+    producer = RecordingProducer()
+    relay = OutboxRelay(pool, producer, poll_s=10)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await asyncio.sleep(0.2)  # the relay has found nothing and sleeps on its 10 s poll
+    await onboarding(pool, relay).register(request("A-1"))
+    await eventually(lambda: asyncio.sleep(0, producer.ids()), bool, timeout_s=2)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)  # `stop` ends the poll's sleep too
+    assert producer.ids() == ["A-1:v1"]
