@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from nexwatt_shared.contracts import TelemetryInterval
+from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.topics import Topic
 
 T = TypeVar("T")
 
@@ -80,3 +82,91 @@ async def read_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list:
         return records
     finally:
         await consumer.stop()
+
+
+class TopicWatcher:
+    """Collects every event published on some topics from the moment it starts (no group)."""
+
+    def __init__(self, bootstrap: str, topics: list) -> None:
+        self.topics = {t.name: t for t in topics}
+        self.events: list = []  # (topic name, record, decoded event or None)
+        self._consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=bootstrap, auto_offset_reset="latest"
+        )
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> TopicWatcher:
+        await self._consumer.start()
+        await eventually(lambda: asyncio.sleep(0, self._consumer.assignment()), bool, 30)
+        for tp in self._consumer.assignment():
+            await self._consumer.position(tp)  # pin 'latest' before anything is published
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def _collect(self) -> None:
+        from nexwatt_shared.codec import UndecodableMessage, decode
+
+        while True:
+            for tp, records in (await self._consumer.getmany(timeout_ms=200)).items():
+                for record in records:
+                    try:
+                        event = decode(self.topics[tp.topic], record.value)
+                    except UndecodableMessage:
+                        event = None
+                    self.events.append((tp.topic, record, event))
+
+    def payloads(self, topic, **match: object) -> list:
+        """Decoded payloads on `topic` whose fields equal `match`."""
+        return [
+            e.data
+            for name, _, e in self.events
+            if name == topic.name
+            and e is not None
+            and all(getattr(e.data, k) == v for k, v in match.items())
+        ]
+
+    async def wait_for(self, topic, timeout_s: float = 60.0, count: int = 1, **match: object):
+        return await eventually(
+            lambda: asyncio.sleep(0, self.payloads(topic, **match)),
+            lambda found: len(found) >= count,
+            timeout_s,
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topics: list[Topic]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(
+            [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+        )
+    finally:
+        await consumer.stop()
+
+
+async def commit_offsets(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Start `group` at `offsets` instead of the topics' beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+def only(keep: Callable[[Delivery], bool], handler: BatchHandler, seen: list[str]) -> BatchHandler:
+    """The handler, given only the deliveries `keep` accepts; their ids go to `seen` after."""
+
+    async def filtered(batch: list[Delivery]) -> None:
+        mine = [d for d in batch if keep(d)]
+        if mine:
+            await handler(mine)
+        seen.extend(d.event.id for d in mine)
+
+    return filtered

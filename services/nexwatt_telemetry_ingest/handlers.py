@@ -7,9 +7,8 @@ import structlog
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from nexwatt_shared.contracts import TelemetryInterval
+from nexwatt_shared.contracts import TelemetryInterval, newest_readings
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
-from nexwatt_telemetry_ingest.domain import newest_per_asset
 from nexwatt_telemetry_ingest.store import insert_readings, remember_latest
 
 log = structlog.get_logger()
@@ -21,7 +20,7 @@ def make_handler(pool: asyncpg.Pool, redis: Redis) -> BatchHandler:
     async def handle(batch: list[Delivery]) -> None:
         rows = [(d.event.id, d.payload) for d in batch if isinstance(d.payload, TelemetryInterval)]
         added = await insert_readings(pool, rows)
-        await remember_latest(redis, list(newest_per_asset(r for _, r in rows).values()))
+        await remember_latest(redis, newest_readings(r for _, r in rows))
         READINGS_STORED.inc(added)
         READINGS_DUPLICATE.inc(len(rows) - added)
         log.debug("readings stored", added=added, duplicates=len(rows) - added)

@@ -10,6 +10,7 @@ Conventions, the same for every field:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -229,3 +230,26 @@ class DeadLetter(Contract):
     value_text: str = Field(description="Original value, UTF-8 with replacement")
     value_base64: str = Field(description="Original value, byte for byte")
     failed_at: UtcDatetime
+
+
+# --- reducing a batch ----------------------------------------------------------------------
+
+
+def newest_versions(records: Iterable[AssetRegistered]) -> list[AssetRegistered]:
+    """The highest version of each asset's record (ties: the later one)."""
+    newest: dict[str, AssetRegistered] = {}
+    for r in records:
+        seen = newest.get(r.asset_id)
+        if seen is None or r.version >= seen.version:
+            newest[r.asset_id] = r
+    return list(newest.values())
+
+
+def newest_readings(readings: Iterable[TelemetryInterval]) -> list[TelemetryInterval]:
+    """The reading with the latest interval start of each asset (ties: the later one)."""
+    newest: dict[str, TelemetryInterval] = {}
+    for r in readings:
+        seen = newest.get(r.asset_id)
+        if seen is None or r.interval_start >= seen.interval_start:
+            newest[r.asset_id] = r
+    return list(newest.values())

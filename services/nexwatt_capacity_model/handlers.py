@@ -1,0 +1,57 @@
+"""Handling a mixed batch of `asset.registered` and `telemetry.interval` records."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from nexwatt_capacity_model.domain import (
+    changed,
+    snapshot,
+    snapshot_event_id,
+)
+from nexwatt_capacity_model.store import assets_of, published, record_published, save_inputs
+from nexwatt_shared.contracts import (
+    AssetRegistered,
+    TelemetryInterval,
+    newest_readings,
+    newest_versions,
+)
+from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import CAPACITY_SNAPSHOT
+
+log = structlog.get_logger()
+SNAPSHOTS_PUBLISHED = Counter(
+    "nexwatt_capacity_snapshots_published_total", "Capacity snapshots published"
+)
+
+
+def make_handler(pool: asyncpg.Pool, producer: EventProducer, freshness_s: float) -> BatchHandler:
+    async def handle(batch: list[Delivery]) -> None:
+        records = newest_versions(
+            d.payload for d in batch if isinstance(d.payload, AssetRegistered)
+        )
+        readings = newest_readings(
+            d.payload for d in batch if isinstance(d.payload, TelemetryInterval)
+        )
+        touched = await save_inputs(pool, records, readings)
+        if not touched:
+            return
+        resource_ids = sorted(touched)
+        assets, last = await assets_of(pool, resource_ids), await published(pool, resource_ids)
+        for resource_id in resource_ids:
+            in_resource = assets.get(resource_id, [])
+            snap = snapshot(resource_id, in_resource, touched[resource_id], freshness_s)
+            if not changed(last.get(resource_id), snap):
+                continue
+            # Publish first, then record: a crash in between re-publishes the same event id.
+            await producer.publish(
+                CAPACITY_SNAPSHOT, snap, event_id=snapshot_event_id(snap), time=snap.as_of
+            )
+            await record_published(pool, snap)
+            SNAPSHOTS_PUBLISHED.inc()
+            log.info("capacity snapshot published", **snap.model_dump(mode="json"))
+
+    return handle

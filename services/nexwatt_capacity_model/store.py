@@ -1,0 +1,135 @@
+"""The capacity model's store in PostgreSQL: assets, their newest telemetry, published snapshots."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from nexwatt_capacity_model.domain import AssetState
+from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
+
+# A replayed or out-of-order older version never overwrites a newer one.
+_UPSERT_ASSETS = """
+INSERT INTO assets (asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct,
+                    version, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
+                     $6::float8[], $7::int[], $8::timestamptz[])
+ON CONFLICT (asset_id) DO UPDATE SET
+    resource_id = excluded.resource_id, status = excluded.status,
+    capacity_kw = excluded.capacity_kw, storage_kwh = excluded.storage_kwh,
+    backup_reserve_pct = excluded.backup_reserve_pct, version = excluded.version,
+    updated_at = excluded.updated_at
+WHERE assets.version < excluded.version
+"""
+# "Latest" only moves forward in event time: replays and late intervals leave it alone.
+_UPSERT_TELEMETRY = """
+INSERT INTO latest_telemetry (asset_id, interval_start, interval_end, pv_kw, soc_pct)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::float8[],
+                     $5::float8[])
+ON CONFLICT (asset_id) DO UPDATE SET
+    interval_start = excluded.interval_start, interval_end = excluded.interval_end,
+    pv_kw = excluded.pv_kw, soc_pct = excluded.soc_pct
+WHERE latest_telemetry.interval_start < excluded.interval_start
+"""
+_RESOURCE_OF = "SELECT asset_id, resource_id FROM assets WHERE asset_id = ANY($1::text[])"
+
+
+async def save_inputs(
+    pool: asyncpg.Pool, records: list[AssetRegistered], readings: list[TelemetryInterval]
+) -> dict[str, datetime]:
+    """Store asset records and readings (at most one of each per asset) where newer.
+
+    Returns every resource the inputs touch, with the event time of the newest input touching
+    it: an asset's old and new resource, and the resource of each asset that sent telemetry.
+    """
+    touched: dict[str, datetime] = {}
+
+    def touch(resource_id: str, at: datetime) -> None:
+        touched[resource_id] = max(at, touched.get(resource_id, at))
+
+    async with pool.acquire() as conn, conn.transaction():
+        if records:
+            record_of = {r.asset_id: r for r in records}
+            # Read before the upsert: an asset moving to another resource changes its old one.
+            for row in await conn.fetch(_RESOURCE_OF, list(record_of)):
+                touch(row["resource_id"], record_of[row["asset_id"]].updated_at)
+            for r in records:
+                touch(r.resource_id, r.updated_at)
+            await conn.execute(
+                _UPSERT_ASSETS,
+                [r.asset_id for r in records],
+                [r.resource_id for r in records],
+                [r.status.value for r in records],
+                [r.capacity_kw for r in records],
+                [r.storage_kwh for r in records],
+                [r.backup_reserve_pct for r in records],
+                [r.version for r in records],
+                [r.updated_at for r in records],
+            )
+        if readings:
+            await conn.execute(
+                _UPSERT_TELEMETRY,
+                [r.asset_id for r in readings],
+                [r.interval_start for r in readings],
+                [r.interval_end for r in readings],
+                [r.pv_kw for r in readings],
+                [r.soc_pct for r in readings],
+            )
+            end_of = {r.asset_id: r.interval_end for r in readings}
+            for row in await conn.fetch(_RESOURCE_OF, list(end_of)):
+                touch(row["resource_id"], end_of[row["asset_id"]])
+    return touched
+
+
+async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, list[AssetState]]:
+    """Every asset now in each resource, whatever its status, with its newest telemetry."""
+    rows = await pool.fetch(
+        """
+        SELECT a.resource_id, a.status, a.capacity_kw, a.storage_kwh, a.backup_reserve_pct,
+               a.updated_at, t.interval_end, t.pv_kw, t.soc_pct
+        FROM assets a LEFT JOIN latest_telemetry t USING (asset_id)
+        WHERE a.resource_id = ANY($1::text[])
+        """,
+        resource_ids,
+    )
+    found: dict[str, list[AssetState]] = {}
+    for row in rows:
+        found.setdefault(row["resource_id"], []).append(
+            AssetState(
+                status=row["status"],
+                capacity_kw=row["capacity_kw"],
+                storage_kwh=row["storage_kwh"],
+                backup_reserve_pct=row["backup_reserve_pct"],
+                updated_at=row["updated_at"],
+                telemetry_end=row["interval_end"],
+                pv_kw=row["pv_kw"],
+                soc_pct=row["soc_pct"],
+            )
+        )
+    return found
+
+
+async def published(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, CapacitySnapshot]:
+    rows = await pool.fetch(
+        "SELECT resource_id, snapshot FROM snapshots WHERE resource_id = ANY($1::text[])",
+        resource_ids,
+    )
+    return {r["resource_id"]: CapacitySnapshot.model_validate_json(r["snapshot"]) for r in rows}
+
+
+async def record_published(pool: asyncpg.Pool, snap: CapacitySnapshot) -> None:
+    await pool.execute(
+        """
+        INSERT INTO snapshots (resource_id, as_of, snapshot) VALUES ($1, $2, $3)
+        ON CONFLICT (resource_id) DO UPDATE SET as_of = excluded.as_of, snapshot = excluded.snapshot
+        """,
+        snap.resource_id,
+        snap.as_of,
+        snap.model_dump_json(),
+    )
+
+
+async def current_snapshot(pool: asyncpg.Pool, resource_id: str) -> CapacitySnapshot | None:
+    raw = await pool.fetchval("SELECT snapshot FROM snapshots WHERE resource_id = $1", resource_id)
+    return CapacitySnapshot.model_validate_json(raw) if raw else None

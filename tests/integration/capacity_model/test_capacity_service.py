@@ -1,0 +1,226 @@
+"""capacity-model's handler on the real consumer runner, Kafka and PostgreSQL.
+
+The shared topics carry other tests' events: each test reads from where the topics ended when it
+began, passes the handler only its own assets (unique ids, a unique resource), and uses a
+database of its own. Nothing is published for anyone else's resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from nexwatt_capacity_model.bootstrap import MIGRATIONS, api
+from nexwatt_capacity_model.handlers import make_handler
+from nexwatt_shared.codec import decode
+from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
+from nexwatt_shared.envelope import CloudEvent
+from nexwatt_shared.kafka.consumer import ConsumerRunner
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.postgres import open_pool
+from nexwatt_shared.topics import ASSET_REGISTERED, CAPACITY_SNAPSHOT, TELEMETRY_INTERVAL
+from tests.helpers import commit_offsets, end_offsets, eventually, only, read_all, unique
+
+pytestmark = pytest.mark.integration
+TOPICS = [ASSET_REGISTERED, TELEMETRY_INTERVAL]
+T0 = datetime(2026, 3, 13, 10, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@pytest.fixture
+async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
+    bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
+    database = unique("test_capacity").replace("-", "_")
+    pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
+    producer = EventProducer(bootstrap, "test")
+    await producer.start()
+    yield {
+        "bootstrap": bootstrap,
+        "pool": pool,
+        "producer": producer,
+        "start": await end_offsets(bootstrap, TOPICS),
+        "resource": unique("NXW-PJM-T"),
+        "assets": {name: unique(f"T-{name}") for name in "ABC"},
+    }
+    await producer.stop()
+    await pool.close()
+
+
+@asynccontextmanager
+async def service_running(ctx: dict, seen: list[str]) -> AsyncIterator[None]:
+    """The service's handler on a fresh consumer group, from the test's start offsets."""
+    group = unique("test.capacity")
+    await commit_offsets(ctx["bootstrap"], group, ctx["start"])
+    mine = set(ctx["assets"].values())
+    runner = ConsumerRunner(
+        bootstrap_servers=ctx["bootstrap"],
+        group_id=group,
+        topics=TOPICS,
+        handler=only(
+            lambda d: d.payload.asset_id in mine,
+            make_handler(ctx["pool"], ctx["producer"], freshness_s=900.0),
+            seen,
+        ),
+        dead_letters=ctx["producer"],
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def asset(ctx: dict, name: str, version: int, **changes: object) -> AssetRegistered:
+    fields = {
+        "asset_id": ctx["assets"][name],
+        "status": "enrolled",
+        "asset_type": "solar_storage",
+        "inverter": "SolarEdge SE7600",
+        "vendor": "solaredge",
+        "capacity_kw": 7.6,
+        "storage_kwh": 13.5,
+        "backup_reserve_pct": 20.0,
+        "meter_id": f"M-{name}",
+        "iso": "PJM",
+        "iso_zone": "PJM-PEPCO",
+        "resource_id": ctx["resource"],
+        "cohort": "east",
+        "telemetry_interval_s": 60,
+        "version": version,
+        "updated_at": at(-60 + version),
+    }
+    return AssetRegistered(**{**fields, **changes})
+
+
+def telemetry(ctx: dict, name: str, end_min: float, pv_kw: float, soc_pct: float):
+    return TelemetryInterval(
+        asset_id=ctx["assets"][name],
+        interval_start=at(end_min - 1),
+        interval_s=60,
+        pv_kw=pv_kw,
+        load_kw=1.0,
+        battery_kw=0.0,
+        net_kw=pv_kw - 1.0,
+        soc_pct=soc_pct,
+    )
+
+
+async def snapshots(ctx: dict) -> list[CloudEvent]:
+    """Every snapshot event published for the test's resource, in order."""
+    records = await read_all(ctx["bootstrap"], CAPACITY_SNAPSHOT.name)
+    return [
+        decode(CAPACITY_SNAPSHOT, r.value) for r in records if r.key == ctx["resource"].encode()
+    ]
+
+
+async def handled(seen: list[str], n: int) -> None:
+    """Wait until the handler has handled `n` of the test's events."""
+    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda k: k == n)
+
+
+async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_change(
+    ctx: dict,
+) -> None:
+    producer = ctx["producer"]
+    # A 7.6 kW, 13.5 kWh, reserve 20 %, interval ending 10:00, pv 2.0, soc 80:
+    #   min(7.6 - 2.0 = 5.6 kW, (80 - 20)/100 * 13.5 = 8.1 kWh / 1 h) = 5.6 kW
+    # B 5.0 kW, 10 kWh, reserve 30 %, ending 09:50 (fresh within 900 s), pv 0.5, soc 50:
+    #   min(4.5 kW, (50 - 30)/100 * 10 = 2.0 kWh / 1 h) = 2.0 kW
+    # C suspended: not counted.
+    # -> 2 enrolled, 2 reporting, nameplate 12.6 kW, storage 23.5 kWh, available 7.6 kW,
+    #    as of 10:00 (the newest input: A's interval end; the records are from 09:01)
+    await producer.publish_many(
+        ASSET_REGISTERED,
+        [
+            asset(ctx, "A", 1),
+            asset(ctx, "B", 1, capacity_kw=5.0, storage_kwh=10.0, backup_reserve_pct=30.0),
+            asset(ctx, "C", 1, status="suspended", capacity_kw=10.0),
+        ],
+    )
+    await producer.publish_many(
+        TELEMETRY_INTERVAL,
+        [
+            telemetry(ctx, "A", -1, pv_kw=1.0, soc_pct=90.0),  # older: superseded
+            telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0),
+            telemetry(ctx, "B", -10, pv_kw=0.5, soc_pct=50.0),
+        ],
+    )
+    expected = CapacitySnapshot(
+        resource_id=ctx["resource"],
+        as_of=at(0),
+        assets_enrolled=2,
+        assets_reporting=2,
+        nameplate_mw=0.0126,
+        storage_mwh=0.0235,
+        available_mw=0.0076,
+    )
+    # B suspended by version 2 (updated 10:01); its replayed version 1 changes nothing.
+    # -> 1 enrolled, 1 reporting, 7.6 kW, 13.5 kWh, 5.6 kW, as of 10:01
+    suspended = expected.model_copy(
+        update={
+            "as_of": at(1),
+            "assets_enrolled": 1,
+            "assets_reporting": 1,
+            "nameplate_mw": 0.0076,
+            "storage_mwh": 0.0135,
+            "available_mw": 0.0056,
+        }
+    )
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, 6)
+        published = await snapshots(ctx)
+        assert published[-1].data == expected
+        assert published[-1].id.startswith(f"capacity:{ctx['resource']}:")
+
+        await producer.publish(
+            ASSET_REGISTERED, asset(ctx, "B", 2, status="suspended", updated_at=at(1))
+        )
+        await producer.publish(ASSET_REGISTERED, asset(ctx, "B", 1, capacity_kw=5.0))
+        await handled(seen, 8)
+        published = await snapshots(ctx)
+        assert published[-1].data == suspended
+
+        # The same telemetry again, and a newer interval with the same figures: no new snapshot.
+        await producer.publish(TELEMETRY_INTERVAL, telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0))
+        await producer.publish(TELEMETRY_INTERVAL, telemetry(ctx, "A", 2, pv_kw=2.0, soc_pct=80.0))
+        await handled(seen, 10)
+        assert await snapshots(ctx) == published
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api(ctx["pool"])), base_url="http://capacity"
+    ) as client:
+        found = await client.get(f"/v1/resources/{ctx['resource']}/capacity")
+        missing = await client.get("/v1/resources/NXW-PJM-NONE/capacity")
+    assert found.status_code == 200
+    assert CapacitySnapshot.model_validate(found.json()) == suspended
+    assert missing.status_code == 404
+
+
+async def test_a_replay_from_the_start_publishes_nothing_new(ctx: dict) -> None:
+    producer = ctx["producer"]
+    await producer.publish(ASSET_REGISTERED, asset(ctx, "A", 1))
+    await producer.publish(TELEMETRY_INTERVAL, telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0))
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, 2)
+    published = await snapshots(ctx)
+    # 7.6 kW rating, min(7.6 - 2.0, (80 - 20)/100 * 13.5 = 8.1) = 5.6 kW available.
+    assert published[-1].data.available_mw == pytest.approx(0.0056, abs=1e-9)
+
+    replayed: list[str] = []
+    async with service_running(ctx, replayed):  # a fresh group: every event again
+        await handled(replayed, 2)
+    assert await snapshots(ctx) == published
+    assert await ctx["pool"].fetchval("SELECT count(*) FROM assets") == 1
+    assert await ctx["pool"].fetchval("SELECT count(*) FROM snapshots") == 1
