@@ -138,7 +138,8 @@ class Server:
         raise NotImplementedError
 
     def external(self) -> bool:
-        return all(os.environ.get(k) for k in self.env)
+        """The environment names another server (a value that is not this stack's own)."""
+        return all(os.environ.get(k) not in (None, "", v) for k, v in self.env.items())
 
 
 class Kafka(Server):

@@ -1,0 +1,216 @@
+"""The product's story at small scale, through the five running services on the real stack.
+
+A fleet of 12 assets (some offline, some under-responding, one that refuses) registers through
+onboarding's REST API into a resource of its own, streams telemetry at 120x real time, and gets a
+1.0 MW instruction; we check the chain and its arithmetic from the outside, on the topics.
+Asset and resource ids are new on every run, so earlier runs' events cannot interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nexwatt_admin.launcher import SERVICES, Launcher
+from nexwatt_shared.contracts import (
+    AssetCommand,
+    AssetCommandAck,
+    DispatchInstruction,
+    DispatchStatus,
+    TelemetryInterval,
+)
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import (
+    ASSET_COMMAND,
+    ASSET_COMMAND_ACK,
+    ASSET_REGISTERED,
+    DEAD_LETTER,
+    DISPATCH_CONFIRMED,
+    DISPATCH_INSTRUCTION,
+    SETTLEMENT_FILED,
+    TELEMETRY_INTERVAL,
+)
+from tests.helpers import TopicWatcher, eventually, unique
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+PORT_OFFSET = 10000  # so a demo left running on 8081-8086 does not collide
+PORTS = {name: port + PORT_OFFSET for name, port in SERVICES.items()}
+FLEET_PORT = 8086 + PORT_OFFSET
+ASSETS, SPEED, MW = 12, 120.0, 1.0
+
+
+@pytest.fixture(scope="module")
+async def story(servers: dict[str, str]) -> AsyncIterator[dict]:
+    run = unique("E2E").upper().replace("-", "")
+    resource = f"NXW-PJM-{run}"
+    # Event time starts at the last whole hour of the wall clock, so every run is later than
+    # the one before (services keep their stores between runs).
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
+    watcher = await TopicWatcher(
+        bootstrap,
+        [ASSET_REGISTERED, TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED,
+         ASSET_COMMAND, ASSET_COMMAND_ACK, DEAD_LETTER],
+    ).start()  # fmt: skip
+    launcher = Launcher(ROOT / ".stack/logs/e2e")
+    fleet_env = {
+        "NEXWATT_HTTP_PORT": str(FLEET_PORT),
+        "NEXWATT_SIM_ASSETS": str(ASSETS),
+        "NEXWATT_SIM_SEED": "7",
+        "NEXWATT_SIM_START": start.isoformat(),
+        "NEXWATT_SIM_SPEED": str(SPEED),
+        "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
+        "NEXWATT_SIM_RESOURCE_ID": resource,
+        "NEXWATT_SIM_OFFLINE_FRACTION": "0.1",
+        "NEXWATT_SIM_UNDER_RESPONSE_FRACTION": "0.2",
+        "NEXWATT_SIM_REFUSAL_FRACTION": "0.1",
+        "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{PORTS['onboarding']}",
+    }
+    producer = EventProducer(bootstrap, "e2e-iso-adapter")
+    await producer.start()
+    try:
+        for name, port in PORTS.items():
+            launcher.start(
+                name, env={"NEXWATT_HTTP_PORT": str(port), "NEXWATT_SETTLEMENT_GRACE_S": "120"}
+            )
+        await launcher.wait_ready(PORTS)
+        register = [*launcher.command("fleet-sim"), "register"]
+        await asyncio.to_thread(
+            subprocess.run, register, env={**os.environ, **fleet_env}, check=True
+        )
+        launcher.start("fleet-sim", env=fleet_env)
+        await launcher.wait_ready({"fleet-sim": FLEET_PORT})
+        yield {
+            "run": run,
+            "resource": resource,
+            "start": start,
+            "watcher": watcher,
+            "producer": producer,
+            "launcher": launcher,
+        }
+    finally:
+        codes = launcher.stop_all()
+        await producer.stop()
+        await watcher.stop()
+    assert all(code == 0 for code in codes.values()), f"unclean stops: {codes}"
+
+
+async def sim_clock() -> datetime:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{FLEET_PORT}/v1/truth")
+    return datetime.fromisoformat(response.json()["clock"])
+
+
+async def truth_mwh(instruction_id: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{FLEET_PORT}/v1/truth")
+    return response.json()["delivered_mwh"].get(instruction_id, 0.0)
+
+
+def instruction(story: dict, resource: str, suffix: str) -> DispatchInstruction:
+    start = story["start"]
+    return DispatchInstruction(
+        instruction_id=f"{story['run']}-{suffix}",
+        resource_id=resource,
+        mw=MW,
+        window_start=start + timedelta(minutes=15),
+        window_end=start + timedelta(minutes=45),
+        issued_at=start + timedelta(minutes=16),
+    )
+
+
+async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
+    watcher, producer = story["watcher"], story["producer"]
+    good = instruction(story, story["resource"], "main")
+    unknown = instruction(story, f"NXW-PJM-NOPE{story['run']}", "unknown")
+    await eventually(sim_clock, lambda clock: clock >= good.issued_at, timeout_s=60)
+
+    # A malformed instruction first: it must be dead-lettered, and must not block what follows.
+    await producer.send_raw(DISPATCH_INSTRUCTION.name, story["resource"], b'{"mw": "lots"')
+    await producer.publish(DISPATCH_INSTRUCTION, unknown, time=unknown.issued_at)
+    await producer.publish(DISPATCH_INSTRUCTION, good, time=good.issued_at)
+
+    # Unknown resource: an explicit rejection, so the ISO adapter is never left waiting.
+    [rejection] = await watcher.wait_for(DISPATCH_CONFIRMED, instruction_id=unknown.instruction_id)
+    assert rejection.status == DispatchStatus.REJECTED
+    assert "unknown resource" in rejection.reason and rejection.mw_confirmed == 0
+
+    letters = [
+        json.loads(record.value)["data"]
+        for name, record, _ in watcher.events
+        if name == DEAD_LETTER.name
+        and dict(record.headers).get("nexwatt.original.topic") == DISPATCH_INSTRUCTION.name.encode()
+        and dict(record.headers).get("nexwatt.consumer.group") == b"nexwatt.dispatch"
+    ]
+    assert any(
+        letter["value_text"] == '{"mw": "lots"' and letter["error"].startswith("not JSON")
+        for letter in letters
+    ), letters
+
+    [confirmed] = await watcher.wait_for(DISPATCH_CONFIRMED, instruction_id=good.instruction_id)
+    commands: list[AssetCommand] = watcher.payloads(
+        ASSET_COMMAND, instruction_id=good.instruction_id
+    )
+    acks: list[AssetCommandAck] = watcher.payloads(
+        ASSET_COMMAND_ACK, instruction_id=good.instruction_id
+    )
+    assert confirmed.status in (DispatchStatus.CONFIRMED, DispatchStatus.PARTIAL)
+    assert 0 < confirmed.mw_confirmed <= confirmed.mw_requested == MW
+    # Confirmed = sum of acknowledged setpoints (a refusal acknowledges 0).
+    assert confirmed.mw_confirmed == pytest.approx(
+        sum(a.setpoint_kw for a in acks) / 1000, abs=1e-6
+    )
+    assert confirmed.assets_commanded == len(commands)
+    assert confirmed.assets_dispatched == sum(1 for a in acks if a.accepted)
+    assert any(not a.accepted for a in acks), "the fleet has an owner who refuses"
+
+    # No asset was commanded beyond its limits, judged from what it registered and reported.
+    registered = {
+        r.asset_id: r
+        for r in watcher.payloads(ASSET_REGISTERED)
+        if r.resource_id == story["resource"]
+    }
+    reported: dict[str, TelemetryInterval] = {}
+    for reading in watcher.payloads(TELEMETRY_INTERVAL):
+        if reading.asset_id in registered and reading.interval_end <= good.issued_at:
+            reported[reading.asset_id] = max(
+                reading, reported.get(reading.asset_id, reading), key=lambda r: r.interval_end
+            )
+    hours = (good.window_end - good.issued_at).total_seconds() / 3600
+    assert len(registered) == ASSETS
+    assert len(commands) < ASSETS, "offline assets (no telemetry) must not be commanded"
+    for c in commands:
+        asset, last = registered[c.asset_id], reported[c.asset_id]
+        usable_kwh = (last.soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
+        assert c.setpoint_kw <= asset.capacity_kw - last.pv_kw + 1e-3, c
+        assert c.setpoint_kw * hours <= usable_kwh + 1e-3, c
+
+    # Settlement, once event time passes the window end plus grace, agrees with what the
+    # simulator actually delivered: its batteries are idle outside events, so the baseline is
+    # zero and the only differences are telemetry rounding (4 decimals of a kW).
+    [report] = await watcher.wait_for(
+        SETTLEMENT_FILED, timeout_s=90, instruction_id=good.instruction_id
+    )
+    delivered_mwh = await truth_mwh(good.instruction_id)
+    assert delivered_mwh > 0
+    assert report.status == "filed"
+    assert report.filed_at >= good.window_end + timedelta(seconds=120)
+    assert report.delivered_mwh == pytest.approx(delivered_mwh, rel=0.01)
+    assert report.delivered_mw == pytest.approx(delivered_mwh / 0.5, rel=0.01)  # 30-min window
+    # Percentages are filed to 3 decimals.
+    assert report.performance_pct == pytest.approx(100 * report.delivered_mw / MW, abs=1e-3)
+    # Under-responders acknowledged more than they delivered.
+    assert report.delivered_mw < confirmed.mw_confirmed
+    assert sum(c.delivered_mwh for c in report.cohorts) == pytest.approx(report.delivered_mwh)
+    # Filed exactly once, even though every consumer is at-least-once.
+    await asyncio.sleep(2)
+    assert len(watcher.payloads(SETTLEMENT_FILED, instruction_id=good.instruction_id)) == 1
