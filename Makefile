@@ -42,7 +42,10 @@ test-integration: ## tests against real Kafka, PostgreSQL and Redis
 test-e2e: ## the running services, driven from outside
 	@$(TIMED) test-e2e $(PYTEST) tests/e2e $(LOGS_ON_FAIL)
 
-test: stack-up lint test-unit test-integration test-e2e ## set up, start the stack, run every tier
+test-deploy: ## Dockerfile, compose file and Helm chart, validated offline
+	@$(TIMED) test-deploy $(PYTEST) tests/deploy
+
+test: stack-up lint test-unit test-integration test-e2e test-deploy ## set up, start the stack, run every tier
 
 demo: stack-up ## the story end to end: fleet, ISO instruction, dispatch, settlement (~2 min)
 	@$(RUN) $(PY) deploy/local/demo.py $(if $(KEEP),--keep-running)

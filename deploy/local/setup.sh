@@ -55,3 +55,14 @@ if [ ! -f "$LIBS/.complete" ]; then
 fi
 echo "    $(ls "$LIBS" | wc -l) jars"
 elapsed "$t"
+
+step "Helm (for the deploy tests: helm lint / helm template) in .cache/bin"
+t=$(date +%s)
+HELM_VERSION=v3.21.4
+if [ ! -x "$CACHE/bin/helm" ]; then
+  command -v go >/dev/null || { echo "go not found: install Go 1.22+ (it builds helm)" >&2; exit 1; }
+  echo "    building helm $HELM_VERSION with go install (a few minutes the first time)"
+  GOBIN=$PWD/.cache/bin go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+echo "    $("$CACHE/bin/helm" version --short 2>/dev/null || echo missing)"
+elapsed "$t"

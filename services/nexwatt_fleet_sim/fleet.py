@@ -46,8 +46,11 @@ def build_fleet(settings: Settings) -> SimFleet:
     kinds = [
         COMMERCIAL[0] if c else RESIDENTIAL[rng.integers(len(RESIDENTIAL))] for c in commercial
     ]
-    capacity = np.array([k[1] for k in kinds]) * np.where(commercial, rng.uniform(0.66, 0.945, n), 1)
-    storage = np.array([k[2] for k in kinds]) * np.where(commercial, rng.uniform(0.8, 1.0, n), 1)
+    # Commercial sites vary in size; residential systems are as sold.
+    capacity_scale = np.where(commercial, rng.uniform(0.66, 0.945, n), 1.0)
+    storage_scale = np.where(commercial, rng.uniform(0.8, 1.0, n), 1.0)
+    capacity = np.array([k[1] for k in kinds]) * capacity_scale
+    storage = np.array([k[2] for k in kinds]) * storage_scale
     reserve_pct = np.where(commercial, 10.0, 20.0)
     asset_ids = [f"{settings.sim_asset_prefix}{i + 1:05d}" for i in range(n)]
     registrations = []

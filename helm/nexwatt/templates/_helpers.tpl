@@ -1,0 +1,195 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "nexwatt.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "nexwatt.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "nexwatt.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "nexwatt.labels" -}}
+helm.sh/chart: {{ include "nexwatt.chart" . }}
+app.kubernetes.io/name: {{ include "nexwatt.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nexwatt
+{{- end }}
+
+{{/*
+The components, by values key, in pipeline order. Each has a block of the same shape in values.
+*/}}
+{{- define "nexwatt.componentKeys" -}}
+onboarding,telemetryIngest,capacityModel,dispatch,settlement
+{{- end }}
+
+{{/* Components that use Redis (they need NEXWATT_REDIS_URL to point somewhere real). */}}
+{{- define "nexwatt.redisComponentKeys" -}}
+telemetryIngest,dispatch
+{{- end }}
+
+{{/* "telemetryIngest" -> "telemetry-ingest": the service name, console script suffix and label. */}}
+{{- define "nexwatt.componentName" -}}
+{{- kebabcase . }}
+{{- end }}
+
+{{/* Arguments of the per-component helpers: (dict "root" $ "key" "telemetryIngest"). */}}
+{{- define "nexwatt.componentFullname" -}}
+{{- printf "%s-%s" (include "nexwatt.fullname" .root) (include "nexwatt.componentName" .key) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "nexwatt.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nexwatt.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ include "nexwatt.componentName" .key }}
+{{- end }}
+
+{{- define "nexwatt.componentLabels" -}}
+{{ include "nexwatt.labels" .root }}
+app.kubernetes.io/component: {{ include "nexwatt.componentName" .key }}
+{{- end }}
+
+{{/*
+Values with fallback to global: a component's empty value means "use global".
+*/}}
+{{- define "nexwatt.image" -}}
+{{- $c := index .root.Values .key }}
+{{- $g := .root.Values.global.image }}
+{{- $repo := $c.image.repository | default $g.repository }}
+{{- $tag := $c.image.tag | default $g.tag | default .root.Chart.AppVersion }}
+{{- printf "%s:%s" $repo (toString $tag) }}
+{{- end }}
+
+{{- define "nexwatt.pullPolicy" -}}
+{{- $c := index .root.Values .key }}
+{{- $c.image.pullPolicy | default .root.Values.global.image.pullPolicy }}
+{{- end }}
+
+{{- define "nexwatt.resources" -}}
+{{- $c := index .root.Values .key }}
+{{- toYaml ($c.resources | default .root.Values.global.resources) }}
+{{- end }}
+
+{{- define "nexwatt.nodeSelector" -}}
+{{- $c := index .root.Values .key }}
+{{- toYaml ($c.nodeSelector | default .root.Values.global.nodeSelector) }}
+{{- end }}
+
+{{- define "nexwatt.tolerations" -}}
+{{- $c := index .root.Values .key }}
+{{- toYaml ($c.tolerations | default .root.Values.global.tolerations) }}
+{{- end }}
+
+{{- define "nexwatt.affinity" -}}
+{{- $c := index .root.Values .key }}
+{{- toYaml ($c.affinity | default .root.Values.global.affinity) }}
+{{- end }}
+
+{{- define "nexwatt.secretName" -}}
+{{- .Values.global.existingSecret | default (include "nexwatt.fullname" .) }}
+{{- end }}
+
+{{/*
+Non-secret settings of one component, as a YAML map (the ConfigMap's data, the hook Job's env).
+Precedence, lowest first: chart-computed values, global.env, the component's env.
+*/}}
+{{- define "nexwatt.configData" -}}
+{{- $g := .root.Values.global }}
+{{- $c := index .root.Values .key }}
+{{- $data := dict
+  "NEXWATT_KAFKA_BOOTSTRAP_SERVERS" $g.kafka.bootstrapServers
+  "NEXWATT_HTTP_PORT" (toString $c.service.port)
+  "NEXWATT_POSTGRES_DATABASE" (printf "nexwatt_%s" (snakecase .key))
+}}
+{{- if $g.kafka.sasl.enabled }}
+{{- $_ := set $data "NEXWATT_KAFKA_SECURITY_PROTOCOL" $g.kafka.sasl.securityProtocol }}
+{{- $_ := set $data "NEXWATT_KAFKA_SASL_MECHANISM" $g.kafka.sasl.mechanism }}
+{{- end }}
+{{- range $k, $v := $g.env }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- range $k, $v := $c.env }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- range $k := keys $data | sortAlpha }}
+{{ $k }}: {{ index $data $k | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Settings of `nexwatt-admin create-topics` in the hook Job. */}}
+{{- define "nexwatt.adminConfigData" -}}
+{{- $g := .Values.global }}
+{{- $data := dict "NEXWATT_KAFKA_BOOTSTRAP_SERVERS" $g.kafka.bootstrapServers }}
+{{- if $g.kafka.sasl.enabled }}
+{{- $_ := set $data "NEXWATT_KAFKA_SECURITY_PROTOCOL" $g.kafka.sasl.securityProtocol }}
+{{- $_ := set $data "NEXWATT_KAFKA_SASL_MECHANISM" $g.kafka.sasl.mechanism }}
+{{- end }}
+{{- range $k, $v := $g.env }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- range $k := keys $data | sortAlpha }}
+{{ $k }}: {{ index $data $k | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The chart-made Secret's data (base64), when global.existingSecret is not set. */}}
+{{- define "nexwatt.secretData" -}}
+{{- $g := .Values.global }}
+NEXWATT_POSTGRES_URL: {{ $g.postgres.url | b64enc | quote }}
+{{- if $g.redis.url }}
+NEXWATT_REDIS_URL: {{ $g.redis.url | b64enc | quote }}
+{{- end }}
+{{- if $g.kafka.sasl.enabled }}
+NEXWATT_KAFKA_SASL_USERNAME: {{ $g.kafka.sasl.username | b64enc | quote }}
+NEXWATT_KAFKA_SASL_PASSWORD: {{ $g.kafka.sasl.password | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Pod annotations that roll a component's pods when its settings or credentials change. */}}
+{{- define "nexwatt.checksums" -}}
+checksum/config: {{ include "nexwatt.configData" . | sha256sum }}
+{{- if .root.Values.global.existingSecret }}
+checksum/secret: {{ .root.Values.global.existingSecret | sha256sum }}
+{{- else }}
+checksum/secret: {{ include "nexwatt.secretData" .root | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fail early, with a message that says what to set, when an external server is not configured.
+*/}}
+{{- define "nexwatt.validate" -}}
+{{- $g := .Values.global }}
+{{- $_ := required "global.kafka.bootstrapServers is required: this chart does not install Kafka. Set it to your cluster's bootstrap servers, e.g. --set global.kafka.bootstrapServers=my-kafka-bootstrap.kafka:9092" $g.kafka.bootstrapServers }}
+{{- if not $g.existingSecret }}
+{{- $_ := required "global.postgres.url is required (or global.existingSecret): this chart does not install PostgreSQL. Set a server URL without a database, e.g. --set global.postgres.url=postgresql://nexwatt:PASSWORD@postgres.db:5432" $g.postgres.url }}
+{{- $needsRedis := false }}
+{{- range $key := splitList "," (include "nexwatt.redisComponentKeys" .) }}
+{{- if (index $.Values $key).enabled }}
+{{- $needsRedis = true }}
+{{- end }}
+{{- end }}
+{{- if $needsRedis }}
+{{- $_ := required "global.redis.url is required (or global.existingSecret) while telemetryIngest or dispatch is enabled: this chart does not install Redis. E.g. --set global.redis.url=redis://redis-master.cache:6379/0" $g.redis.url }}
+{{- end }}
+{{- if $g.kafka.sasl.enabled }}
+{{- $_ := required "global.kafka.sasl.username is required when global.kafka.sasl.enabled is true (or use global.existingSecret)" $g.kafka.sasl.username }}
+{{- $_ := required "global.kafka.sasl.password is required when global.kafka.sasl.enabled is true (or use global.existingSecret)" $g.kafka.sasl.password }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,99 @@
+"""Shared pieces of the deploy tests: where things are, the external tools, rendering."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "nexwatt"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+KUBE_VERSION = "1.30.0"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+
+# Chart components: values key -> service name (= compose service, console script suffix).
+COMPONENTS = {
+    "onboarding": "onboarding",
+    "telemetryIngest": "telemetry-ingest",
+    "capacityModel": "capacity-model",
+    "dispatch": "dispatch",
+    "settlement": "settlement",
+}
+# Compose-only processes (the `demo` profile); the chart does not deploy them.
+SIMULATORS = {"fleet-sim", "iso-sim"}
+# Contract ports (NEXWATT_HTTP_PORT).
+PORTS = {
+    "onboarding": 8081,
+    "telemetry-ingest": 8082,
+    "capacity-model": 8083,
+    "dispatch": 8084,
+    "settlement": 8085,
+    "fleet-sim": 8086,
+    "iso-sim": 8087,
+}
+
+
+def find_tool(name: str, *candidates: Path) -> str:
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    reason = f"{name} not found (looked in {', '.join(map(str, candidates))} and PATH)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; `make setup` installs it", pytrace=False)
+    pytest.skip(reason)
+
+
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def helm_template(helm: str, *args: str) -> list[dict[str, Any]]:
+    command = [helm, "template", "nexwatt", str(CHART), "--namespace", "nexwatt"]
+    result = run([*command, "--kube-version", KUBE_VERSION, *args])
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@dataclass(frozen=True)
+class ServiceSettingsInfo:
+    package: str  # nexwatt_telemetry_ingest
+    service: str  # telemetry-ingest
+    settings: type  # its Settings class
+
+    def env_names(self) -> dict[str, Any]:
+        """NEXWATT_<FIELD> for every settings field, with the field's default."""
+        return {
+            f"NEXWATT_{name.upper()}": field.default
+            for name, field in self.settings.model_fields.items()
+        }
+
+
+def discover_services() -> list[ServiceSettingsInfo]:
+    """Every services/nexwatt_*/config.py that defines Settings(ServiceSettings)."""
+    from nexwatt_shared.settings import ServiceSettings
+
+    found = []
+    for config in sorted((ROOT / "services").glob("nexwatt_*/config.py")):
+        package = config.parent.name
+        module = importlib.import_module(f"{package}.config")
+        settings = module.Settings
+        assert issubclass(settings, ServiceSettings), f"{package}.config.Settings"
+        service = package.removeprefix("nexwatt_").replace("_", "-")
+        found.append(ServiceSettingsInfo(package, service, settings))
+    return found
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
