@@ -170,3 +170,21 @@ def only(keep: Callable[[Delivery], bool], handler: BatchHandler, seen: list[str
         seen.extend(d.event.id for d in mine)
 
     return filtered
+
+
+# The product page's example registration (POST /v1/assets/register).
+SEED_REGISTRATION = {
+    "asset_id": "BTM-00291",
+    "type": "solar_storage",
+    "inverter": "SolarEdge SE7600",
+    "capacity_kw": 7.6,
+    "storage_kwh": 9.8,
+    "meter_id": "MD-78421-C",
+    "iso_zone": "PJM-PEPCO",
+    "telemetry_interval": 5,
+}
+
+
+def registration(**changes: object) -> dict:
+    """The example registration with some fields changed."""
+    return {**SEED_REGISTRATION, **changes}

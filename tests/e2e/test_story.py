@@ -2,7 +2,9 @@
 
 A fleet of 12 assets (some offline, some under-responding, one that refuses) registers through
 onboarding's REST API into a resource of its own, streams telemetry at 120x real time, and gets a
-1.0 MW instruction; we check the chain and its arithmetic from the outside, on the topics.
+1.0 MW instruction while onboarding, capacity-model and settlement are stopped (dispatch needs
+only its topics); settlement then comes back and catches up. We check the chain and its
+arithmetic from the outside, on the topics.
 Asset and resource ids are new on every run, so earlier runs' events cannot interfere.
 """
 
@@ -48,6 +50,10 @@ FLEET_PORT = 8086 + PORT_OFFSET
 ASSETS, SPEED, MW = 12, 120.0, 1.0
 
 
+def service_env(name: str) -> dict[str, str]:
+    return {"NEXWATT_HTTP_PORT": str(PORTS[name]), "NEXWATT_SETTLEMENT_GRACE_S": "120"}
+
+
 @pytest.fixture(scope="module")
 async def story(servers: dict[str, str]) -> AsyncIterator[dict]:
     run = unique("E2E").upper().replace("-", "")
@@ -78,10 +84,8 @@ async def story(servers: dict[str, str]) -> AsyncIterator[dict]:
     producer = EventProducer(bootstrap, "e2e-iso-adapter")
     await producer.start()
     try:
-        for name, port in PORTS.items():
-            launcher.start(
-                name, env={"NEXWATT_HTTP_PORT": str(port), "NEXWATT_SETTLEMENT_GRACE_S": "120"}
-            )
+        for name in PORTS:
+            launcher.start(name, env=service_env(name))
         await launcher.wait_ready(PORTS)
         register = [*launcher.command("fleet-sim"), "register"]
         await asyncio.to_thread(
@@ -132,6 +136,9 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     watcher, producer = story["watcher"], story["producer"]
     good = instruction(story, story["resource"], "main")
     unknown = instruction(story, f"NXW-PJM-NOPE{story['run']}", "unknown")
+    # Dispatch must answer on its own: everything else is down while it does.
+    for name in ("onboarding", "capacity-model", "settlement"):
+        assert story["launcher"].stop(name) == 0
     await eventually(sim_clock, lambda clock: clock >= good.issued_at, timeout_s=60)
 
     # A malformed instruction first: it must be dead-lettered, and must not block what follows.
@@ -194,9 +201,11 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
         assert c.setpoint_kw <= asset.capacity_kw - last.pv_kw + 1e-3, c
         assert c.setpoint_kw * hours <= usable_kwh + 1e-3, c
 
-    # Settlement, once event time passes the window end plus grace, agrees with what the
+    # Settlement comes back, catches up from its committed offsets and, once event time passes
+    # the window end plus grace, files a report that agrees with what the
     # simulator actually delivered: its batteries are idle outside events, so the baseline is
     # zero and the only differences are telemetry rounding (4 decimals of a kW).
+    story["launcher"].start("settlement", env=service_env("settlement"))
     [report] = await watcher.wait_for(
         SETTLEMENT_FILED, timeout_s=90, instruction_id=good.instruction_id
     )

@@ -23,24 +23,14 @@ import pytest
 
 from nexwatt_shared.postgres import database_url
 from nexwatt_shared.topics import ASSET_REGISTERED
-from tests.helpers import eventually, read_all, unique
+from tests.helpers import eventually, read_all, registration, unique
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
 
 
 def seed(asset_id: str, **changes: object) -> dict:
-    return {
-        "asset_id": asset_id,
-        "type": "solar_storage",
-        "inverter": "SolarEdge SE7600",
-        "capacity_kw": 7.6,
-        "storage_kwh": 9.8,
-        "meter_id": "MD-78421-C",
-        "iso_zone": "PJM-PEPCO",
-        "telemetry_interval": 5,
-        **changes,
-    }
+    return registration(asset_id=asset_id, **changes)
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from nexwatt_onboarding.rules import load_rules
 from nexwatt_shared.contracts import AssetStatus
 from nexwatt_shared.postgres import database_url, open_pool
 from nexwatt_shared.topics import ASSET_REGISTERED, Topic
-from tests.helpers import eventually, unique
+from tests.helpers import eventually, registration, unique
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +53,7 @@ class RecordingProducer:
 
 
 def request(asset_id: str, **changes: object) -> RegistrationRequest:
-    return RegistrationRequest.model_validate(
-        {
-            "asset_id": asset_id,
-            "type": "solar_storage",
-            "inverter": "SolarEdge SE7600",
-            "capacity_kw": 7.6,
-            "storage_kwh": 9.8,
-            "meter_id": "MD-78421-C",
-            "iso_zone": "PJM-PEPCO",
-            "telemetry_interval": 5,
-            **changes,
-        }
-    )
+    return RegistrationRequest.model_validate(registration(asset_id=asset_id, **changes))
 
 
 @pytest.fixture

@@ -20,19 +20,11 @@ from nexwatt_onboarding.domain import (
 from nexwatt_onboarding.models import RegistrationRequest, Violation
 from nexwatt_onboarding.rules import load_rules
 from nexwatt_shared.contracts import AssetStatus
+from tests.helpers import SEED_REGISTRATION
 
 RULES = load_rules().in_force(date(2026, 11, 27))
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SEED = {
-    "asset_id": "BTM-00291",
-    "type": "solar_storage",
-    "inverter": "SolarEdge SE7600",
-    "capacity_kw": 7.6,
-    "storage_kwh": 9.8,
-    "meter_id": "MD-78421-C",
-    "iso_zone": "PJM-PEPCO",
-    "telemetry_interval": 5,
-}
+SEED = SEED_REGISTRATION
 
 
 def request(**changes: object) -> RegistrationRequest:

@@ -6,17 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from nexwatt_onboarding.models import RegistrationRequest
+from tests.helpers import SEED_REGISTRATION
 
-SEED = {
-    "asset_id": "BTM-00291",
-    "type": "solar_storage",
-    "inverter": "SolarEdge SE7600",
-    "capacity_kw": 7.6,
-    "storage_kwh": 9.8,
-    "meter_id": "MD-78421-C",
-    "iso_zone": "PJM-PEPCO",
-    "telemetry_interval": 5,
-}
+SEED = SEED_REGISTRATION
 
 
 def test_the_seed_example_is_a_valid_request_with_defaults() -> None:
