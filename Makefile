@@ -8,7 +8,7 @@ PYTEST := $(RUN) $(PY) -m pytest -p no:cacheprovider
 # On a failed test run, show what the servers said.
 LOGS_ON_FAIL = || { $(PY) deploy/local/stack.py logs --lines 40; exit 1; }
 
-.PHONY: help setup stack-up stack-down stack-status topics schemas lint demo \
+.PHONY: help setup stack-up stack-down stack-status topics schemas lint demo bench \
         test test-unit test-integration test-e2e
 
 help:
@@ -49,3 +49,6 @@ test: stack-up lint test-unit test-integration test-e2e test-deploy ## set up, s
 
 demo: stack-up ## the story end to end: fleet, ISO instruction, dispatch, settlement (~2 min)
 	@$(RUN) $(PY) deploy/local/demo.py $(if $(KEEP),--keep-running)
+
+bench: stack-up ## measured numbers (allocation, ingest throughput, dispatch latency) -> tests/bench/results/
+	@$(RUN) $(PY) -m tests.bench.run

@@ -91,6 +91,7 @@ class Dispatcher:
             log.info("instruction already answered; answer re-sent")
             return
         log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
+        await self.log.record_instruction(instruction)
         commands, reason = await self._command(instruction)
         acked_kw = await self._collect_acks(instruction.instruction_id, commands)
         elapsed_s = time.monotonic() - started
@@ -138,6 +139,7 @@ class Dispatcher:
         log.info(
             "instruction answered",
             status=status,
+            reason=reason,
             mw_confirmed=answer.mw_confirmed,
             assets_dispatched=answer.assets_dispatched,
             processing_ms=answer.processing_ms,
@@ -179,7 +181,7 @@ class Dispatcher:
             )
             for i in chosen
         ]
-        await self.log.record_commands(instruction, commands, [float(limits[i]) for i in chosen])
+        await self.log.record_commands(commands, [float(limits[i]) for i in chosen])
         await self.producer.publish_many(ASSET_COMMAND, commands, time=now)
         shortfall = instruction.mw * 1000.0 - float(limits.sum())
         reason = f"fleet limit {limits.sum() / 1000:.3f} MW" if shortfall > 0 else None

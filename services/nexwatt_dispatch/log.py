@@ -21,27 +21,24 @@ class DispatchLog:
         )
         return json.loads(raw) if raw else None
 
-    async def record_commands(
-        self,
-        instruction: DispatchInstruction,
-        commands: Sequence[AssetCommand],
-        limits_kw: Sequence[float],
-    ) -> None:
+    async def record_instruction(self, instruction: DispatchInstruction) -> None:
         i = instruction
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO instructions (instruction_id, resource_id, mw_requested,
-                       window_start, window_end, issued_at)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instruction_id) DO NOTHING""",
-                i.instruction_id, i.resource_id, i.mw, i.window_start, i.window_end, i.issued_at,
-            )  # fmt: skip
-            await conn.executemany(
-                """INSERT INTO commands (command_id, instruction_id, asset_id, limit_kw,
-                       setpoint_kw)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING""",
-                [(c.command_id, c.instruction_id, c.asset_id, limit, c.setpoint_kw)
-                 for c, limit in zip(commands, limits_kw, strict=True)],
-            )  # fmt: skip
+        await self.pool.execute(
+            """INSERT INTO instructions (instruction_id, resource_id, mw_requested,
+                   window_start, window_end, issued_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instruction_id) DO NOTHING""",
+            i.instruction_id, i.resource_id, i.mw, i.window_start, i.window_end, i.issued_at,
+        )  # fmt: skip
+
+    async def record_commands(
+        self, commands: Sequence[AssetCommand], limits_kw: Sequence[float]
+    ) -> None:
+        await self.pool.executemany(
+            """INSERT INTO commands (command_id, instruction_id, asset_id, limit_kw, setpoint_kw)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING""",
+            [(c.command_id, c.instruction_id, c.asset_id, limit, c.setpoint_kw)
+             for c, limit in zip(commands, limits_kw, strict=True)],
+        )  # fmt: skip
 
     async def record_answer(self, event: dict) -> None:
         d = event["data"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from nexwatt_shared.settings import ServiceSettings
 
@@ -29,3 +29,11 @@ class Settings(ServiceSettings):
     sim_onboarding_url: str = Field(
         "http://127.0.0.1:8081", description="Where `register` sends the fleet"
     )
+
+    @field_validator("sim_start")
+    @classmethod
+    def _whole_minute(cls, value: datetime) -> datetime:
+        # Intervals close on multiples of their length, counted from whole minutes.
+        if value.second or value.microsecond:
+            raise ValueError("sim_start must fall on a whole minute")
+        return value

@@ -1,0 +1,179 @@
+"""`make bench`: measured numbers, on the real local stack, written to tests/bench/results/.
+
+1. allocation: the pure dispatch math over 100k assets (median of repeats) [ms];
+2. ingest: telemetry records/s through the consumer runner and telemetry-ingest's real handler
+   (PostgreSQL batch insert + Redis latest) on a topic of its own;
+3. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
+   `dispatch.confirmed`, with onboarding, dispatch and the fleet simulator running for real,
+   for a 312-asset and a 3,120-asset resource (p50 / p95 / max over several instructions).
+
+Times on a shared 2-core machine are noisy: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from nexwatt_admin.launcher import Launcher
+from nexwatt_dispatch.domain import allocate, deliverable_kw
+from nexwatt_shared.contracts import DispatchInstruction
+from nexwatt_shared.kafka.admin import create_topics
+from nexwatt_shared.kafka.consumer import ConsumerRunner
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.observability import configure_logging
+from nexwatt_shared.postgres import open_pool
+from nexwatt_shared.redis_client import open_redis
+from nexwatt_shared.topics import DISPATCH_CONFIRMED, DISPATCH_INSTRUCTION, Topic
+from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS as INGEST_MIGRATIONS
+from nexwatt_telemetry_ingest.handlers import make_handler
+from tests.helpers import TopicWatcher, eventually, reading, unique
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).with_name("results")
+BOOTSTRAP = os.environ.get("NEXWATT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+POSTGRES = os.environ.get("NEXWATT_POSTGRES_URL", "postgresql://nexwatt:nexwatt@127.0.0.1:15432")
+REDIS = os.environ.get("NEXWATT_REDIS_URL", "redis://127.0.0.1:16379/0")
+
+
+def bench_allocation(n: int = 100_000, repeats: int = 21) -> dict[str, float]:
+    rng = np.random.default_rng(1)
+    capacity = rng.uniform(5, 2000, n)
+    args = (capacity, capacity * 0.4, rng.uniform(30, 95, n), np.full(n, 20.0), capacity * 1.3)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        limits = deliverable_kw(*args, 1.0, rng.uniform(0, 1200, n), 900.0)
+        allocate(limits.sum() * 0.8, limits, 0.1)
+        times.append(time.perf_counter() - t0)
+    return {"assets": n, "median_ms": statistics.median(times) * 1000}
+
+
+async def bench_ingest(records: int = 50_000) -> dict[str, float]:
+    topic = Topic(unique("bench.telemetry"), reading("x", 0).__class__, "bench", "asset_id", 3)
+    await create_topics(BOOTSTRAP, [topic])
+    producer = EventProducer(BOOTSTRAP, "bench")
+    await producer.start()
+    for start in range(0, records, 5000):
+        batch = [reading(f"B-{i % 500}", i // 500) for i in range(start, start + 5000)]
+        await producer.publish_many(topic, batch)
+    pool = await open_pool(POSTGRES, unique("bench_ingest").replace("-", "_"), INGEST_MIGRATIONS)
+    redis = open_redis(REDIS)
+    runner = ConsumerRunner(
+        bootstrap_servers=BOOTSTRAP, group_id=unique("bench"), topics=[topic],
+        handler=make_handler(pool, redis), dead_letters=producer, max_records=2000,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    task = asyncio.create_task(runner.run(stop))
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) FROM interval_readings"),
+        lambda n: n >= records,
+        timeout_s=600,
+    )
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await task
+    await producer.stop()
+    await pool.close()
+    await redis.aclose()
+    return {"records": records, "seconds": elapsed, "records_per_s": records / elapsed}
+
+
+async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]:
+    run = unique("BENCH").upper().replace("-", "")
+    resource = f"NXW-PJM-{run}"
+    launcher = Launcher(ROOT / ".stack/logs/bench")
+    ports = {"onboarding": 18181, "dispatch": 18184}
+    sim_env = {
+        "NEXWATT_HTTP_PORT": "18186",
+        "NEXWATT_SIM_ASSETS": str(assets),
+        "NEXWATT_SIM_START": datetime.now(UTC)
+        .replace(minute=0, second=0, microsecond=0)
+        .isoformat(),
+        "NEXWATT_SIM_SPEED": "60",
+        "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
+        "NEXWATT_SIM_RESOURCE_ID": resource,
+        "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{ports['onboarding']}",
+    }
+    watcher = await TopicWatcher(BOOTSTRAP, [DISPATCH_CONFIRMED]).start()
+    producer = EventProducer(BOOTSTRAP, "bench-iso")
+    await producer.start()
+    try:
+        for name, port in ports.items():
+            launcher.start(name, env={"NEXWATT_HTTP_PORT": str(port)})
+        await launcher.wait_ready(ports)
+        register = [*launcher.command("fleet-sim"), "register"]
+        await asyncio.to_thread(
+            subprocess.run, register, env={**os.environ, **sim_env}, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        launcher.start("fleet-sim", env=sim_env)
+        await launcher.wait_ready({"fleet-sim": 18186})
+        await asyncio.sleep(8)  # 8 event minutes: every asset has reported at least once
+        latencies, confirmed = [], []
+        async with httpx.AsyncClient(timeout=5) as client:
+            for k in range(instructions):
+                truth = (await client.get("http://127.0.0.1:18186/v1/truth")).json()
+                now = datetime.fromisoformat(truth["clock"])
+                instruction = DispatchInstruction(
+                    instruction_id=f"{run}-{k}", resource_id=resource, mw=assets * 0.1,
+                    window_start=now, window_end=now + timedelta(hours=1), issued_at=now,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                await producer.publish(DISPATCH_INSTRUCTION, instruction)
+                [answer] = await watcher.wait_for(
+                    DISPATCH_CONFIRMED, instruction_id=instruction.instruction_id
+                )
+                latencies.append((time.perf_counter() - t0) * 1000)
+                confirmed.append(answer.assets_dispatched)
+    finally:
+        launcher.stop_all()
+        await producer.stop()
+        await watcher.stop()
+    return {
+        "assets": assets,
+        "assets_dispatched_median": statistics.median(confirmed),
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "max_ms": max(latencies),
+    }
+
+
+async def main() -> None:
+    configure_logging("bench", "WARNING")
+    results: dict[str, object] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+    }
+    print("allocation (pure numpy) ...", flush=True)
+    results["allocation"] = bench_allocation()
+    print(f"    {results['allocation']}", flush=True)
+    print("ingest throughput ...", flush=True)
+    results["ingest"] = await bench_ingest()
+    print(f"    {results['ingest']}", flush=True)
+    results["dispatch_latency"] = []
+    for assets in (312, 3120):
+        print(f"dispatch latency, {assets} assets ...", flush=True)
+        row = await bench_dispatch(assets)
+        results["dispatch_latency"].append(row)  # type: ignore[union-attr]
+        print(f"    {row}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{results['when']}.json".replace(":", "")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
