@@ -38,7 +38,7 @@ CONFIRM_SECONDS = Histogram(
 INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
-CONFIRM_TOLERANCE_MW = 0.0005  # half a kW: float dust, not a shortfall
+SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt
 
 
 def make_state_handler(availability: Availability, dispatch_log: DispatchLog) -> BatchHandler:
@@ -100,7 +100,7 @@ class Dispatcher:
             status = DispatchStatus.REJECTED
         elif confirmed_mw <= 0:
             status, reason = DispatchStatus.REJECTED, "no asset acknowledged its setpoint in time"
-        elif confirmed_mw + CONFIRM_TOLERANCE_MW >= instruction.mw:
+        elif confirmed_mw + len(commands) * SETPOINT_ROUNDING_MW >= instruction.mw:
             status = DispatchStatus.CONFIRMED
         else:
             status = DispatchStatus.PARTIAL
