@@ -41,8 +41,12 @@ async def wait_for_enrolment(expected: int, timeout_s: float = 60.0) -> None:
     deadline, seen = time.monotonic() + timeout_s, -1
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
-            response = await client.get(url)
-            count = response.json().get("assets_enrolled", 0) if response.status_code == 200 else 0
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError:
+                response = None
+            ok = response is not None and response.status_code == 200
+            count = response.json().get("assets_enrolled", 0) if ok else 0
             if count != seen:
                 print(f"    capacity model sees {count}/{expected} assets enrolled", flush=True)
                 seen = count
@@ -62,7 +66,7 @@ def play_story(launcher: Launcher) -> dict[str, float]:
     assert iso.stdout is not None
     for line in iso.stdout:
         print(line, end="", flush=True)
-        for key, value in re.findall(r"(\w+): \"?([0-9.]+)", line):
+        for key, value in re.findall(r"(\w+): \"?(-?[0-9.]+)", line):
             numbers[key] = float(value)
     if iso.wait() != 0:
         raise RuntimeError(f"the ISO simulator exited with {iso.returncode}")
@@ -116,7 +120,7 @@ async def main(keep_running: bool) -> None:
             print(f"---- {name} ----\n{launcher.tail(name, 15)}", file=sys.stderr)
         raise SystemExit(1) from exc
     finally:
-        launcher.stop_all()
+        await asyncio.to_thread(launcher.stop_all)
 
 
 if __name__ == "__main__":

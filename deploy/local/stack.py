@@ -418,7 +418,7 @@ async def _bring_up(server: Server) -> str:
             return f"running (pid {server.pid()})"
         except Exception:
             print(f"    {server.name}: running but not answering; restarting it", flush=True)
-            server.stop()
+            await asyncio.to_thread(server.stop)
     else:
         server.pidfile.unlink(missing_ok=True)  # stale: its process is gone
         if _port_open(server.port):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -29,6 +30,7 @@ class Launcher:
         self.log_dir = log_dir
         self.env = {**os.environ, **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, BinaryIO] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self, name: str) -> list[str]:
@@ -37,7 +39,7 @@ class Launcher:
         return [str(local) if local.exists() else f"nexwatt-{name}"]
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
+        log = self.logs[name] = (self.log_dir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
             [*self.command(name), *args],
             env={**self.env, **(env or {})},
@@ -85,6 +87,7 @@ class Launcher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self.logs.pop(name).close()
         return proc.returncode
 
     def stop_all(self) -> dict[str, int | None]:

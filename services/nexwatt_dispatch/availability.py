@@ -11,24 +11,41 @@ from redis.asyncio import Redis
 from nexwatt_shared.contracts import (
     AssetCommandAck,
     AssetRegistered,
-    AssetStatus,
     TelemetryInterval,
 )
 
 ASSET = "dispatch:asset:{}"
-RESOURCE = "dispatch:resource:{}"
+RESOURCE_PREFIX = "dispatch:resource:"
+RESOURCE = RESOURCE_PREFIX + "{}"
 ACKS = "dispatch:acks:{}"
 ACKS_TTL_S = 2 * 24 * 3600
 
-# Apply a field update only when its version/time is newer than what is stored: replays and
-# out-of-order partitions must never move an asset backwards. Returns the previous resource id
-# (or false when the update was stale).
-_SET_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and tonumber(current) >= tonumber(ARGV[2]) then return false end
-local previous = redis.call('HGET', KEYS[1], 'resource_id') or ''
-redis.call('HSET', KEYS[1], unpack(ARGV, 1))
-return previous
+# A registration is applied unless a newer version is stored; the same version again (a
+# replayed batch) re-applies it, membership included, in one atomic step, so a crash between
+# the record and its membership can never leave an asset out of (or stuck in) its resource.
+_APPLY_REGISTRATION = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+local previous = redis.call('HGET', KEYS[1], 'resource_id')
+if previous and previous ~= ARGV[2] then
+  redis.call('SREM', ARGV[7] .. previous, ARGV[8])
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'resource_id', ARGV[2], 'status', ARGV[3],
+           'capacity_kw', ARGV[4], 'storage_kwh', ARGV[5], 'reserve_pct', ARGV[6])
+if ARGV[3] == 'enrolled' then
+  redis.call('SADD', ARGV[7] .. ARGV[2], ARGV[8])
+else
+  redis.call('SREM', ARGV[7] .. ARGV[2], ARGV[8])
+end
+return 1
+"""
+# Telemetry replaces the stored reading only when it is newer: replays and out-of-order
+# partitions must never move an asset's state backwards.
+_APPLY_TELEMETRY = """
+local current = redis.call('HGET', KEYS[1], 'telemetry_end_epoch')
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'telemetry_end_epoch', ARGV[1], 'pv_kw', ARGV[2], 'soc_pct', ARGV[3])
+return 1
 """
 
 
@@ -48,36 +65,30 @@ class Fleet:
 class Availability:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._set_if_newer = redis.register_script(_SET_IF_NEWER)
+        self._apply_registration = redis.register_script(_APPLY_REGISTRATION)
+        self._apply_telemetry = redis.register_script(_APPLY_TELEMETRY)
 
     async def apply_registrations(self, records: list[AssetRegistered]) -> None:
-        for r in records:
-            previous = await self._set_if_newer(
-                keys=[ASSET.format(r.asset_id)],
-                args=["version", r.version, "resource_id", r.resource_id, "status", r.status,
-                      "capacity_kw", r.capacity_kw, "storage_kwh", r.storage_kwh,
-                      "reserve_pct", r.backup_reserve_pct],
-            )  # fmt: skip
-            if previous is None:
-                continue  # stale record
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if previous and previous != r.resource_id:
-                    pipe.srem(RESOURCE.format(previous), r.asset_id)
-                if r.status == AssetStatus.ENROLLED:
-                    pipe.sadd(RESOURCE.format(r.resource_id), r.asset_id)
-                else:
-                    pipe.srem(RESOURCE.format(r.resource_id), r.asset_id)
-                await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for r in records:
+                await self._apply_registration(
+                    keys=[ASSET.format(r.asset_id)],
+                    args=[r.version, r.resource_id, r.status, r.capacity_kw, r.storage_kwh,
+                          r.backup_reserve_pct, RESOURCE_PREFIX, r.asset_id],
+                    client=pipe,
+                )  # fmt: skip
+            await pipe.execute()
 
     async def apply_telemetry(self, readings: list[TelemetryInterval]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in readings:
-                await self._set_if_newer(
+                # Unknown state of charge counts as empty: no energy is credited on a guess.
+                soc_pct = r.soc_pct if r.soc_pct is not None else 0.0
+                await self._apply_telemetry(
                     keys=[ASSET.format(r.asset_id)],
-                    args=["telemetry_end_epoch", r.interval_end.timestamp(), "pv_kw", r.pv_kw,
-                          "soc_pct", r.soc_pct if r.soc_pct is not None else 0.0],
+                    args=[r.interval_end.timestamp(), r.pv_kw, soc_pct],
                     client=pipe,
-                )  # fmt: skip
+                )
             await pipe.execute()
 
     async def fleet(self, resource_id: str) -> Fleet:

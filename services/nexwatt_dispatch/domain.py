@@ -5,6 +5,8 @@ All functions are vectorized over assets (numpy arrays, one element per asset).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -58,9 +60,9 @@ def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float =
     """Share ``requested_kw`` over assets in proportion to their limits, never above a limit.
 
     When the limits add up to less than the request every asset gets its limit; otherwise each
-    gets ``limit * requested / sum(limits)``. Setpoints below ``min_setpoint_kw`` are dropped
-    (set to zero), so the total may fall short of the request by at most
-    ``n * min_setpoint_kw``.
+    gets ``limit * requested / sum(limits)``. A share below ``min_setpoint_kw`` is not worth a
+    command: that asset is dropped and the request shared again over the rest, until every
+    share is worth sending (each round drops at least one asset, so it ends).
 
     Parameters
     ----------
@@ -69,8 +71,24 @@ def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float =
     min_setpoint_kw : smallest setpoint worth a command [kW]
     """
     limits = np.asarray(limits_kw, float)
-    total = limits.sum()
-    if requested_kw <= 0 or total <= 0:
-        return np.zeros_like(limits)
-    setpoints = limits * min(1.0, requested_kw / total)
-    return np.where(setpoints >= min_setpoint_kw, setpoints, 0.0)
+    active = limits > 0
+    while requested_kw > 0 and active.any():
+        share = min(1.0, requested_kw / limits[active].sum())
+        setpoints = np.where(active, limits * share, 0.0)
+        too_small = active & (setpoints < min_setpoint_kw)
+        if not too_small.any():
+            return setpoints
+        active &= ~too_small
+    return np.zeros_like(limits)
+
+
+def shortfall_reason(requested_mw: float, limits_kw: Sequence[float]) -> str | None:
+    """Why the fleet can't meet the request in full (its limits add up to less), else None.
+
+    Parameters
+    ----------
+    requested_mw : the request [MW]
+    limits_kw : what each commanded asset can hold [kW]
+    """
+    total_kw = float(sum(limits_kw))
+    return f"fleet limit {total_kw / 1000:.3f} MW" if total_kw < requested_mw * 1000 else None

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nexwatt_dispatch.availability import Availability
 from nexwatt_dispatch.config import Settings
-from nexwatt_dispatch.domain import allocate, deliverable_kw
+from nexwatt_dispatch.domain import allocate, deliverable_kw, shortfall_reason
 from nexwatt_dispatch.log import DispatchLog
 from nexwatt_shared.codec import encode
 from nexwatt_shared.contracts import (
@@ -81,18 +81,33 @@ class Dispatcher:
                 await self.answer(delivery.payload)
 
     async def answer(self, instruction: DispatchInstruction) -> None:
+        """Decide once per instruction, however often it is delivered: the lock keeps two
+        replicas (a rebalance overlap) from deciding at once, and a replay re-sends what was
+        decided (the same commands, then the same answer's id) instead of deciding again."""
         started = time.monotonic()
-        previous = await self.log.published_answer(instruction.instruction_id)
-        if previous is not None:
-            # A replay: send the very same event again (same id), never a second decision.
-            await self.producer.send_raw(
-                DISPATCH_CONFIRMED.name, instruction.resource_id, json.dumps(previous).encode()
-            )
-            log.info("instruction already answered; answer re-sent")
-            return
-        log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
-        await self.log.record_instruction(instruction)
-        commands, reason = await self._command(instruction)
+        async with self.log.deciding(instruction.instruction_id):
+            previous = await self.log.published_answer(instruction.instruction_id)
+            if previous is not None:
+                await self.producer.send_raw(
+                    DISPATCH_CONFIRMED.name, instruction.resource_id, json.dumps(previous).encode()
+                )
+                log.info("instruction already answered; answer re-sent")
+                return
+            log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
+            await self.log.record_instruction(instruction)
+            await self._answer(instruction, started)
+
+    async def _answer(self, instruction: DispatchInstruction, started: float) -> None:
+        commands, limits_kw = await self.log.recorded_commands(instruction)
+        if commands:
+            reason = shortfall_reason(instruction.mw, limits_kw)
+        else:
+            commands, limits_kw, reason = await self._allocate(instruction)
+            await self.log.record_commands(commands, limits_kw)
+        # Command ids are the event ids, so a gateway sees a re-sent command as the same one.
+        await self.producer.publish_many(
+            ASSET_COMMAND, commands, time=instruction.issued_at, event_id=lambda c: c.command_id
+        )
         acked_kw = await self._collect_acks(instruction.instruction_id, commands)
         elapsed_s = time.monotonic() - started
         confirmed_mw = sum(acked_kw.values()) / 1000.0
@@ -145,18 +160,19 @@ class Dispatcher:
             processing_ms=answer.processing_ms,
         )
 
-    async def _command(
+    async def _allocate(
         self, instruction: DispatchInstruction
-    ) -> tuple[list[AssetCommand], str | None]:
-        """Allocate over the resource's assets and send the setpoints; say why when none."""
+    ) -> tuple[list[AssetCommand], list[float], str | None]:
+        """Share the request over the resource's available assets: the commands, each one's
+        limit [kW], and why the request can't be met in full (None when it can)."""
         fleet = await self.availability.fleet(instruction.resource_id)
         now = instruction.issued_at
         start = max(now, instruction.window_start)
         hours = (instruction.window_end - start).total_seconds() / 3600.0
         if not fleet.asset_ids:
-            return [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
+            return [], [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
         if hours <= 0:
-            return [], "the window has already ended at the instruction's issue time"
+            return [], [], "the window has already ended at the instruction's issue time"
         limits = deliverable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
             hours, now.timestamp() - fleet.telemetry_end_epoch,
@@ -167,7 +183,7 @@ class Dispatcher:
         )
         chosen = np.flatnonzero(setpoints > 0)
         if chosen.size == 0:
-            return [], "no asset available: telemetry stale or batteries at their reserve"
+            return [], [], "no asset available: telemetry stale or batteries at their reserve"
         commands = [
             AssetCommand(
                 command_id=f"{instruction.instruction_id}:{fleet.asset_ids[i]}",
@@ -181,11 +197,8 @@ class Dispatcher:
             )
             for i in chosen
         ]
-        await self.log.record_commands(commands, [float(limits[i]) for i in chosen])
-        await self.producer.publish_many(ASSET_COMMAND, commands, time=now)
-        shortfall = instruction.mw * 1000.0 - float(limits.sum())
-        reason = f"fleet limit {limits.sum() / 1000:.3f} MW" if shortfall > 0 else None
-        return commands, reason
+        limits_kw = [float(limits[i]) for i in chosen]
+        return commands, limits_kw, shortfall_reason(instruction.mw, limits_kw)
 
     async def _collect_acks(
         self, instruction_id: str, commands: list[AssetCommand]

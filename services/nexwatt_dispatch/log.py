@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -13,6 +14,44 @@ from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, DispatchInst
 class DispatchLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def deciding(self, instruction_id: str) -> AsyncIterator[None]:
+        """Hold the instruction's advisory lock: one decision at a time, across replicas."""
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", instruction_id)
+            try:
+                yield
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", instruction_id
+                )
+
+    async def recorded_commands(
+        self, instruction: DispatchInstruction
+    ) -> tuple[list[AssetCommand], list[float]]:
+        """Commands decided before a crash, with each one's limit [kW], to send again as they
+        were; empty when nothing was decided yet."""
+        rows = await self.pool.fetch(
+            "SELECT command_id, asset_id, setpoint_kw, limit_kw FROM commands"
+            " WHERE instruction_id = $1 ORDER BY asset_id",
+            instruction.instruction_id,
+        )
+        i = instruction
+        commands = [
+            AssetCommand(
+                command_id=r["command_id"],
+                instruction_id=i.instruction_id,
+                asset_id=r["asset_id"],
+                resource_id=i.resource_id,
+                setpoint_kw=r["setpoint_kw"],
+                window_start=max(i.issued_at, i.window_start),
+                window_end=i.window_end,
+                issued_at=i.issued_at,
+            )
+            for r in rows
+        ]
+        return commands, [r["limit_kw"] for r in rows]
 
     async def published_answer(self, instruction_id: str) -> dict | None:
         """The dispatch.confirmed event already published for this instruction, if any."""

@@ -60,7 +60,11 @@ class Simulator:
         while not stop.is_set():
             readings = self.step()
             if readings:
-                await self.producer.publish_many(TELEMETRY_INTERVAL, readings)
+                await self.producer.publish_many(
+                    TELEMETRY_INTERVAL,
+                    readings,
+                    event_id=lambda r: f"{r.asset_id}@{r.interval_start:%Y%m%dT%H%M%SZ}",
+                )
             due = wall0 + (self.clock - sim0).total_seconds() / self.settings.sim_speed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(due - time.monotonic(), 0))
@@ -141,4 +145,6 @@ class Simulator:
                 )
             )
         if acks:
-            await self.producer.publish_many(ASSET_COMMAND_ACK, acks)
+            await self.producer.publish_many(
+                ASSET_COMMAND_ACK, acks, event_id=lambda a: f"ack:{a.command_id}"
+            )

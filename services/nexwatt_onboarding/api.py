@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from nexwatt_onboarding.domain import TransitionNotAllowed
 from nexwatt_onboarding.handlers import Onboarding
 from nexwatt_onboarding.models import Enrolled, RegistrationRequest, Rejected, ResourceSummary
+from nexwatt_onboarding.rules import NoRulesInForce
 from nexwatt_shared.contracts import AssetRegistered, AssetStatus
 
 _NOT_FOUND = {404: {"description": "Unknown asset"}}
@@ -20,6 +21,11 @@ def create_app(onboarding: Onboarding) -> FastAPI:
         "ISO's rules and publishes each asset's record to `asset.registered`.",
         version="1",
     )
+
+    @app.exception_handler(NoRulesInForce)
+    async def no_rules(_request: Request, exc: NoRulesInForce) -> JSONResponse:
+        # The operator's registry is out of date: not the caller's fault, and retryable.
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.post(
         "/v1/assets/register",

@@ -88,8 +88,12 @@ class IsoRules(_Data):
         """The rules of the latest delivery year that started on or before `on`."""
         started = [y for y in self.delivery_years if y.starts_on <= on]
         if not started:
-            raise LookupError(f"no {self.iso} rules in force on {on}")
+            raise NoRulesInForce(f"no {self.iso} rules in force on {on}: add its delivery year")
         return started[-1]
+
+
+class NoRulesInForce(LookupError):
+    """The registry has no delivery year covering the date: nothing can be validated."""
 
 
 def load_rules(path: Path = PJM_RULES) -> IsoRules:

@@ -67,11 +67,10 @@ async def save_asset(conn: asyncpg.Connection, record: AssetRegistered) -> None:
 
 
 async def resource_totals(pool: asyncpg.Pool, resource_id: str) -> asyncpg.Record:
-    """Assets that ever used the resource, and count/capacity/storage of the enrolled ones."""
+    """The resource's zone, and count/capacity/storage of its enrolled assets."""
     return await pool.fetchrow(
         """
-        SELECT count(*) AS assets_known,
-               min(iso_zone) AS iso_zone,
+        SELECT min(iso_zone) AS iso_zone,
                count(*) FILTER (WHERE status = $2) AS assets_enrolled,
                coalesce(sum(capacity_kw) FILTER (WHERE status = $2), 0) AS capacity_kw,
                coalesce(sum(storage_kwh) FILTER (WHERE status = $2), 0) AS storage_kwh

@@ -28,9 +28,10 @@ ResourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 
 class Contract(BaseModel):
-    """Base of every payload: immutable (events are facts) and strict about unknown fields."""
+    """Base of every payload: immutable (events are facts), strict about unknown fields, and
+    refusing NaN/Infinity (Python's json accepts them; one NaN reading would poison a sum)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Window(Contract):
@@ -44,10 +45,6 @@ class Window(Contract):
         if self.window_end <= self.window_start:
             raise ValueError("window_end must be after window_start")
         return self
-
-    @property
-    def duration_s(self) -> float:
-        return (self.window_end - self.window_start).total_seconds()
 
 
 # --- asset.registered -----------------------------------------------------------------------
@@ -227,8 +224,12 @@ class DeadLetter(Contract):
     consumer_group: str
     error: str = Field(description="Why the message was refused")
     key: str | None = Field(None, description="Original key, UTF-8 with replacement")
-    value_text: str = Field(description="Original value, UTF-8 with replacement")
-    value_base64: str = Field(description="Original value, byte for byte")
+    value_text: str = Field(description="Original value, UTF-8 with replacement (truncated)")
+    value_base64: str = Field(description="Original value, byte for byte (empty if truncated)")
+    value_bytes: int = Field(ge=0, description="Size of the original value [bytes]")
+    truncated: bool = Field(
+        False, description="The value was too large to carry whole; replay it from its origin"
+    )
     failed_at: UtcDatetime
 
 

@@ -174,6 +174,8 @@ async def test_garbage_is_dead_lettered_with_its_reason_and_the_stream_goes_on(
     await producer.send_raw(topic.name, "A-1", b"{not json")
     await producer.send_raw(topic.name, "A-1", json.dumps(bad_schema).encode())
     await producer.send_raw(topic.name, "A-1", json.dumps(wrong_type).encode())
+    huge = b"x" * 650_000  # a letter carrying it twice would exceed Kafka's 1 MiB record limit
+    await producer.send_raw(topic.name, "A-1", huge)
     await producer.publish(topic, good[1])
 
     seen: list[Delivery] = []
@@ -184,7 +186,7 @@ async def test_garbage_is_dead_lettered_with_its_reason_and_the_stream_goes_on(
     stop = asyncio.Event()
     task = asyncio.create_task(in_process_runner(ctx, handler).run(stop))
     await eventually(
-        lambda: committed_total(ctx["bootstrap"], ctx["group"], topic.name), lambda n: n == 5
+        lambda: committed_total(ctx["bootstrap"], ctx["group"], topic.name), lambda n: n == 6
     )
     stop.set()
     await task
@@ -196,8 +198,12 @@ async def test_garbage_is_dead_lettered_with_its_reason_and_the_stream_goes_on(
         if dict(r.headers).get("nexwatt.original.topic") == topic.name.encode()
     ]
     reasons = [dict(r.headers)["nexwatt.error"].decode() for r in letters]
-    assert len(letters) == 3
+    assert len(letters) == 4
     assert reasons[0].startswith("not JSON")
+    assert reasons[3].startswith("not JSON")
+    oversized = json.loads(letters[3].value)["data"]
+    assert oversized["truncated"] and oversized["value_bytes"] == len(huge)
+    assert oversized["value_base64"] == "" and len(oversized["value_text"]) == 256 * 1024
     assert "interval_start" in reasons[1] and "timezone" in reasons[1]
     assert reasons[2].startswith("wrong event type 'nexwatt.dispatch.instruction.v1'")
     body = json.loads(letters[0].value)

@@ -41,6 +41,8 @@ from nexwatt_shared.observability import (
 from nexwatt_shared.topics import DEAD_LETTER, Topic
 
 log = structlog.get_logger()
+# Two copies of the value (text + base64) stay well under Kafka's 1 MiB default record limit.
+DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Delivery:
     offset: int
     key: str | None
     event: CloudEvent[BaseModel]
+    value: bytes  # the record as it arrived, for a dead letter byte for byte
 
     @property
     def payload(self) -> BaseModel:
@@ -79,7 +82,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.group = group
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Nothing is in flight here: every batch is committed before the next poll.
+        # A batch in hand may still finish and try to commit: `_commit` keeps only partitions
+        # still assigned, and the new owner replays the rest (handlers are idempotent).
         log.info("partitions revoked", group=self.group, partitions=_names(revoked))
         for tp in revoked:
             CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(0)
@@ -148,7 +152,9 @@ class ConsumerRunner:
                     await self._dead_letter(record, str(exc))
                     continue
                 key = record.key.decode(errors="replace") if record.key is not None else None
-                deliveries.append(Delivery(topic, record.partition, record.offset, key, event))
+                deliveries.append(
+                    Delivery(topic, record.partition, record.offset, key, event, record.value)
+                )
         if deliveries and not await self._handle(deliveries, stop):
             return False
         for tp, records in batch.items():
@@ -166,9 +172,12 @@ class ConsumerRunner:
             except PoisonMessage as poison:
                 d = poison.delivery
                 await self._send_dead_letter(
-                    d.topic.name, d.partition, d.offset, d.key, encode(d.event), poison.reason
+                    d.topic.name, d.partition, d.offset, d.key, d.value, poison.reason
                 )
-                deliveries = [x for x in deliveries if x is not d]
+                where = (d.topic.name, d.partition, d.offset)
+                deliveries = [
+                    x for x in deliveries if (x.topic.name, x.partition, x.offset) != where
+                ]
                 if not deliveries:
                     return True
             except Exception:
@@ -205,20 +214,25 @@ class ConsumerRunner:
     async def _send_dead_letter(
         self, topic: str, partition: int, offset: int, key: str | None, value: bytes, reason: str
     ) -> None:
+        # A letter must fit in one record: carry a value only up to a cap (its origin says
+        # where to replay the rest from), or the letter itself would fail and stall the stream.
+        whole = len(value) <= DEAD_LETTER_MAX_VALUE_BYTES
         letter = DeadLetter(
             original_topic=topic,
             original_partition=partition,
             original_offset=offset,
             consumer_group=self.group_id,
-            error=reason,
+            error=reason[:2000],
             key=key,
-            value_text=value.decode(errors="replace"),
-            value_base64=base64.b64encode(value).decode(),
+            value_text=value[:DEAD_LETTER_MAX_VALUE_BYTES].decode(errors="replace"),
+            value_base64=base64.b64encode(value).decode() if whole else "",
+            value_bytes=len(value),
+            truncated=not whole,
             failed_at=utcnow(),
         )
         event = envelope(DEAD_LETTER, letter, source=self.group_id)
         headers = [
-            ("nexwatt.error", reason.encode()),
+            ("nexwatt.error", reason[:2000].encode()),
             ("nexwatt.original.topic", topic.encode()),
             ("nexwatt.original.partition", str(partition).encode()),
             ("nexwatt.original.offset", str(offset).encode()),

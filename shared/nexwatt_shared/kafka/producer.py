@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
@@ -50,12 +51,20 @@ class EventProducer:
         return event
 
     async def publish_many(
-        self, topic: Topic, payloads: Sequence[BaseModel], *, time: datetime | None = None
+        self,
+        topic: Topic,
+        payloads: Sequence[BaseModel],
+        *,
+        time: datetime | None = None,
+        event_id: Callable[[Any], str] | None = None,
     ) -> None:
-        """Send several events, pipelined, and wait until the broker has all of them."""
+        """Send several events, pipelined, and wait until the broker has all of them.
+        `event_id` derives each event's id from its payload, so a re-send after a retry carries
+        the same idempotency key (e.g. the command id)."""
         futures = []
         for payload in payloads:
-            event = envelope(topic, payload, source=self.source, time=time)
+            eid = event_id(payload) if event_id is not None else None
+            event = envelope(topic, payload, source=self.source, time=time, event_id=eid)
             key = record_key(topic, payload)
             futures.append(
                 await self._producer.send(

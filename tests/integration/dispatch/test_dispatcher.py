@@ -15,6 +15,7 @@ from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.handlers import Dispatcher
 from nexwatt_dispatch.log import DispatchLog
 from nexwatt_shared.contracts import (
+    AssetCommand,
     AssetCommandAck,
     AssetRegistered,
     DispatchInstruction,
@@ -129,14 +130,14 @@ async def test_allocation_confirmation_and_replay(ctx: dict) -> None:
 
     # Redelivered: the very same answer (same event id) goes out again; nothing is re-decided.
     await ctx["dispatcher"].answer(instruction)
+    await ctx["watcher"].wait_for(
+        DISPATCH_CONFIRMED, count=2, instruction_id=instruction.instruction_id
+    )
     ids = {
         json.loads(record.value)["id"]
         for name, record, event in ctx["watcher"].events
         if event is not None and event.data.instruction_id == instruction.instruction_id
     }
-    await ctx["watcher"].wait_for(
-        DISPATCH_CONFIRMED, count=2, instruction_id=instruction.instruction_id
-    )
     assert ids == {f"confirmed:{instruction.instruction_id}"}
     assert await ctx["pool"].fetchval("SELECT count(*) FROM commands") == 2
 
@@ -156,3 +157,47 @@ async def test_an_unknown_resource_is_rejected_and_logged(ctx: dict) -> None:
         instruction.instruction_id,
     )
     assert row["status"] == "rejected" and "unknown resource" in row["reason"]
+
+
+async def test_a_replay_after_a_crash_resends_the_decision_instead_of_deciding_again(
+    ctx: dict,
+) -> None:
+    a, b = unique("T-A"), unique("T-B")
+    availability: Availability = ctx["availability"]
+    await availability.apply_registrations([asset(ctx, a), asset(ctx, b)])
+    await availability.apply_telemetry([telemetry(a, NOW, 0.6, 90.0), telemetry(b, NOW, 0.6, 90.0)])
+    instruction = DispatchInstruction(
+        instruction_id=unique("I"), resource_id=ctx["resource"], mw=0.004,
+        window_start=NOW, window_end=NOW + timedelta(hours=1), issued_at=NOW,
+    )  # fmt: skip
+    # The first delivery decided "all 4 kW on A" and crashed before answering; B has since
+    # become just as available, so deciding again would split the request.
+    dispatch_log: DispatchLog = ctx["dispatcher"].log
+    await dispatch_log.record_instruction(instruction)
+    decided = AssetCommand(
+        command_id=f"{instruction.instruction_id}:{a}", instruction_id=instruction.instruction_id,
+        asset_id=a, resource_id=ctx["resource"], setpoint_kw=4.0, window_start=NOW,
+        window_end=NOW + timedelta(hours=1), issued_at=NOW,
+    )  # fmt: skip
+    await dispatch_log.record_commands([decided], [6.86])
+    await asyncio.gather(
+        ctx["dispatcher"].answer(instruction),
+        acknowledge(availability, instruction.instruction_id, {a: 4.0}),
+    )
+    [answer] = await ctx["watcher"].wait_for(
+        DISPATCH_CONFIRMED, instruction_id=instruction.instruction_id
+    )
+    assert answer.status == DispatchStatus.CONFIRMED
+    assert (answer.assets_commanded, answer.mw_confirmed) == (1, pytest.approx(0.004))
+
+
+async def test_a_replayed_registration_restores_membership(ctx: dict) -> None:
+    a = unique("T-A")
+    availability: Availability = ctx["availability"]
+    await availability.apply_registrations([asset(ctx, a)])
+    await availability.redis.srem(f"dispatch:resource:{ctx['resource']}", a)  # state lost
+    await availability.apply_registrations([asset(ctx, a)])  # the same record, replayed
+    assert (await availability.fleet(ctx["resource"])).asset_ids == [a]
+    await availability.apply_registrations([asset(ctx, a, version=2, status="suspended")])
+    await availability.apply_registrations([asset(ctx, a, version=1)])  # older: ignored
+    assert (await availability.fleet(ctx["resource"])).asset_ids == []

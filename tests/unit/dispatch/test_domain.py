@@ -38,8 +38,13 @@ def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
     assert allocate(10.0, [4.0, 6.0, 10.0]) == pytest.approx([2.0, 3.0, 5.0], abs=1e-12)
     # 30 kW exceeds the 20 kW the fleet can hold: everyone at its limit.
     assert allocate(30.0, [4.0, 6.0, 10.0]) == pytest.approx([4.0, 6.0, 10.0], abs=1e-12)
-    # Tiny shares are not worth a command: 1 kW over 0.1 and 9.9 -> 0.01 and 0.99; drop < 0.05.
-    assert allocate(1.0, [0.1, 9.9], min_setpoint_kw=0.05) == pytest.approx([0.0, 0.99])
+    # Tiny shares are not worth a command: 1 kW over 0.1 and 9.9 -> 0.01 and 0.99; 0.01 < 0.05
+    # drops the first, and the second, shared again, carries the whole 1 kW.
+    assert allocate(1.0, [0.1, 9.9], min_setpoint_kw=0.05) == pytest.approx([0.0, 1.0])
+    # 100 kW over one 1000 kW site and twenty 0.9 kW homes: each home's share (0.088 kW) is
+    # below 0.1, so the site carries all 100 kW rather than leaving 1.8 kW unallocated.
+    got = allocate(100.0, [1000.0] + [0.9] * 20, min_setpoint_kw=0.1)
+    assert got.sum() == pytest.approx(100.0) and got[0] == pytest.approx(100.0)
     assert allocate(5.0, [0.0, 0.0]).tolist() == [0.0, 0.0]
 
 
