@@ -61,6 +61,13 @@ def test_an_event_round_trips_through_the_wire_format() -> None:
             b'{"type": "nexwatt.telemetry.interval.v1", "source": "x", "data": {}}',
             "schema validation failed: data.asset_id: Field required",
         ),
+        # Python's json writes and reads NaN; one NaN reading would poison every sum after it.
+        (
+            b'{"type": "nexwatt.telemetry.interval.v1", "source": "x", "data": {"asset_id": "A",'
+            b' "interval_start": "2026-03-12T09:00:00Z", "interval_s": 300, "pv_kw": 1,'
+            b' "load_kw": 1, "battery_kw": NaN, "net_kw": 0}}',
+            "data.battery_kw: Input should be a finite number",
+        ),
     ],
 )
 def test_undecodable_records_say_why(value: bytes | None, reason: str) -> None:
