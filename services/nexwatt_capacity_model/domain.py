@@ -9,6 +9,7 @@ from datetime import datetime
 
 import numpy as np
 
+from nexwatt_shared.battery import deliverable_kw
 from nexwatt_shared.contracts import (
     AssetStatus,
     CapacitySnapshot,
@@ -72,9 +73,9 @@ def resource_capacity(
     has_telemetry = ~np.isnan(telemetry_end_s)
     newest_s = telemetry_end_s[has_telemetry].max() if has_telemetry.any() else np.nan
     reporting = has_telemetry & (telemetry_end_s >= newest_s - freshness_s)
-    headroom_kw = capacity_kw - pv_kw
-    usable_kwh = np.where(np.isnan(soc_pct), 0.0, (soc_pct - reserve_pct) / 100.0 * storage_kwh)
-    available_kw = np.clip(np.minimum(headroom_kw, usable_kwh / DISCHARGE_H), 0.0, None)
+    available_kw = deliverable_kw(
+        capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, DISCHARGE_H
+    )
     return Capacity(
         assets_enrolled=int(capacity_kw.size),
         assets_reporting=int(reporting.sum()),

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nexwatt_shared.battery import deliverable_kw
+
 FloatArray = NDArray[np.float64]
 
 
-def deliverable_kw(
+def dispatchable_kw(
     capacity_kw: ArrayLike,
     pv_kw: ArrayLike,
     soc_pct: ArrayLike,
@@ -23,37 +25,21 @@ def deliverable_kw(
     telemetry_age_s: ArrayLike,
     max_age_s: float,
 ) -> FloatArray:
-    """Battery discharge each asset can hold for the rest of the window.
-
-    The least of:
-    - inverter headroom: ``capacity_kw - pv_kw`` (PV and battery share the inverter) [kW];
-    - energy above the backup reserve spread over the window:
-      ``(soc_pct - reserve_pct) / 100 * storage_kwh / hours`` [kW];
-    and zero for an asset whose newest telemetry is older than ``max_age_s`` (or missing:
-    pass ``inf``), since its state is unknown.
+    """Battery discharge each asset can hold for the rest of the window [kW]: what it can
+    deliver (`nexwatt_shared.battery.deliverable_kw`: inverter headroom, energy above the
+    reserve over ``hours``), and zero for an asset whose newest telemetry is older than
+    ``max_age_s`` (or missing: pass ``inf``), since its state is unknown.
 
     Parameters
     ----------
-    capacity_kw : inverter AC rating [kW]
-    pv_kw : PV output in the newest telemetry [kW]
-    soc_pct : battery state of charge in the newest telemetry [%]
-    reserve_pct : state of charge kept for the household [%]
-    storage_kwh : usable battery energy [kWh]
+    capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh : as in ``deliverable_kw``
+        [kW], [kW], [%], [%], [kWh]
     hours : time from now to the window's end [h], > 0
     telemetry_age_s : event time now minus the newest telemetry's end [s]
     max_age_s : freshness limit [s]
     """
-    if hours <= 0:
-        raise ValueError("hours must be positive")
-    headroom = np.asarray(capacity_kw, float) - np.asarray(pv_kw, float)
-    usable_kwh = (
-        (np.asarray(soc_pct, float) - np.asarray(reserve_pct, float))
-        / 100.0
-        * np.asarray(storage_kwh, float)
-    )
-    limit = np.minimum(headroom, usable_kwh / hours)
-    fresh = np.asarray(telemetry_age_s, float) <= max_age_s
-    return np.where(fresh, np.clip(limit, 0.0, None), 0.0)
+    limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
+    return np.where(np.asarray(telemetry_age_s, float) <= max_age_s, limit, 0.0)
 
 
 def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float = 0.0) -> FloatArray:

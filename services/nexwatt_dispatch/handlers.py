@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nexwatt_dispatch.availability import Availability
 from nexwatt_dispatch.config import Settings
-from nexwatt_dispatch.domain import allocate, deliverable_kw, shortfall_reason
+from nexwatt_dispatch.domain import allocate, dispatchable_kw, shortfall_reason
 from nexwatt_dispatch.log import DispatchLog
 from nexwatt_shared.codec import encode
 from nexwatt_shared.contracts import (
@@ -173,7 +173,7 @@ class Dispatcher:
             return [], [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
         if hours <= 0:
             return [], [], "the window has already ended at the instruction's issue time"
-        limits = deliverable_kw(
+        limits = dispatchable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
             hours, now.timestamp() - fleet.telemetry_end_epoch,
             self.settings.dispatch_telemetry_max_age_s,

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from nexwatt_admin.launcher import Launcher
-from nexwatt_dispatch.domain import allocate, deliverable_kw
+from nexwatt_dispatch.domain import allocate, dispatchable_kw
 from nexwatt_shared.contracts import DispatchInstruction
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.kafka.consumer import ConsumerRunner
@@ -53,7 +53,7 @@ def bench_allocation(n: int = 100_000, repeats: int = 21) -> dict[str, float]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        limits = deliverable_kw(*args, 1.0, rng.uniform(0, 1200, n), 900.0)
+        limits = dispatchable_kw(*args, 1.0, rng.uniform(0, 1200, n), 900.0)
         allocate(limits.sum() * 0.8, limits, 0.1)
         times.append(time.perf_counter() - t0)
     return {"assets": n, "median_ms": statistics.median(times) * 1000}

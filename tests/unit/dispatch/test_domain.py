@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nexwatt_dispatch.domain import allocate, deliverable_kw
+from nexwatt_dispatch.domain import allocate, dispatchable_kw
 
 
 def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_window() -> None:
@@ -15,12 +15,12 @@ def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_windo
     #   over 2 h   ->  3.43 kW, so energy binds:   3.43 kW
     common = dict(capacity_kw=[7.6], pv_kw=[3.0], soc_pct=[90.0], reserve_pct=[20.0],
                   storage_kwh=[9.8], telemetry_age_s=[60.0], max_age_s=900.0)  # fmt: skip
-    assert deliverable_kw(hours=0.5, **common) == pytest.approx([4.6], abs=1e-12)
-    assert deliverable_kw(hours=2.0, **common) == pytest.approx([3.43], abs=1e-12)
+    assert dispatchable_kw(hours=0.5, **common) == pytest.approx([4.6], abs=1e-12)
+    assert dispatchable_kw(hours=2.0, **common) == pytest.approx([3.43], abs=1e-12)
 
 
 def test_stale_telemetry_a_battery_at_reserve_or_pv_above_rating_deliver_nothing() -> None:
-    got = deliverable_kw(
+    got = dispatchable_kw(
         capacity_kw=[7.6, 7.6, 5.0, 7.6],
         pv_kw=[1.0, 1.0, 5.5, 1.0],
         soc_pct=[90.0, 15.0, 90.0, 90.0],
@@ -50,4 +50,4 @@ def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
 
 def test_a_window_already_over_is_refused() -> None:
     with pytest.raises(ValueError, match="hours"):
-        deliverable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], 900.0)
+        dispatchable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], 900.0)
