@@ -26,7 +26,9 @@ def main() -> None:
     if args.command == "create-topics":
         created = asyncio.run(
             create_topics(
-                settings.kafka_bootstrap_servers, replication_factor=args.replication_factor
+                settings.kafka_bootstrap_servers,
+                replication_factor=args.replication_factor,
+                security=settings.kafka_security(),
             )
         )
         print(f"topics created: {', '.join(created) or 'none (all existed)'}")

@@ -59,12 +59,14 @@ async def play(settings: Settings) -> None:
         issued_at=settings.iso_issue_at,
     )
     topics = [TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED]
+    security = settings.kafka_security()
     consumer = AIOKafkaConsumer(
         *(t.name for t in topics),
+        **security,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="latest",
     )
-    producer = EventProducer(settings.kafka_bootstrap_servers, settings.service_name)
+    producer = EventProducer(settings.kafka_bootstrap_servers, settings.service_name, security)
     await consumer.start()
     await producer.start()
     try:

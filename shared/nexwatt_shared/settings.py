@@ -6,7 +6,10 @@ name in upper case, e.g. NEXWATT_KAFKA_BOOTSTRAP_SERVERS.
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +20,12 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = Field("nexwatt", description="Name in logs, metrics and consumer groups")
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or -512")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
     postgres_url: str = Field(
         "postgresql://nexwatt:nexwatt@127.0.0.1:15432",
         description="Server URL; the database name comes from postgres_database",
@@ -28,6 +37,23 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     consumer_max_records: int = Field(500, description="Largest batch one getmany() returns")
     ready_max_lag: int = Field(1000, description="/readyz fails while consumer lag exceeds this")
+
+    def kafka_security(self) -> dict[str, Any]:
+        """aiokafka client options for the cluster's security, beyond the bootstrap servers
+        (none for PLAINTEXT; TLS uses the system's trusted CAs)."""
+        protocol = self.kafka_security_protocol.upper()
+        options: dict[str, Any] = {}
+        if protocol != "PLAINTEXT":
+            options["security_protocol"] = protocol
+        if "SSL" in protocol:
+            options["ssl_context"] = create_ssl_context()
+        if protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return options
 
     @property
     def database(self) -> str:

@@ -46,6 +46,7 @@ class Resources:
             handler=handler,
             dead_letters=self.producer,
             max_records=self.settings.consumer_max_records,
+            security=self.settings.kafka_security(),
         )
 
         async def caught_up() -> bool:
@@ -68,7 +69,9 @@ async def open_resources(
 ) -> Resources:
     """Start the producer; open PostgreSQL (migrated) when `migrations` is given, and Redis."""
     configure_logging(settings.service_name, settings.log_level)
-    producer = EventProducer(settings.kafka_bootstrap_servers, settings.service_name)
+    producer = EventProducer(
+        settings.kafka_bootstrap_servers, settings.service_name, settings.kafka_security()
+    )
     await producer.start()
     res = Resources(settings=settings, producer=producer, closers=[producer.stop])
     if migrations is not None:

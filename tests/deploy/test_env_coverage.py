@@ -14,17 +14,27 @@ from typing import Any
 import pytest
 
 from tests.deploy.support import (
+    CHART,
     COMPONENTS,
     COMPOSE_FILE,
     PORTS,
     SIMULATORS,
     discover_services,
+    helm_template,
     load_yaml,
 )
 
 # Per-service constants, not deployment settings: the name is the service's identity (logs,
 # metrics, consumer group), and every container binds 0.0.0.0 (the image sets it).
-EXEMPT = {"NEXWATT_SERVICE_NAME", "NEXWATT_HTTP_HOST"}
+# Kafka security is optional: the chart sets it only with global.kafka.sasl.enabled, which
+# test_kafka_sasl_reaches_every_service checks.
+KAFKA_SECURITY = {
+    "NEXWATT_KAFKA_SECURITY_PROTOCOL",
+    "NEXWATT_KAFKA_SASL_MECHANISM",
+    "NEXWATT_KAFKA_SASL_USERNAME",
+    "NEXWATT_KAFKA_SASL_PASSWORD",
+}
+EXEMPT = {"NEXWATT_SERVICE_NAME", "NEXWATT_HTTP_HOST", *KAFKA_SECURITY}
 
 SERVICES = discover_services()
 CHART_KEY = {service: key for key, service in COMPONENTS.items()}
@@ -109,3 +119,31 @@ def test_chart_sets_every_setting(rendered, info, monkeypatch) -> None:
         if c["command"] == [f"nexwatt-{component}", "migrate"]
     ]
     assert _chart_env(docs, migrate) == env
+
+
+def test_kafka_sasl_reaches_every_service(helm: str, monkeypatch) -> None:
+    docs = helm_template(
+        helm,
+        "-f", str(CHART / "ci" / "default-values.yaml"),
+        "--set", "global.kafka.sasl.enabled=true",
+        "--set", "global.kafka.sasl.username=svc-nexwatt",
+        "--set", "global.kafka.sasl.password=s3cret",
+    )  # fmt: skip
+    for info in [s for s in SERVICES if s.service in CHART_KEY]:
+        (deployment,) = [
+            d
+            for d in docs
+            if d["kind"] == "Deployment"
+            and d["metadata"]["labels"]["app.kubernetes.io/component"] == info.service
+        ]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = _chart_env(docs, container)
+        assert set(env) >= KAFKA_SECURITY, info.service
+        for name in [n for n in os.environ if n.startswith("NEXWATT_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        security = info.settings().kafka_security()
+        assert security["sasl_plain_username"] == "svc-nexwatt"
+        assert security["sasl_plain_password"] == "s3cret"
+        assert security["security_protocol"] == env["NEXWATT_KAFKA_SECURITY_PROTOCOL"]

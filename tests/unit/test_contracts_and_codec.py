@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope, record_key
 from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval
+from nexwatt_shared.settings import ServiceSettings
 from nexwatt_shared.topics import ALL, DISPATCH_INSTRUCTION, TELEMETRY_INTERVAL
 
 
@@ -85,3 +86,17 @@ def test_every_topic_is_keyed_by_a_field_of_its_payload() -> None:
         if topic.key:
             assert topic.key in topic.payload.model_fields, topic.name
     assert TelemetryInterval.model_fields["net_kw"].description.startswith("Average power")
+
+
+def test_kafka_security_options_follow_the_settings() -> None:
+    assert ServiceSettings(kafka_security_protocol="PLAINTEXT").kafka_security() == {}
+    sasl = ServiceSettings(
+        kafka_security_protocol="sasl_ssl",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="pw",
+    ).kafka_security()
+    assert sasl["security_protocol"] == "SASL_SSL" and sasl["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == ("svc", "pw")
+    assert sasl["ssl_context"] is not None
+    assert "sasl_mechanism" not in ServiceSettings(kafka_security_protocol="SSL").kafka_security()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,13 +15,18 @@ TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 
 
 async def create_topics(
-    bootstrap_servers: str, topics: Sequence[Topic] = ALL, replication_factor: int = 1
+    bootstrap_servers: str,
+    topics: Sequence[Topic] = ALL,
+    replication_factor: int = 1,
+    security: dict[str, Any] | None = None,
 ) -> list[str]:
     """Create every missing topic with its partitions and config; return the names created.
 
     Existing topics are left as they are (changing partitions or config is an operator's act).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="nexwatt-admin")
+    admin = AIOKafkaAdminClient(
+        **(security or {}), bootstrap_servers=bootstrap_servers, client_id="nexwatt-admin"
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -20,6 +20,7 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -103,6 +104,7 @@ class ConsumerRunner:
         dead_letters: EventProducer,
         max_records: int = 500,
         backoff_s: tuple[float, float] = (0.2, 10.0),
+        security: dict[str, Any] | None = None,
     ) -> None:
         self.group_id = group_id
         self.topics = {t.name: t for t in topics}
@@ -112,6 +114,7 @@ class ConsumerRunner:
         self.backoff_s = backoff_s
         self.lag: int | None = None  # records behind, over assigned partitions; None = unknown
         self._consumer = AIOKafkaConsumer(
+            **(security or {}),
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             client_id=group_id,

@@ -18,9 +18,12 @@ Headers = Sequence[tuple[str, bytes]]
 
 
 class EventProducer:
-    def __init__(self, bootstrap_servers: str, source: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, source: str, security: dict[str, Any] | None = None
+    ) -> None:
         self.source = source
         self._producer = AIOKafkaProducer(
+            **(security or {}),
             bootstrap_servers=bootstrap_servers,
             enable_idempotence=True,  # implies acks=all
             acks="all",
