@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 import structlog
 from prometheus_client import Counter
@@ -20,6 +22,7 @@ from nexwatt_shared.contracts import (
 )
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.postgres import advisory_lock
 from nexwatt_shared.topics import CAPACITY_SNAPSHOT
 
 log = structlog.get_logger()
@@ -39,19 +42,23 @@ def make_handler(pool: asyncpg.Pool, producer: EventProducer, freshness_s: float
         touched = await save_inputs(pool, records, readings)
         if not touched:
             return
-        resource_ids = sorted(touched)
-        assets, last = await assets_of(pool, resource_ids), await published(pool, resource_ids)
-        for resource_id in resource_ids:
-            in_resource = assets.get(resource_id, [])
-            snap = snapshot(resource_id, in_resource, touched[resource_id], freshness_s)
-            if not changed(last.get(resource_id), snap):
-                continue
-            # Publish first, then record: a crash in between re-publishes the same event id.
-            await producer.publish(
-                CAPACITY_SNAPSHOT, snap, event_id=snapshot_event_id(snap), time=snap.as_of
-            )
-            await record_published(pool, snap)
-            SNAPSHOTS_PUBLISHED.inc()
-            log.info("capacity snapshot published", **snap.model_dump(mode="json"))
+        for resource_id in sorted(touched):
+            # One replica at a time per resource (read, publish, record), or a slower one could
+            # publish older figures after a newer snapshot and leave them last on the topic.
+            async with advisory_lock(pool, f"capacity:{resource_id}"):
+                await refresh(resource_id, touched[resource_id])
+
+    async def refresh(resource_id: str, touched_at: datetime) -> None:
+        in_resource = (await assets_of(pool, [resource_id])).get(resource_id, [])
+        snap = snapshot(resource_id, in_resource, touched_at, freshness_s)
+        if not changed((await published(pool, [resource_id])).get(resource_id), snap):
+            return
+        # Publish first, then record: a crash in between re-publishes the same event id.
+        await producer.publish(
+            CAPACITY_SNAPSHOT, snap, event_id=snapshot_event_id(snap), time=snap.as_of
+        )
+        await record_published(pool, snap)
+        SNAPSHOTS_PUBLISHED.inc()
+        log.info("capacity snapshot published", **snap.model_dump(mode="json"))
 
     return handle

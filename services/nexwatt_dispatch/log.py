@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 
 from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, DispatchInstruction
+from nexwatt_shared.postgres import advisory_lock
 
 
 class DispatchLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    @contextlib.asynccontextmanager
-    async def deciding(self, instruction_id: str) -> AsyncIterator[None]:
-        """Hold the instruction's advisory lock: one decision at a time, across replicas."""
-        async with self.pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", instruction_id)
-            try:
-                yield
-            finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", instruction_id
-                )
+    def deciding(self, instruction_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the instruction's lock: one decision at a time, across replicas."""
+        return advisory_lock(self.pool, f"dispatch:{instruction_id}")
 
     async def recorded_commands(
         self, instruction: DispatchInstruction

@@ -7,7 +7,9 @@ replicas starting at once apply them once.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,3 +92,15 @@ async def open_pool(server_url: str, database: str, migrations: Path | None = No
     if migrations is not None:
         await migrate(pool, migrations)
     return pool
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(pool: asyncpg.Pool, key: str) -> AsyncIterator[None]:
+    """Hold a session advisory lock named by `key` for the block: one holder at a time across
+    every replica using the same database (e.g. one decision per instruction)."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
