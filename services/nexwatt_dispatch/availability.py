@@ -13,6 +13,7 @@ from nexwatt_shared.contracts import (
     AssetRegistered,
     TelemetryInterval,
 )
+from nexwatt_shared.redis_client import NewerOnly
 
 ASSET = "dispatch:asset:{}"
 RESOURCE_PREFIX = "dispatch:resource:"
@@ -39,14 +40,6 @@ else
 end
 return 1
 """
-# Telemetry replaces the stored reading only when it is newer: replays and out-of-order
-# partitions must never move an asset's state backwards.
-_APPLY_TELEMETRY = """
-local current = redis.call('HGET', KEYS[1], 'telemetry_end_epoch')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'telemetry_end_epoch', ARGV[1], 'pv_kw', ARGV[2], 'soc_pct', ARGV[3])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -66,7 +59,7 @@ class Availability:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._apply_registration = redis.register_script(_APPLY_REGISTRATION)
-        self._apply_telemetry = redis.register_script(_APPLY_TELEMETRY)
+        self._newer = NewerOnly(redis)
 
     async def apply_registrations(self, records: list[AssetRegistered]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -84,11 +77,10 @@ class Availability:
             for r in readings:
                 # Unknown state of charge counts as empty: no energy is credited on a guess.
                 soc_pct = r.soc_pct if r.soc_pct is not None else 0.0
-                await self._apply_telemetry(
-                    keys=[ASSET.format(r.asset_id)],
-                    args=[r.interval_end.timestamp(), r.pv_kw, soc_pct],
-                    client=pipe,
-                )
+                await self._newer.hset(
+                    pipe, ASSET.format(r.asset_id), "telemetry_end_epoch",
+                    r.interval_end.timestamp(), {"pv_kw": r.pv_kw, "soc_pct": soc_pct},
+                )  # fmt: skip
             await pipe.execute()
 
     async def fleet(self, resource_id: str) -> Fleet:

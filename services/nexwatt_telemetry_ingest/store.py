@@ -6,16 +6,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from nexwatt_shared.contracts import TelemetryInterval
+from nexwatt_shared.redis_client import NewerOnly
 
 LATEST_KEY = "ingest:latest:{asset_id}"
-# Replace the stored reading only with a newer one: replays and out-of-order partitions
-# must never move "latest" backwards.
-_SET_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'interval_start_epoch')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'interval_start_epoch', ARGV[1], 'json', ARGV[2])
-return 1
-"""
 
 
 async def insert_readings(pool: asyncpg.Pool, rows: list[tuple[str, TelemetryInterval]]) -> int:
@@ -42,13 +35,14 @@ def _values(r: TelemetryInterval) -> tuple[object, ...]:
 
 
 async def remember_latest(redis: Redis, readings: list[TelemetryInterval]) -> None:
-    script = redis.register_script(_SET_IF_NEWER)
+    """Keep each asset's newest reading; an older one (a replay) changes nothing."""
+    newer = NewerOnly(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for r in readings:
-            await script(
-                keys=[LATEST_KEY.format(asset_id=r.asset_id)],
-                args=[r.interval_start.timestamp(), r.model_dump_json()],
-                client=pipe,
+            key = LATEST_KEY.format(asset_id=r.asset_id)
+            start = r.interval_start.timestamp()
+            await newer.hset(
+                pipe, key, "interval_start_epoch", start, {"json": r.model_dump_json()}
             )
         await pipe.execute()
 
