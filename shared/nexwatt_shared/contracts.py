@@ -10,10 +10,10 @@ Conventions, the same for every field:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +22,7 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+PerAsset = TypeVar("PerAsset", "AssetRegistered", "TelemetryInterval")
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 AssetId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 ResourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -238,19 +239,20 @@ class DeadLetter(Contract):
 
 def newest_versions(records: Iterable[AssetRegistered]) -> list[AssetRegistered]:
     """The highest version of each asset's record (ties: the later one)."""
-    newest: dict[str, AssetRegistered] = {}
-    for r in records:
-        seen = newest.get(r.asset_id)
-        if seen is None or r.version >= seen.version:
-            newest[r.asset_id] = r
-    return list(newest.values())
+    return _newest_per_asset(records, lambda r: r.version)
 
 
 def newest_readings(readings: Iterable[TelemetryInterval]) -> list[TelemetryInterval]:
     """The reading with the latest interval start of each asset (ties: the later one)."""
-    newest: dict[str, TelemetryInterval] = {}
-    for r in readings:
-        seen = newest.get(r.asset_id)
-        if seen is None or r.interval_start >= seen.interval_start:
-            newest[r.asset_id] = r
+    return _newest_per_asset(readings, lambda r: r.interval_start)
+
+
+def _newest_per_asset(
+    items: Iterable[PerAsset], order: Callable[[PerAsset], Any]
+) -> list[PerAsset]:
+    newest: dict[str, PerAsset] = {}
+    for item in items:
+        seen = newest.get(item.asset_id)
+        if seen is None or order(item) >= order(seen):
+            newest[item.asset_id] = item
     return list(newest.values())
