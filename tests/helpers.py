@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from nexwatt_shared.contracts import TelemetryInterval
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import Topic
 
 T = TypeVar("T")
@@ -188,3 +192,28 @@ SEED_REGISTRATION = {
 def registration(**changes: object) -> dict:
     """The example registration with some fields changed."""
     return {**SEED_REGISTRATION, **changes}
+
+
+@asynccontextmanager
+async def handler_context(
+    servers: dict[str, str], service: str, migrations: Path, topics: list[Topic]
+) -> AsyncIterator[dict]:
+    """What a test of one service's handler needs: its own database, a producer, where the
+    topics ended when the test began, and a fresh resource with assets A, B and C."""
+    bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
+    database = unique(f"test_{service}").replace("-", "_")
+    pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, migrations)
+    producer = EventProducer(bootstrap, "test")
+    await producer.start()
+    try:
+        yield {
+            "bootstrap": bootstrap,
+            "pool": pool,
+            "producer": producer,
+            "start": await end_offsets(bootstrap, topics),
+            "resource": unique("NXW-PJM-T"),
+            "assets": {name: unique(f"T-{name}") for name in "ABC"},
+        }
+    finally:
+        await producer.stop()
+        await pool.close()

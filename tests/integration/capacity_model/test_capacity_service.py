@@ -21,10 +21,15 @@ from nexwatt_shared.codec import decode
 from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
 from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.kafka.consumer import ConsumerRunner
-from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import ASSET_REGISTERED, CAPACITY_SNAPSHOT, TELEMETRY_INTERVAL
-from tests.helpers import commit_offsets, end_offsets, eventually, only, read_all, unique
+from tests.helpers import (
+    commit_offsets,
+    eventually,
+    handler_context,
+    only,
+    read_all,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 TOPICS = [ASSET_REGISTERED, TELEMETRY_INTERVAL]
@@ -37,21 +42,8 @@ def at(minutes: float) -> datetime:
 
 @pytest.fixture
 async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
-    bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
-    database = unique("test_capacity").replace("-", "_")
-    pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
-    producer = EventProducer(bootstrap, "test")
-    await producer.start()
-    yield {
-        "bootstrap": bootstrap,
-        "pool": pool,
-        "producer": producer,
-        "start": await end_offsets(bootstrap, TOPICS),
-        "resource": unique("NXW-PJM-T"),
-        "assets": {name: unique(f"T-{name}") for name in "ABC"},
-    }
-    await producer.stop()
-    await pool.close()
+    async with handler_context(servers, "capacity", MIGRATIONS, TOPICS) as ctx:
+        yield ctx
 
 
 @asynccontextmanager

@@ -33,8 +33,7 @@ from nexwatt_shared.contracts import (
 )
 from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.kafka.consumer import ConsumerRunner, Delivery
-from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.postgres import database_url, open_pool
+from nexwatt_shared.postgres import database_url
 from nexwatt_shared.topics import (
     ASSET_REGISTERED,
     DISPATCH_CONFIRMED,
@@ -42,7 +41,14 @@ from nexwatt_shared.topics import (
     SETTLEMENT_FILED,
     TELEMETRY_INTERVAL,
 )
-from tests.helpers import commit_offsets, end_offsets, eventually, only, read_all, unique
+from tests.helpers import (
+    commit_offsets,
+    eventually,
+    handler_context,
+    only,
+    read_all,
+    unique,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
@@ -57,23 +63,10 @@ def at(minutes: float) -> datetime:
 
 @pytest.fixture
 async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
-    bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
-    database = unique("test_settlement").replace("-", "_")
-    pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
-    producer = EventProducer(bootstrap, "test")
-    await producer.start()
-    yield {
-        "bootstrap": bootstrap,
-        "pool": pool,
-        "producer": producer,
-        "start": await end_offsets(bootstrap, TOPICS),
-        "resource": unique("NXW-PJM-T"),
-        "assets": {name: unique(f"T-{name}") for name in "ABC"},
-        "instruction": unique("I"),
-        "rejected": unique("I-rejected"),
-    }
-    await producer.stop()
-    await pool.close()
+    async with handler_context(servers, "settlement", MIGRATIONS, TOPICS) as ctx:
+        ctx["instruction"] = unique("I")
+        ctx["rejected"] = unique("I-rejected")
+        yield ctx
 
 
 def is_mine(ctx: dict, d: Delivery) -> bool:
