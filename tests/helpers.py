@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from nexwatt_shared.contracts import TelemetryInterval
-from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import Topic
@@ -217,3 +217,36 @@ async def handler_context(
     finally:
         await producer.stop()
         await pool.close()
+
+
+@asynccontextmanager
+async def handler_running(
+    ctx: dict,
+    topics: list[Topic],
+    handler: BatchHandler,
+    keep: Callable[[Delivery], bool],
+    seen: list[str],
+) -> AsyncIterator[None]:
+    """A service's handler on the real consumer runner, in a fresh group starting where the
+    topics ended when the test began (`handler_context`), given only the test's own events."""
+    group = unique("test.group")
+    await commit_offsets(ctx["bootstrap"], group, ctx["start"])
+    runner = ConsumerRunner(
+        bootstrap_servers=ctx["bootstrap"],
+        group_id=group,
+        topics=topics,
+        handler=only(keep, handler, seen),
+        dead_letters=ctx["producer"],
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def handled(seen: list[str], n: int) -> None:
+    """Wait until the handler has handled `n` of the test's events."""
+    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda k: k == n)

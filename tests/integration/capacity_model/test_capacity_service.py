@@ -7,9 +7,8 @@ database of its own. Nothing is published for anyone else's resource.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,15 +19,12 @@ from nexwatt_capacity_model.handlers import make_handler
 from nexwatt_shared.codec import decode
 from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
 from nexwatt_shared.envelope import CloudEvent
-from nexwatt_shared.kafka.consumer import ConsumerRunner
 from nexwatt_shared.topics import ASSET_REGISTERED, CAPACITY_SNAPSHOT, TELEMETRY_INTERVAL
 from tests.helpers import (
-    commit_offsets,
-    eventually,
+    handled,
     handler_context,
-    only,
+    handler_running,
     read_all,
-    unique,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,30 +42,10 @@ async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
         yield ctx
 
 
-@asynccontextmanager
-async def service_running(ctx: dict, seen: list[str]) -> AsyncIterator[None]:
-    """The service's handler on a fresh consumer group, from the test's start offsets."""
-    group = unique("test.capacity")
-    await commit_offsets(ctx["bootstrap"], group, ctx["start"])
+def service_running(ctx: dict, seen: list[str]) -> AbstractAsyncContextManager[None]:
     mine = set(ctx["assets"].values())
-    runner = ConsumerRunner(
-        bootstrap_servers=ctx["bootstrap"],
-        group_id=group,
-        topics=TOPICS,
-        handler=only(
-            lambda d: d.payload.asset_id in mine,
-            make_handler(ctx["pool"], ctx["producer"], freshness_s=900.0),
-            seen,
-        ),
-        dead_letters=ctx["producer"],
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+    handler = make_handler(ctx["pool"], ctx["producer"], freshness_s=900.0)
+    return handler_running(ctx, TOPICS, handler, lambda d: d.payload.asset_id in mine, seen)
 
 
 def asset(ctx: dict, name: str, version: int, **changes: object) -> AssetRegistered:
@@ -113,11 +89,6 @@ async def snapshots(ctx: dict) -> list[CloudEvent]:
     return [
         decode(CAPACITY_SNAPSHOT, r.value) for r in records if r.key == ctx["resource"].encode()
     ]
-
-
-async def handled(seen: list[str], n: int) -> None:
-    """Wait until the handler has handled `n` of the test's events."""
-    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda k: k == n)
 
 
 async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_change(

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from nexwatt_shared.contracts import (
     TelemetryInterval,
 )
 from nexwatt_shared.envelope import CloudEvent
-from nexwatt_shared.kafka.consumer import ConsumerRunner, Delivery
+from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.postgres import database_url
 from nexwatt_shared.topics import (
     ASSET_REGISTERED,
@@ -44,8 +44,9 @@ from nexwatt_shared.topics import (
 from tests.helpers import (
     commit_offsets,
     eventually,
+    handled,
     handler_context,
-    only,
+    handler_running,
     read_all,
     unique,
 )
@@ -76,26 +77,9 @@ def is_mine(ctx: dict, d: Delivery) -> bool:
     return p.asset_id in ctx["assets"].values()
 
 
-@asynccontextmanager
-async def service_running(ctx: dict, seen: list[str]) -> AsyncIterator[None]:
-    """The service's handler on a fresh consumer group, from the test's start offsets."""
-    group = unique("test.settlement")
-    await commit_offsets(ctx["bootstrap"], group, ctx["start"])
+def service_running(ctx: dict, seen: list[str]) -> AbstractAsyncContextManager[None]:
     handler = make_handler(ctx["pool"], ctx["producer"], GRACE_S, lookback_s=1800.0)
-    runner = ConsumerRunner(
-        bootstrap_servers=ctx["bootstrap"],
-        group_id=group,
-        topics=TOPICS,
-        handler=only(lambda d: is_mine(ctx, d), handler, seen),
-        dead_letters=ctx["producer"],
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+    return handler_running(ctx, TOPICS, handler, lambda d: is_mine(ctx, d), seen)
 
 
 def asset(ctx: dict, name: str, cohort: str, status: str = "enrolled") -> AssetRegistered:
@@ -164,11 +148,6 @@ async def reports(ctx: dict) -> list[CloudEvent]:
     """Every settlement event published for the test's resource, in order."""
     records = await read_all(ctx["bootstrap"], SETTLEMENT_FILED.name)
     return [decode(SETTLEMENT_FILED, r.value) for r in records if r.key == ctx["resource"].encode()]
-
-
-async def handled(seen: list[str], n: int) -> None:
-    """Wait until the handler has handled `n` of the test's events."""
-    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda k: k == n)
 
 
 async def count(pool: asyncpg.Pool, table: str) -> int:
