@@ -61,7 +61,8 @@ def build_fleet(settings: Settings) -> SimFleet:
             "inverter": kinds[i][0],
             "capacity_kw": round(float(capacity[i]), 1),
             "storage_kwh": round(float(storage[i]), 1),
-            "meter_id": f"MD-{10000 + i}-{'C' if commercial[i] else 'R'}",
+            # One meter per asset, named after it: fleets with other prefixes never share one.
+            "meter_id": f"MD-{asset_id}-{'C' if commercial[i] else 'R'}",
             "iso_zone": settings.sim_iso_zone,
             "telemetry_interval": 1 if commercial[i] else 5,
             "cohort": "commercial" if commercial[i] else "residential",

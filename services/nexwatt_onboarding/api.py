@@ -33,14 +33,17 @@ def create_app(onboarding: Onboarding) -> FastAPI:
         responses={
             422: {
                 "model": Rejected,
-                "description": "The asset breaks ISO rules (`violations`), or the request is "
-                "malformed (FastAPI's `detail` list, naming each field)",
+                "description": "The asset breaks ISO rules or its meter is another asset's "
+                "(`violations`), or the request is malformed (FastAPI's `detail` list, naming "
+                "each field)",
             }
         },
     )
     async def register(request: RegistrationRequest) -> Enrolled | JSONResponse:
         """Enrol an asset, or update its record. Registering the same data again changes
-        nothing; different data makes a new version. Nothing is stored when a rule fails."""
+        nothing; different data makes a new version. Nothing is stored when a rule fails.
+        A meter is enrolled under one asset at a time: a `meter_id` held by another asset that
+        is not unenrolled (a suspended one keeps its meter) is a `meter_id` violation."""
         outcome = await onboarding.register(request)
         if isinstance(outcome, Rejected):
             return JSONResponse(outcome.model_dump(mode="json"), status_code=422)

@@ -53,10 +53,15 @@ def resolve_resource_id(req: RegistrationRequest, rules: DeliveryYearRules) -> s
 
 
 def assess(
-    req: RegistrationRequest, rules: DeliveryYearRules, resource_zone: str | None = None
+    req: RegistrationRequest,
+    rules: DeliveryYearRules,
+    resource_zone: str | None = None,
+    meter_holder: str | None = None,
 ) -> Assessment:
     """Every rule the asset breaks. `resource_zone` is the zone where other assets already use
-    the requested resource id, when the rules don't list that id (None: not used yet)."""
+    the requested resource id, when the rules don't list that id (None: not used yet);
+    `meter_holder` is the asset that is not unenrolled and holds the requested meter (None: the
+    meter is free)."""
     found: list[Violation] = []
     if req.iso_zone not in rules.zones:
         found.append(_violation("iso_zone", req.iso_zone, f"one of {_list(rules.zones)}"))
@@ -79,7 +84,20 @@ def assess(
         expected = _resource_expectation(req.resource_id, req.iso_zone, rules, resource_zone)
         if expected is not None:
             found.append(_violation("resource_id", req.resource_id, expected))
+    meter = meter_violation(req, meter_holder)
+    if meter is not None:
+        found.append(meter)
     return Assessment(found)
+
+
+def meter_violation(req: RegistrationRequest, meter_holder: str | None) -> Violation | None:
+    """The violation when another asset holds the requested meter, else None: settlement and
+    telemetry would count a meter enrolled under two assets twice. The asset's own meter is
+    fine (re-registering, or coming back after a suspension)."""
+    if meter_holder is None or meter_holder == req.asset_id:
+        return None
+    expected = f"a meter not enrolled under another asset ({meter_holder} holds it)"
+    return _violation("meter_id", req.meter_id, expected)
 
 
 def _resource_expectation(

@@ -33,6 +33,18 @@ class Onboarding:
         return self.rules.in_force(utcnow().date())
 
     async def register(self, req: RegistrationRequest) -> Enrolled | Rejected:
+        try:
+            return await self._register(req)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != store.METER_IN_USE_INDEX:
+                raise
+            # A writer that skipped the meter lock took the meter between our check and our
+            # write. The index refuses us only once that write has committed, so checking again
+            # sees it and answers with the usual violation (or enrols, had the meter been freed).
+            log.warning("meter taken outside the meter lock; checking again", asset_id=req.asset_id)
+            return await self._register(req)
+
+    async def _register(self, req: RegistrationRequest) -> Enrolled | Rejected:
         rules = self.rules_now()
         resource_id = domain.resolve_resource_id(req, rules)
         with structlog.contextvars.bound_contextvars(asset_id=req.asset_id):
@@ -44,7 +56,10 @@ class Onboarding:
                     # so two zones can't both claim it at once.
                     await store.lock_resource(conn, resource_id)
                     resource_zone = await store.zone_in_use(conn, resource_id, req.asset_id)
-                assessment = domain.assess(req, rules, resource_zone)
+                # Held until commit, so two assets can't both find the meter free (on any replica).
+                await store.lock_meter(conn, req.meter_id)
+                meter_holder = await store.meter_holder(conn, req.meter_id)
+                assessment = domain.assess(req, rules, resource_zone, meter_holder)
                 if not assessment.iso_compliant:
                     REGISTRATIONS.labels("rejected").inc()
                     rules_broken = [v.rule for v in assessment.violations]

@@ -13,9 +13,18 @@ from nexwatt_shared.contracts import AssetRegistered, AssetStatus
 # Two-key advisory locks, one key space per purpose (the migrations use the one-key space).
 _ASSET_LOCK = 1
 _RESOURCE_LOCK = 2
+_METER_LOCK = 3
+
+# The partial unique index of migration 002: one asset that is not unenrolled per meter.
+METER_IN_USE_INDEX = "assets_meter_in_use"
 
 _COLUMNS = list(AssetRegistered.model_fields)
 _SELECT_ASSET = f"SELECT {', '.join(_COLUMNS)} FROM assets WHERE asset_id = $1"
+# The status is a literal, not a parameter: only then can a generic plan of the prepared statement
+# prove the partial index's predicate and use it.
+_SELECT_METER_HOLDER = (
+    f"SELECT asset_id FROM assets WHERE meter_id = $1 AND status <> '{AssetStatus.UNENROLLED}'"
+)
 
 
 async def lock_asset(conn: asyncpg.Connection, asset_id: str) -> None:
@@ -27,6 +36,11 @@ async def lock_resource(conn: asyncpg.Connection, resource_id: str) -> None:
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))", _RESOURCE_LOCK, resource_id
     )
+
+
+async def lock_meter(conn: asyncpg.Connection, meter_id: str) -> None:
+    """Serialize registrations naming one meter, so that two assets can't both find it free."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _METER_LOCK, meter_id)
 
 
 async def get_asset(db: asyncpg.Pool | asyncpg.Connection, asset_id: str) -> AssetRegistered | None:
@@ -43,6 +57,12 @@ async def zone_in_use(conn: asyncpg.Connection, resource_id: str, other_than: st
         other_than,
         AssetStatus.UNENROLLED.value,
     )
+
+
+async def meter_holder(conn: asyncpg.Connection, meter_id: str) -> str | None:
+    """The asset that holds `meter_id`: the one, if any, whose status is not unenrolled (the
+    unique index allows at most one)."""
+    return await conn.fetchval(_SELECT_METER_HOLDER, meter_id)
 
 
 async def save_asset(conn: asyncpg.Connection, record: AssetRegistered) -> None:

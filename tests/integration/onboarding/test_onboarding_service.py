@@ -30,7 +30,9 @@ pytestmark = pytest.mark.integration
 
 
 def seed(asset_id: str, **changes: object) -> dict:
-    return registration(asset_id=asset_id, **changes)
+    """The example registration for `asset_id`, on a meter of its own (a meter can be enrolled
+    under one asset only)."""
+    return registration(asset_id=asset_id, **{"meter_id": f"M-{asset_id}", **changes})
 
 
 def free_port() -> int:
@@ -141,7 +143,7 @@ async def test_registering_the_seed_asset_enrols_it_and_publishes_its_record(
         "capacity_kw": 7.6,
         "storage_kwh": 9.8,
         "backup_reserve_pct": 20.0,
-        "meter_id": "MD-78421-C",
+        "meter_id": f"M-{asset_id}",
         "iso": "PJM",
         "iso_zone": "PJM-PEPCO",
         "resource_id": "NXW-PJM-0042",
@@ -318,3 +320,66 @@ async def test_the_api_is_documented(api: httpx.AsyncClient) -> None:
         "/v1/assets/{asset_id}/suspend",
         "/v1/resources/{resource_id}",
     } <= set(paths)
+
+
+async def test_a_meter_is_enrolled_under_one_asset_at_a_time(api: httpx.AsyncClient) -> None:
+    a, b, meter, new_meter = unique("BTM"), unique("BTM"), unique("M"), unique("M")
+
+    async def register(asset_id: str, meter_id: str = meter) -> httpx.Response:
+        return await api.post("/v1/assets/register", json=seed(asset_id, meter_id=meter_id))
+
+    assert (await register(a)).status_code == 200
+    taken = await register(b)
+    assert taken.status_code == 422
+    assert taken.json() == {
+        "status": "rejected",
+        "telemetry_validated": True,
+        "iso_compliant": False,
+        "asset_id": b,
+        "violations": [
+            {
+                "rule": "meter_id",
+                "found": meter,
+                "expected": f"a meter not enrolled under another asset ({a} holds it)",
+            }
+        ],
+    }
+    assert (await api.get(f"/v1/assets/{b}")).status_code == 404
+
+    # A suspended asset keeps its meter, and may come back with it.
+    assert (await api.post(f"/v1/assets/{a}/suspend")).status_code == 200
+    assert (await register(b)).status_code == 422
+    assert (await register(a)).json()["version"] == 3
+
+    # Unenrolling frees the meter; then it is B's, and A must move to a meter that is free.
+    assert (await api.post(f"/v1/assets/{a}/unenroll")).status_code == 200
+    assert (await register(b)).status_code == 200
+    (back_on_old,) = (await register(a)).json()["violations"]
+    assert back_on_old["expected"].endswith(f"({b} holds it)")
+    moved = await register(a, new_meter)
+    assert moved.status_code == 200, moved.text
+    assert (await api.get(f"/v1/assets/{a}")).json()["meter_id"] == new_meter
+    assert (await register(b, new_meter)).status_code == 422  # B may not follow it there
+
+
+async def test_assets_racing_for_a_new_meter_get_it_once(api: httpx.AsyncClient) -> None:
+    # Several meters at once, each wanted by two assets, so that the requests truly overlap.
+    racers = {unique("M"): (unique("BTM"), unique("BTM")) for _ in range(5)}
+
+    async def race(meter: str, pair: tuple[str, str]) -> list[httpx.Response]:
+        return await asyncio.gather(
+            *(api.post("/v1/assets/register", json=seed(a, meter_id=meter)) for a in pair)
+        )
+
+    results = await asyncio.gather(*(race(meter, pair) for meter, pair in racers.items()))
+    for (meter, pair), answers in zip(racers.items(), results, strict=True):
+        by_status = {answer.status_code: answer for answer in answers}
+        assert sorted(by_status) == [200, 422], [answer.text for answer in answers]
+        winner = by_status[200].json()["asset_id"]
+        assert winner in pair
+        (violation,) = by_status[422].json()["violations"]
+        assert violation == {
+            "rule": "meter_id",
+            "found": meter,
+            "expected": f"a meter not enrolled under another asset ({winner} holds it)",
+        }

@@ -12,9 +12,10 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
+from nexwatt_onboarding import store
 from nexwatt_onboarding.bootstrap import MIGRATIONS
 from nexwatt_onboarding.handlers import Onboarding
-from nexwatt_onboarding.models import RegistrationRequest
+from nexwatt_onboarding.models import RegistrationRequest, Rejected, Violation
 from nexwatt_onboarding.outbox import OutboxRelay
 from nexwatt_onboarding.rules import load_rules
 from nexwatt_shared.contracts import AssetStatus
@@ -53,7 +54,10 @@ class RecordingProducer:
 
 
 def request(asset_id: str, **changes: object) -> RegistrationRequest:
-    return RegistrationRequest.model_validate(registration(asset_id=asset_id, **changes))
+    """The example registration for `asset_id`, on a meter of its own (a meter can be enrolled
+    under one asset only)."""
+    body = registration(asset_id=asset_id, **{"meter_id": f"M-{asset_id}", **changes})
+    return RegistrationRequest.model_validate(body)
 
 
 @pytest.fixture
@@ -89,6 +93,38 @@ async def test_a_change_and_its_outbox_row_are_committed_together(pool: asyncpg.
         ("A-1:v2", 2, None),
     ]
     assert await pool.fetchval("SELECT count(*) FROM assets") == 1
+
+
+async def test_a_meter_taken_past_the_check_is_refused_by_the_index_with_the_same_answer(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = onboarding(pool)
+    await service.register(request("A-1", meter_id="M-1"))
+    # The first check misses A-1, as it would were A-1 written by a replica that skipped the
+    # meter lock; only the unique index stands between A-2 and the meter.
+    checked: list[str | None] = []
+    real_holder = store.meter_holder
+
+    async def holder_missed_once(conn: asyncpg.Connection, meter_id: str) -> str | None:
+        checked.append(await real_holder(conn, meter_id) if checked else None)
+        return checked[-1]
+
+    monkeypatch.setattr(store, "meter_holder", holder_missed_once)
+    outcome = await service.register(request("A-2", meter_id="M-1"))
+    assert outcome == Rejected(
+        telemetry_validated=True,
+        asset_id="A-2",
+        violations=[
+            Violation(
+                rule="meter_id",
+                found="M-1",
+                expected="a meter not enrolled under another asset (A-1 holds it)",
+            )
+        ],
+    )
+    assert checked == [None, "A-1"]  # refused by the index, then checked again
+    assert await pool.fetchval("SELECT count(*) FROM assets") == 1
+    assert await pool.fetchval("SELECT array_agg(event_id) FROM outbox") == ["A-1:v1"]
 
 
 async def test_a_failed_publish_keeps_the_rest_for_later_and_sends_nothing_twice(

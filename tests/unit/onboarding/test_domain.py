@@ -12,6 +12,7 @@ from nexwatt_onboarding.domain import (
     default_cohort,
     enrolment,
     meets_min_aggregation,
+    meter_violation,
     resolve_resource_id,
     resource_summary,
     status_change,
@@ -136,6 +137,31 @@ def test_explicit_resource_ids() -> None:
     (foreign,) = assess(request(resource_id="NXW-MISO-7"), RULES).violations
     assert foreign.rule == "resource_id"
     assert foreign.expected.endswith("or a new id starting with NXW-PJM-")
+
+
+def test_a_meter_another_asset_holds_is_refused_naming_that_asset() -> None:
+    # The store names the holder only when its status is not unenrolled.
+    assert meter_violation(request(), "BTM-00777") == Violation(
+        rule="meter_id",
+        found="MD-78421-C",
+        expected="a meter not enrolled under another asset (BTM-00777 holds it)",
+    )
+    result = assess(request(), RULES, meter_holder="BTM-00777")
+    assert [v.rule for v in result.violations] == ["meter_id"]
+    assert not result.iso_compliant
+    assert result.telemetry_validated  # the meter's telemetry can be read: it is counted twice
+
+
+def test_a_free_meter_or_the_assets_own_is_fine() -> None:
+    assert meter_violation(request(), None) is None
+    assert meter_violation(request(), "BTM-00291") is None  # re-registered, or was suspended
+    assert assess(request(), RULES, meter_holder="BTM-00291").violations == []
+
+
+def test_a_meter_held_elsewhere_is_reported_with_the_other_broken_rules() -> None:
+    req = request(telemetry_interval=15, resource_id="NXW-PJM-0043")
+    result = assess(req, RULES, meter_holder="BTM-00777")
+    assert [v.rule for v in result.violations] == ["telemetry_interval", "resource_id", "meter_id"]
 
 
 def test_the_default_cohort_depends_on_capacity() -> None:
