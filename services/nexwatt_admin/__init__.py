@@ -1,1 +1,2 @@
-"""One-shot operations: create the registry's topics, export the schemas."""
+"""One-shot operations: create the registry's topics, export the schemas, list, show and replay
+dead letters."""

@@ -1,15 +1,81 @@
-"""`nexwatt-admin create-topics | export-schemas`."""
+"""`nexwatt-admin create-topics | export-schemas | dead-letters list|show|replay`.
+
+Exit codes: 0 done, 1 Kafka failed, 2 usage error or nothing found (a letter, a record).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
+from nexwatt_admin import dead_letters as dl
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.schema_export import render_all
 from nexwatt_shared.settings import ServiceSettings
+
+
+def _since(text: str) -> datetime:
+    """An ISO 8601 date or datetime; one without an offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or datetime: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _offset(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not an offset: {text!r}")
+    return int(text)
+
+
+def _dead_letter_parsers(sub: argparse._SubParsersAction) -> None:
+    letters = sub.add_parser("dead-letters", help="list, show and replay dead letters")
+    commands = letters.add_subparsers(dest="letters_command", required=True)
+    listing = commands.add_parser("list", help="one line per letter in dead.letter")
+    show = commands.add_parser("show", help="one letter whole, with its original value")
+    show.add_argument("offset", type=_offset, help="the letter's offset in dead.letter")
+    replay = commands.add_parser(
+        "replay", help="send letters' original records back to their origin topics"
+    )
+    replay.add_argument(
+        "offsets", type=_offset, nargs="*", metavar="OFFSET", help="letters' offsets in dead.letter"
+    )
+    replay.add_argument(
+        "--all", action="store_true", help="every letter of --group and --topic (and --since)"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="print what would be sent")
+    replay.add_argument(
+        "--force", action="store_true", help="replay to origin topics outside the registry too"
+    )
+    for command in (listing, replay):
+        command.add_argument("--group", help="only letters of this consumer group")
+        command.add_argument("--topic", help="only letters from this origin topic")
+        command.add_argument(
+            "--since",
+            type=_since,
+            help="only letters that failed from then on (ISO 8601; UTC if no offset is given)",
+        )
+
+
+async def _dead_letters(args: argparse.Namespace, settings: ServiceSettings) -> None:
+    kafka = dl.KafkaAccess.from_settings(settings)
+    if args.letters_command == "show":
+        await dl.show_letter(kafka, args.offset)
+        return
+    flt = dl.Filter(args.group, args.topic, args.since)
+    if args.letters_command == "list":
+        await dl.list_letters(kafka, flt)
+    else:
+        await dl.replay_letters(
+            kafka, flt if args.all else args.offsets, force=args.force, dry_run=args.dry_run
+        )
 
 
 def main() -> None:
@@ -19,7 +85,15 @@ def main() -> None:
     topics.add_argument("--replication-factor", type=int, default=1)
     export = sub.add_parser("export-schemas", help="write JSON Schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("schemas"))
+    _dead_letter_parsers(sub)
     args = parser.parse_args()
+    if args.command == "dead-letters" and args.letters_command == "replay":
+        # Either letters by offset, or all of one group's letters from one topic: never
+        # everything by accident.
+        if args.all and (args.offsets or args.group is None or args.topic is None):
+            parser.error("replay --all takes --group and --topic, and no offsets")
+        if not args.all and (not args.offsets or args.group or args.topic or args.since):
+            parser.error("replay takes offsets, or --all with --group and --topic")
 
     settings = ServiceSettings(service_name="admin")
     configure_logging("admin", settings.log_level)
@@ -32,11 +106,20 @@ def main() -> None:
             )
         )
         print(f"topics created: {', '.join(created) or 'none (all existed)'}")
-    else:
+    elif args.command == "export-schemas":
         args.out.mkdir(parents=True, exist_ok=True)
         for name, text in render_all().items():
             (args.out / name).write_text(text)
         print(f"wrote {len(render_all())} files to {args.out}")
+    else:
+        try:
+            asyncio.run(_dead_letters(args, settings))
+        except dl.LetterError as exc:
+            print(f"nexwatt-admin dead-letters: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except KafkaError as exc:
+            print(f"nexwatt-admin dead-letters: Kafka: {exc!r}", file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":
