@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,23 +50,50 @@ def encode(event: CloudEvent[BaseModel]) -> bytes:
 
 
 def decode(topic: Topic, value: bytes | None) -> CloudEvent[BaseModel]:
-    """Parse and validate one record of `topic`; raise UndecodableMessage with the reason."""
+    """Parse and validate one record of `topic`; raise UndecodableMessage with the reason.
+
+    A tolerant reader: fields this version does not know (a newer producer's additions) are
+    ignored, so additive schema changes roll out without loss. Whatever else goes wrong with
+    the bytes (nesting too deep, numbers or dates that overflow) is an UndecodableMessage too:
+    nothing a producer sends escapes as another exception and stops a consumer."""
     if value is None:
         raise UndecodableMessage("empty value (tombstone) on a topic that carries events")
     try:
         raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise UndecodableMessage("not JSON: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise UndecodableMessage(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise UndecodableMessage(f"not a CloudEvent: a JSON {type(raw).__name__}")
     if raw.get("type") != topic.event_type:
         raise UndecodableMessage(
-            f"wrong event type {raw.get('type')!r} on {topic.name}: expected {topic.event_type!r}"
+            f"wrong event type {_quoted(raw.get('type'))} on {topic.name}: "
+            f"expected {topic.event_type!r}"
         )
     try:
-        return CloudEvent[topic.payload].model_validate(raw)  # type: ignore[name-defined]
+        return CloudEvent[topic.payload].model_validate(raw, extra="ignore")  # type: ignore[name-defined]
     except ValidationError as exc:
         raise UndecodableMessage(_describe(exc)) from exc
+    except Exception as exc:  # a validator that overflowed or recursed: still the data's fault
+        raise UndecodableMessage(f"invalid event: {type(exc).__name__}: {exc}") from exc
+
+
+def refuse_if_ahead(event: CloudEvent[BaseModel], now: datetime, max_ahead: timedelta) -> None:
+    """Raise UndecodableMessage when the event's time lies more than `max_ahead` after `now`
+    (the wall clock): a clock far ahead would mark an asset fresh, or settle a window, early."""
+    event_time: datetime = event.data.event_time  # type: ignore[attr-defined]
+    if event_time > now + max_ahead:
+        raise UndecodableMessage(
+            f"event time {event_time.isoformat()} is {(event_time - now).total_seconds():.0f} s"
+            f" after the wall clock (at most {max_ahead.total_seconds():.0f} s is accepted)"
+        )
+
+
+def _quoted(value: object) -> str:
+    """A short, printable rendering of a value from the wire, for a reason text."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(exc: ValidationError) -> str:

@@ -6,10 +6,18 @@ Conventions, the same for every field:
   negative = absorbed (charging, consumption);
 - datetimes are timezone-aware and normalized to UTC; an interval is labelled by its start plus
   its length in seconds.
+
+Every input is bounded, so nothing a producer sends can break a store or a sum downstream:
+- datetimes lie in [2000-01-01, 2100-01-01) UTC (an interval's end included);
+- power of one asset within +-100 MW (`MAX_ASSET_KW`), its battery within 1 GWh, a resource's
+  request within 10 GW (`MAX_RESOURCE_MW`); no NaN or infinity;
+- strings carry no control characters (free text may hold tab and newlines) and no lone UTF-16
+  surrogates, and have a maximum length; integers fit PostgreSQL's `integer`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -17,22 +25,66 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_ASSET_KW = 100_000.0  # [kW] beyond any behind-the-meter site (the largest are a few MW)
+MAX_ASSET_KWH = 1_000_000.0  # [kWh]
+MAX_RESOURCE_MW = 10_000.0  # [MW] beyond any single ISO capacity resource
+MAX_INT = 2**31 - 1  # PostgreSQL `integer`
+MAX_COUNT = 10_000_000  # assets, commands: far beyond any fleet
+
+# C0 controls and DEL; free text may keep tab, newline and carriage return. Lone surrogates
+# (JSON "\ud800") cannot be encoded as UTF-8, so no store or log could hold them.
+_CONTROL_IN_NAME = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _refusing(pattern: re.Pattern[str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is not None:
+            raise ValueError(
+                f"control character {found.group()!r} at position {found.start()} is not allowed"
+            )
+        return value
+
+    return check
+
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:30-05:00 is in year 10000 in UTC
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} UTC")
+    return utc
 
 
 PerAsset = TypeVar("PerAsset", "AssetRegistered", "TelemetryInterval")
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Name = Annotated[
+    str, Field(min_length=1, max_length=128), AfterValidator(_refusing(_CONTROL_IN_NAME))
+]
+Text = Annotated[str, Field(max_length=4000), AfterValidator(_refusing(_CONTROL_IN_TEXT))]
 AssetId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 ResourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+AssetKw = Annotated[float, Field(ge=-MAX_ASSET_KW, le=MAX_ASSET_KW)]
+ResourceMw = Annotated[float, Field(ge=0, le=MAX_RESOURCE_MW)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class Contract(BaseModel):
-    """Base of every payload: immutable (events are facts), strict about unknown fields, and
-    refusing NaN/Infinity (Python's json accepts them; one NaN reading would poison a sum)."""
+    """Base of every payload: immutable (events are facts), strict about unknown fields in what
+    we build (decoding ignores them: `codec.decode` is the tolerant reader), and refusing
+    NaN/Infinity (Python's json accepts them; one NaN reading would poison a sum)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @property
+    def event_time(self) -> datetime:
+        """When the fact happened, in event time: what consumers bound against the wall clock."""
+        raise NotImplementedError(type(self).__name__)
 
 
 class Window(Contract):
@@ -69,22 +121,30 @@ class AssetRegistered(Contract):
     asset_id: AssetId
     status: AssetStatus
     asset_type: AssetType
-    inverter: str = Field(description="Inverter make and model, e.g. 'SolarEdge SE7600'")
-    vendor: str = Field(description="Inverter cloud the gateway speaks: solaredge, sma, ...")
-    capacity_kw: float = Field(gt=0, description="Inverter AC rating [kW]")
-    storage_kwh: float = Field(0.0, ge=0, description="Usable battery energy [kWh]")
+    inverter: Text = Field(description="Inverter make and model, e.g. 'SolarEdge SE7600'")
+    vendor: Name = Field(description="Inverter cloud the gateway speaks: solaredge, sma, ...")
+    capacity_kw: float = Field(gt=0, le=MAX_ASSET_KW, description="Inverter AC rating [kW]")
+    storage_kwh: float = Field(
+        0.0, ge=0, le=MAX_ASSET_KWH, description="Usable battery energy [kWh]"
+    )
     backup_reserve_pct: float = Field(
         20.0, ge=0, le=100, description="State of charge kept for the household [%]"
     )
-    meter_id: str
-    iso: str = Field(description="ISO/RTO, e.g. PJM")
-    iso_zone: str = Field(description="ISO zone, e.g. PJM-PEPCO")
+    meter_id: Name
+    iso: Name = Field(description="ISO/RTO, e.g. PJM")
+    iso_zone: Name = Field(description="ISO zone, e.g. PJM-PEPCO")
     resource_id: ResourceId = Field(description="The ISO resource the asset is aggregated into")
-    subscriber_id: str | None = Field(None, description="The program subscriber who owns it")
-    cohort: str = Field(description="Subscriber cohort capacity payments are attributed to")
-    telemetry_interval_s: int = Field(gt=0, description="Telemetry interval length [s]")
-    version: int = Field(ge=1, description="Increases with every change of this asset's record")
+    subscriber_id: Name | None = Field(None, description="The program subscriber who owns it")
+    cohort: Name = Field(description="Subscriber cohort capacity payments are attributed to")
+    telemetry_interval_s: int = Field(gt=0, le=86_400, description="Telemetry interval [s]")
+    version: int = Field(
+        ge=1, le=MAX_INT, description="Increases with every change of this asset's record"
+    )
     updated_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
 
 
 # --- telemetry.interval ---------------------------------------------------------------------
@@ -96,15 +156,27 @@ class TelemetryInterval(Contract):
     asset_id: AssetId
     interval_start: UtcDatetime
     interval_s: int = Field(gt=0, le=3600, description="Interval length [s]")
-    pv_kw: float = Field(ge=0, description="Average PV generation [kW]")
-    load_kw: float = Field(ge=0, description="Average household consumption [kW], a magnitude")
-    battery_kw: float = Field(description="Average battery power [kW]; + discharge, - charge")
-    net_kw: float = Field(description="Average power at the site meter [kW]; + export, - import")
+    pv_kw: float = Field(ge=0, le=MAX_ASSET_KW, description="Average PV generation [kW]")
+    load_kw: float = Field(
+        ge=0, le=MAX_ASSET_KW, description="Average household consumption [kW], a magnitude"
+    )
+    battery_kw: AssetKw = Field(description="Average battery power [kW]; + discharge, - charge")
+    net_kw: AssetKw = Field(description="Average power at the site meter [kW]; + export, - import")
     soc_pct: float | None = Field(None, ge=0, le=100, description="Battery SoC at interval end [%]")
+
+    @model_validator(mode="after")
+    def _ends_in_range(self) -> TelemetryInterval:
+        if self.interval_end >= LATEST:
+            raise ValueError(f"the interval must end before {LATEST:%Y-%m-%d} UTC")
+        return self
 
     @property
     def interval_end(self) -> datetime:
         return self.interval_start + timedelta(seconds=self.interval_s)
+
+    @property
+    def event_time(self) -> datetime:
+        return self.interval_end
 
 
 # --- dispatch.instruction / dispatch.confirmed ----------------------------------------------
@@ -113,10 +185,14 @@ class TelemetryInterval(Contract):
 class DispatchInstruction(Window):
     """The ISO asks a resource to deliver `mw` over the window."""
 
-    instruction_id: str = Field(min_length=1, max_length=128)
+    instruction_id: Name
     resource_id: ResourceId
-    mw: float = Field(gt=0, description="Requested delivery [MW]")
+    mw: float = Field(gt=0, le=MAX_RESOURCE_MW, description="Requested delivery [MW]")
     issued_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.issued_at
 
 
 class DispatchStatus(StrEnum):
@@ -128,17 +204,23 @@ class DispatchStatus(StrEnum):
 class DispatchConfirmed(Window):
     """The platform's answer to one instruction."""
 
-    instruction_id: str
+    instruction_id: Name
     resource_id: ResourceId
     status: DispatchStatus
-    reason: str | None = Field(None, description="Why not everything was confirmed")
-    mw_requested: float = Field(ge=0, description="[MW]")
-    mw_confirmed: float = Field(ge=0, description="Sum of acknowledged setpoints [MW]")
-    assets_commanded: int = Field(ge=0)
-    assets_dispatched: int = Field(ge=0, description="Assets that acknowledged their setpoint")
+    reason: Text | None = Field(None, description="Why not everything was confirmed")
+    mw_requested: ResourceMw = Field(description="[MW]")
+    mw_confirmed: ResourceMw = Field(description="Sum of acknowledged setpoints [MW]")
+    assets_commanded: Count
+    assets_dispatched: Count = Field(description="Assets that acknowledged their setpoint")
     instruction_received_at: UtcDatetime = Field(description="Event time of the instruction")
     confirmed_at: UtcDatetime = Field(description="Event time of this answer")
-    processing_ms: float = Field(ge=0, description="Wall time from instruction to answer [ms]")
+    processing_ms: float = Field(
+        ge=0, le=86_400_000, description="Wall time from instruction to answer [ms]"
+    )
+
+    @property
+    def event_time(self) -> datetime:
+        return self.confirmed_at
 
 
 # --- asset.command / asset.command-ack (dispatch <-> inverter gateways) ---------------------
@@ -147,24 +229,34 @@ class DispatchConfirmed(Window):
 class AssetCommand(Window):
     """Dispatch asks one asset to add `setpoint_kw` of export over the window."""
 
-    command_id: str
-    instruction_id: str
+    command_id: Name
+    instruction_id: Name
     asset_id: AssetId
     resource_id: ResourceId
-    setpoint_kw: float = Field(ge=0, description="Battery discharge setpoint [kW]")
+    setpoint_kw: float = Field(ge=0, le=MAX_ASSET_KW, description="Battery discharge setpoint [kW]")
     issued_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.issued_at
 
 
 class AssetCommandAck(Contract):
     """The gateway's answer to one command."""
 
-    command_id: str
-    instruction_id: str
+    command_id: Name
+    instruction_id: Name
     asset_id: AssetId
     accepted: bool
-    setpoint_kw: float = Field(ge=0, description="Setpoint the asset will hold [kW]")
-    reason: str | None = None
+    setpoint_kw: float = Field(
+        ge=0, le=MAX_ASSET_KW, description="Setpoint the asset will hold [kW]"
+    )
+    reason: Text | None = None
     acked_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.acked_at
 
 
 # --- capacity.snapshot ----------------------------------------------------------------------
@@ -175,19 +267,23 @@ class CapacitySnapshot(Contract):
 
     resource_id: ResourceId
     as_of: UtcDatetime = Field(description="Event time of the newest input")
-    assets_enrolled: int = Field(ge=0)
-    assets_reporting: int = Field(ge=0, description="Enrolled assets with fresh telemetry")
+    assets_enrolled: Count
+    assets_reporting: Count = Field(description="Enrolled assets with fresh telemetry")
     nameplate_mw: float = Field(ge=0, description="Sum of inverter ratings [MW]")
     storage_mwh: float = Field(ge=0, description="Sum of usable battery energy [MWh]")
     available_mw: float = Field(ge=0, description="Dischargeable now for one hour [MW]")
+
+    @property
+    def event_time(self) -> datetime:
+        return self.as_of
 
 
 # --- settlement.filed -----------------------------------------------------------------------
 
 
 class CohortSettlement(Contract):
-    cohort: str
-    assets: int = Field(ge=0)
+    cohort: Name
+    assets: Count
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     share_pct: float = Field(description="Share of the resource's delivered energy [%]")
 
@@ -195,22 +291,26 @@ class CohortSettlement(Contract):
 class SettlementFiled(Window):
     """What a resource delivered over one dispatch window, measured against a baseline."""
 
-    report_id: str
-    instruction_id: str
+    report_id: Name
+    instruction_id: Name
     resource_id: ResourceId
     status: Literal["filed"] = "filed"
-    baseline_method: str = Field(description="Name of the baseline method used")
-    mw_requested: float = Field(ge=0, description="[MW]")
-    mw_confirmed: float = Field(ge=0, description="[MW]")
+    baseline_method: Name = Field(description="Name of the baseline method used")
+    mw_requested: ResourceMw = Field(description="[MW]")
+    mw_confirmed: ResourceMw = Field(description="[MW]")
     delivered_mw: float = Field(description="Average delivery above baseline over the window [MW]")
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     performance_pct: float = Field(description="delivered_mw / mw_requested [%]")
-    assets_metered: int = Field(ge=0)
+    assets_metered: Count
     intervals_csv: str = Field(
         description="Per-interval table: start, baseline, metered, delivered"
     )
     cohorts: list[CohortSettlement]
     filed_at: UtcDatetime = Field(description="Event time the report was filed")
+
+    @property
+    def event_time(self) -> datetime:
+        return self.filed_at
 
 
 # --- dead.letter ----------------------------------------------------------------------------
@@ -225,6 +325,7 @@ class DeadLetter(Contract):
     consumer_group: str
     error: str = Field(description="Why the message was refused")
     key: str | None = Field(None, description="Original key, UTF-8 with replacement")
+    key_base64: str | None = Field(None, description="Original key, byte for byte")
     value_text: str = Field(description="Original value, UTF-8 with replacement (truncated)")
     value_base64: str = Field(description="Original value, byte for byte (empty if truncated)")
     value_bytes: int = Field(ge=0, description="Size of the original value [bytes]")
@@ -232,6 +333,10 @@ class DeadLetter(Contract):
         False, description="The value was too large to carry whole; replay it from its origin"
     )
     failed_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.failed_at
 
 
 # --- reducing a batch ----------------------------------------------------------------------

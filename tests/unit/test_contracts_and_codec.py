@@ -6,10 +6,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope, record_key
+from nexwatt_shared.codec import (
+    UndecodableMessage,
+    decode,
+    encode,
+    envelope,
+    record_key,
+    refuse_if_ahead,
+)
 from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval
 from nexwatt_shared.settings import ServiceSettings
 from nexwatt_shared.topics import ALL, DISPATCH_INSTRUCTION, TELEMETRY_INTERVAL
+from tests.poison import CONSUMED, poison, tolerated, valid_data
 
 
 def instruction(**changes: object) -> DispatchInstruction:
@@ -100,3 +108,56 @@ def test_kafka_security_options_follow_the_settings() -> None:
     assert (sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == ("svc", "pw")
     assert sasl["ssl_context"] is not None
     assert "sasl_mechanism" not in ServiceSettings(kafka_security_protocol="SSL").kafka_security()
+
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("topic", CONSUMED, ids=lambda t: t.name)
+def test_every_poison_record_is_refused_with_a_reason_never_another_exception(topic) -> None:
+    for name, value in poison(topic, "A-1", NOW):
+        try:
+            refuse_if_ahead(decode(topic, value), NOW, timedelta(seconds=300))
+        except UndecodableMessage as exc:
+            assert str(exc), name
+        else:
+            raise AssertionError(f"{topic.name}: {name!r} was accepted")
+
+
+@pytest.mark.parametrize("topic", CONSUMED, ids=lambda t: t.name)
+def test_fields_a_newer_producer_adds_are_ignored(topic) -> None:
+    when = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    event = decode(topic, tolerated(topic, "A-1", when, "evt-new"))
+    assert event.id == "evt-new"
+    assert event.data.model_dump(mode="json") == topic.payload.model_validate(
+        valid_data(topic, "A-1", when)
+    ).model_dump(mode="json")
+
+
+def test_what_we_build_stays_strict_about_unknown_fields() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        DispatchInstruction.model_validate({**instruction().model_dump(), "priority": 1})
+
+
+def test_an_event_time_within_the_allowed_skew_is_accepted() -> None:
+    at = NOW + timedelta(seconds=240)  # the interval ends 240 s after the wall clock
+    reading = TelemetryInterval.model_validate(
+        {**valid_data(TELEMETRY_INTERVAL, "A-1", at - timedelta(seconds=300))}
+    )
+    event = envelope(TELEMETRY_INTERVAL, reading, source="test")
+    refuse_if_ahead(event, NOW, timedelta(seconds=300))  # ends 240 s ahead: fine
+    with pytest.raises(UndecodableMessage, match="240 s after the wall clock"):
+        refuse_if_ahead(event, NOW, timedelta(seconds=200))
+
+
+@pytest.mark.parametrize(
+    ("start", "interval_s"),
+    [
+        ("1999-12-31T23:59:59Z", 60),  # before 2000
+        ("2099-12-31T23:30:00Z", 3600),  # ends after 2100
+    ],
+)
+def test_intervals_outside_2000_to_2100_are_refused(start: str, interval_s: int) -> None:
+    data = {**valid_data(TELEMETRY_INTERVAL, "A-1", NOW), "interval_start": start}
+    with pytest.raises(ValidationError, match=r"2000-01-01|2100-01-01"):
+        TelemetryInterval.model_validate({**data, "interval_s": interval_s})

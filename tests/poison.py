@@ -1,0 +1,157 @@
+"""Records that must never stop a consumer, per consumed topic, and records that must be served.
+
+`poison(topic, now)` lists (name, value) pairs: each must end as a dead letter with a reason.
+`tolerated(topic, asset_or_resource)` lists valid records in forms a newer or different
+producer may send (unknown fields): each must be handled like any other.
+The unit tests check each poison against the codec; the fault suite sends them all to the
+running services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from nexwatt_shared.topics import (
+    ASSET_COMMAND_ACK,
+    ASSET_REGISTERED,
+    DISPATCH_CONFIRMED,
+    DISPATCH_INSTRUCTION,
+    TELEMETRY_INTERVAL,
+    Topic,
+)
+
+# Every topic a service consumes.
+CONSUMED = (
+    ASSET_REGISTERED,
+    TELEMETRY_INTERVAL,
+    DISPATCH_INSTRUCTION,
+    DISPATCH_CONFIRMED,
+    ASSET_COMMAND_ACK,
+)
+
+
+def valid_data(topic: Topic, key: str, when: datetime) -> dict[str, Any]:
+    """A valid payload of `topic` about `key` (an asset or a resource id), stamped `when`."""
+    at = when.isoformat()
+    window = {"window_start": at, "window_end": (when + timedelta(hours=1)).isoformat()}
+    payloads: dict[str, dict[str, Any]] = {
+        ASSET_REGISTERED.name: {
+            "asset_id": key, "status": "enrolled", "asset_type": "solar_storage",
+            "inverter": "SolarEdge SE7600", "vendor": "solaredge", "capacity_kw": 7.6,
+            "storage_kwh": 9.8, "backup_reserve_pct": 20.0, "meter_id": f"MD-{key}",
+            "iso": "PJM", "iso_zone": "PJM-PEPCO", "resource_id": f"NXW-PJM-{key}",
+            "cohort": "residential", "telemetry_interval_s": 300, "version": 1,
+            "updated_at": at,
+        },
+        TELEMETRY_INTERVAL.name: {
+            "asset_id": key, "interval_start": at, "interval_s": 300, "pv_kw": 3.0,
+            "load_kw": 1.0, "battery_kw": 0.0, "net_kw": 2.0, "soc_pct": 80.0,
+        },
+        DISPATCH_INSTRUCTION.name: {
+            "instruction_id": f"I-{key}", "resource_id": key, "mw": 1.0, "issued_at": at,
+            **window,
+        },
+        DISPATCH_CONFIRMED.name: {
+            "instruction_id": f"I-{key}", "resource_id": key, "status": "rejected",
+            "reason": "unknown resource", "mw_requested": 1.0, "mw_confirmed": 0.0,
+            "assets_commanded": 0, "assets_dispatched": 0, "instruction_received_at": at,
+            "confirmed_at": at, "processing_ms": 12.0, **window,
+        },
+        ASSET_COMMAND_ACK.name: {
+            "command_id": f"I-{key}:{key}", "instruction_id": f"I-{key}", "asset_id": key,
+            "accepted": True, "setpoint_kw": 2.0, "acked_at": at,
+        },
+    }  # fmt: skip
+    return payloads[topic.name]
+
+
+def event_bytes(topic: Topic, data: Any, event_id: str, **envelope: Any) -> bytes:
+    """A CloudEvent of `topic` around `data`, as raw JSON bytes (no validation on the way)."""
+    body = {
+        "specversion": "1.0", "id": event_id, "source": "urn:test:poison",
+        "type": topic.event_type, "time": "2026-03-12T09:00:00Z", "data": data, **envelope,
+    }  # fmt: skip
+    return json.dumps(body).encode()
+
+
+# Field changes that break a valid payload, per topic: (name, field, value).
+_BAD_FIELDS: dict[str, list[tuple[str, str, Any]]] = {
+    TELEMETRY_INTERVAL.name: [
+        ("NaN", "pv_kw", float("nan")),
+        ("interval end past year 9999", "interval_start", "9999-12-31T23:30:00Z"),
+        ("UTC conversion past year 9999", "interval_start", "9999-12-31T23:30:00-05:00"),
+        ("UTC conversion before year 1", "interval_start", "0001-01-01T00:10:00+05:00"),
+        ("NUL in asset id", "asset_id", "A\u0000B"),
+        ("1e308 kW of PV", "pv_kw", 1e308),
+        ("-1e308 kW of battery", "battery_kw", -1e308),
+        ("interval of 1e20 s", "interval_s", 10**20),
+    ],
+    ASSET_REGISTERED.name: [
+        ("NaN", "capacity_kw", float("nan")),
+        ("NUL in meter id", "meter_id", "M\u0000"),
+        ("lone surrogate in cohort", "cohort", "res\ud800"),
+        ("version beyond a 32-bit integer", "version", 2**40),
+        ("1e308 kW inverter", "capacity_kw", 1e308),
+        ("updated in year 1", "updated_at", "0001-01-01T00:10:00+05:00"),
+    ],
+    DISPATCH_INSTRUCTION.name: [
+        ("NaN", "mw", float("nan")),
+        ("NUL in instruction id", "instruction_id", "I-\u0000"),
+        ("1e308 MW requested", "mw", 1e308),
+        ("window end past year 9999", "window_end", "9999-12-31T23:30:00-05:00"),
+        ("control character in instruction id", "instruction_id", "I-\u001b[2J"),
+    ],
+    DISPATCH_CONFIRMED.name: [
+        ("NaN", "mw_confirmed", float("nan")),
+        ("NUL in reason", "reason", "no\u0000"),
+        ("1e308 MW confirmed", "mw_confirmed", 1e308),
+        ("assets beyond any fleet", "assets_commanded", 10**12),
+    ],
+    ASSET_COMMAND_ACK.name: [
+        ("NaN", "setpoint_kw", float("nan")),
+        ("NUL in reason", "reason", "owner said no\u0000"),
+        ("NUL in command id", "command_id", "C\u0000"),
+        ("1e308 kW setpoint", "setpoint_kw", 1e308),
+    ],
+}
+# The field of each payload that carries its event time, to stamp it in the far future.
+_EVENT_TIME_FIELD = {
+    TELEMETRY_INTERVAL.name: "interval_start",
+    ASSET_REGISTERED.name: "updated_at",
+    DISPATCH_INSTRUCTION.name: "issued_at",
+    DISPATCH_CONFIRMED.name: "confirmed_at",
+    ASSET_COMMAND_ACK.name: "acked_at",
+}
+
+
+def poison(topic: Topic, key: str, now: datetime) -> list[tuple[str, bytes | None]]:
+    """Records of `topic` that must each be dead-lettered, never stop or stall a consumer."""
+    good = valid_data(topic, key, datetime(2026, 3, 12, 9, 0, tzinfo=now.tzinfo))
+    deep = b"[" * 5000 + b"]" * 5000
+    records: list[tuple[str, bytes | None]] = [
+        ("not JSON", b'{"mw": "lots"'),
+        ("not UTF-8", b"\xff\xfe\x00"),
+        ("5,000 nested arrays", deep),
+        (
+            "5,000 nested arrays as data",
+            b'{"type": "%s", "data": %s}' % (topic.event_type.encode(), deep),
+        ),
+        ("a 5,000-digit number", b"1" * 5000),
+        ("tombstone", None),
+        ("wrong event type", event_bytes(topic, good, "p-t", type="nexwatt.other.v1")),
+    ]
+    for name, field, value in _BAD_FIELDS[topic.name]:
+        records.append((name, event_bytes(topic, {**good, field: value}, f"p-{name}")))
+    future = (now + timedelta(days=365 * 70)).isoformat()  # a clock stamped around 2096
+    records.append(
+        ("70 years ahead", event_bytes(topic, {**good, _EVENT_TIME_FIELD[topic.name]: future}, "f"))
+    )
+    return records
+
+
+def tolerated(topic: Topic, key: str, when: datetime, event_id: str) -> bytes:
+    """A valid record of `topic` as a newer producer sends it: with fields we don't know."""
+    data = {**valid_data(topic, key, when), "firmware": "4.2.1", "site": {"tilt_deg": 30}}
+    return event_bytes(topic, data, event_id, traceparent="00-abc-def-01")
