@@ -37,6 +37,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     consumer_max_records: int = Field(500, description="Largest batch one getmany() returns")
     ready_max_lag: int = Field(1000, description="/readyz fails while consumer lag exceeds this")
+    ready_max_retry_s: float = Field(
+        60.0, gt=0, description="/readyz fails once a consumer has retried a batch this long [s]"
+    )
+    event_time_max_ahead_s: float = Field(
+        300.0,
+        ge=0,
+        description="Records whose event time is further than this after the wall clock are "
+        "dead-lettered (a clock far ahead would settle and mark fresh too early) [s]",
+    )
 
     def kafka_security(self) -> dict[str, Any]:
         """aiokafka client options for the cluster's security, beyond the bootstrap servers

@@ -37,7 +37,8 @@ class Resources:
         self, topics: Sequence[Topic], handler: BatchHandler, role: str = ""
     ) -> ConsumerRunner:
         """A consumer in the service's group (or the group `<service group>.<role>` when a
-        service needs several loops); /readyz waits until each has caught up."""
+        service needs several loops); /readyz waits until each has caught up, and fails while
+        one has been retrying a batch for longer than `ready_max_retry_s`."""
         group = f"{self.settings.consumer_group}.{role}" if role else self.settings.consumer_group
         runner = ConsumerRunner(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -46,13 +47,14 @@ class Resources:
             handler=handler,
             dead_letters=self.producer,
             max_records=self.settings.consumer_max_records,
+            max_ahead_s=self.settings.event_time_max_ahead_s,
             security=self.settings.kafka_security(),
         )
 
-        async def caught_up() -> bool:
-            return runner.caught_up(self.settings.ready_max_lag)
+        async def ready() -> bool:
+            return runner.ready(self.settings.ready_max_lag, self.settings.ready_max_retry_s)
 
-        self.checks[f"kafka:{role}" if role else "kafka"] = caught_up
+        self.checks[f"kafka:{role}" if role else "kafka"] = ready
         return runner
 
     def process(self, workers: Sequence[Worker], app: FastAPI | None = None) -> ServiceProcess:

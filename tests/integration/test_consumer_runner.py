@@ -226,7 +226,7 @@ async def test_handler_errors_are_retried_and_poison_is_isolated(setup: dict) ->
             raise ConnectionError("database down")  # not the messages' fault: retry the batch
         poison = next((d for d in batch if d.payload.interval_start.minute == 3), None)
         if poison is not None:
-            raise PoisonMessage(poison, "minute 3 is cursed")
+            raise PoisonMessage([(poison, "minute 3 is cursed")])
         handled.extend(batch)
 
     stop = asyncio.Event()
@@ -245,3 +245,79 @@ async def test_handler_errors_are_retried_and_poison_is_isolated(setup: dict) ->
         if dict(r.headers).get("nexwatt.original.topic") == ctx["topic"].name.encode()
     ]
     assert [dict(r.headers)["nexwatt.error"] for r in letters] == [b"minute 3 is cursed"]
+
+
+async def test_a_record_the_database_refuses_is_found_by_halving_and_dead_lettered(
+    setup: dict,
+) -> None:
+    ctx = setup
+    await produce(ctx, 9)
+    # The handler writes each batch in one statement; PostgreSQL refuses the whole statement
+    # when one row is bad (here: text with NUL, which its text type cannot hold).
+    poisoned = {4}
+    calls: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        calls.append(len(batch))
+        rows = [
+            (d.event.id + ("\x00" if d.payload.interval_start.minute in poisoned else ""),
+             d.partition, d.offset)
+            for d in batch
+        ]  # fmt: skip
+        await ctx["pool"].executemany(
+            "INSERT INTO events (event_id, part, off) VALUES ($1, $2, $3)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            rows,
+        )
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(in_process_runner(ctx, handler).run(stop))
+    await eventually(
+        lambda: committed_total(ctx["bootstrap"], ctx["group"], ctx["topic"].name),
+        lambda n: n == 9,
+    )
+    stop.set()
+    await task
+    assert await count(ctx["pool"], "events") == 8
+    assert len(calls) > 1, "the batch was narrowed down"
+    letters = [
+        json.loads(r.value)["data"]
+        for r in await read_all(ctx["bootstrap"], DEAD_LETTER.name)
+        if dict(r.headers).get("nexwatt.original.topic") == ctx["topic"].name.encode()
+    ]
+    assert len(letters) == 1
+    assert '"interval_start":"2026-03-12T09:04:00Z"' in letters[0]["value_text"]
+    assert letters[0]["error"].startswith("handler failed on this record: ")
+    assert "0x00" in letters[0]["error"]
+
+
+async def test_while_the_store_is_down_the_runner_retries_and_reports_not_ready(
+    setup: dict,
+) -> None:
+    ctx = setup
+    await produce(ctx, 3)
+    outage = asyncio.Event()
+    outage.set()
+
+    async def handler(batch: list[Delivery]) -> None:
+        if outage.is_set():
+            raise ConnectionRefusedError(111, "connection refused")  # not the data's fault
+
+    runner = in_process_runner(ctx, handler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await eventually(lambda: asyncio.sleep(0, runner.retrying_since), lambda t: t is not None)
+    # The lag is still measured while no batch completes; readiness fails past max_retry_s.
+    await eventually(lambda: asyncio.sleep(0, runner.lag), lambda lag: lag == 3)
+    await asyncio.sleep(0.3)
+    assert runner.ready(max_lag=1000, max_retry_s=60.0)
+    assert not runner.ready(max_lag=1000, max_retry_s=0.1)
+    assert await committed_total(ctx["bootstrap"], ctx["group"], ctx["topic"].name) == 0
+    outage.clear()
+    await eventually(
+        lambda: committed_total(ctx["bootstrap"], ctx["group"], ctx["topic"].name),
+        lambda n: n == 3,
+    )
+    assert runner.retrying_since is None and runner.ready(max_lag=1000, max_retry_s=0.1)
+    stop.set()
+    await task

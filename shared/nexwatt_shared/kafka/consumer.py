@@ -1,13 +1,17 @@
 """The consumer loop every service runs: batch, handle, write, then commit.
 
 Per batch from `getmany()`:
-1. decode and validate each record against its topic's contract; a record that fails goes to the
-   dead-letter topic with the reason and its origin in headers, and is counted: it never stalls
-   its partition;
-2. hand the valid records to the service's handler, which writes them to its store; a handler
-   error that is not the message's fault (database down) is retried with backoff, the batch kept;
-   a handler that finds one message at fault raises `PoisonMessage` and only that one is
-   dead-lettered;
+1. decode and validate each record against its topic's contract, and refuse one whose event
+   time lies too far after the wall clock; a refused record goes to the dead-letter topic with
+   the reason and its origin, and is counted: it never stalls its partition;
+2. hand the valid records to the service's handler, which writes them to its store:
+   - a handler that finds messages at fault raises `PoisonMessage` (before writing) and only
+     those are dead-lettered; the rest is handled again;
+   - an infrastructure error (a connection refused or lost, a timeout, a server shutting down)
+     is retried with backoff, the batch kept; while it lasts the lag is still measured and,
+     after `max_retry_s`, the runner reports itself not ready;
+   - any other error is the data's: the batch is split in halves until the record that fails
+     on its own is found, and that record is dead-lettered with the error;
 3. commit `last offset + 1` per partition, only after the handler returned.
 
 A crash between 2 and 3 replays the batch, so handlers are idempotent. SIGTERM (the service's
@@ -18,17 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
+import redis.exceptions
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
 from pydantic import BaseModel
 
-from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope
+from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope, refuse_if_ahead
 from nexwatt_shared.contracts import DeadLetter
 from nexwatt_shared.envelope import CloudEvent, utcnow
 from nexwatt_shared.kafka.producer import EventProducer
@@ -44,6 +53,12 @@ from nexwatt_shared.topics import DEAD_LETTER, Topic
 log = structlog.get_logger()
 # Two copies of the value (text + base64) stay well under Kafka's 1 MiB default record limit.
 DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+REASON_MAX_CHARS = 2000
+# PostgreSQL error classes that say the server, not the statement, failed: connection (08),
+# transaction rollback such as deadlock or serialization (40), resources (53), operator
+# intervention such as shutdown (57), system (58).
+_POSTGRES_INFRASTRUCTURE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ class Delivery:
     topic: Topic
     partition: int
     offset: int
-    key: str | None
+    key: bytes | None  # as it arrived
     event: CloudEvent[BaseModel]
     value: bytes  # the record as it arrived, for a dead letter byte for byte
 
@@ -61,17 +76,44 @@ class Delivery:
     def payload(self) -> BaseModel:
         return self.event.data
 
+    @property
+    def where(self) -> tuple[str, int, int]:
+        return self.topic.name, self.partition, self.offset
+
 
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
-    """Raised by a handler when this one message can never be handled (the message's fault)."""
+    """Raised by a handler, before it writes anything, for messages that can never be handled
+    (the messages' fault): each (delivery, reason) is dead-lettered and the rest handled."""
 
-    def __init__(self, delivery: Delivery, reason: str) -> None:
-        super().__init__(reason)
-        self.delivery = delivery
-        self.reason = reason
+    def __init__(self, refusals: Sequence[tuple[Delivery, str]]) -> None:
+        super().__init__("; ".join(reason for _, reason in refusals))
+        self.refusals = list(refusals)
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether `exc` says a server or the network failed (retry: the message is not at fault),
+    rather than the data (isolate the record that causes it)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _POSTGRES_INFRASTRUCTURE_CLASSES
+    if isinstance(exc, KafkaError):
+        return not isinstance(exc, MessageSizeTooLargeError)
+    return isinstance(
+        exc,
+        OSError  # ConnectionError, TimeoutError, socket errors
+        | asyncpg.InterfaceError  # "connection is closed", pool closing
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    )
+
+
+def printable(text: str, limit: int = REASON_MAX_CHARS) -> str:
+    """`text` cut to `limit` with control characters and lone surrogates escaped, so a reason
+    quoting bad input can travel in a header, a log line or a store."""
+    escaped = text[:limit].encode("utf-8", "backslashreplace").decode()
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
@@ -104,6 +146,7 @@ class ConsumerRunner:
         dead_letters: EventProducer,
         max_records: int = 500,
         backoff_s: tuple[float, float] = (0.2, 10.0),
+        max_ahead_s: float = 300.0,
         security: dict[str, Any] | None = None,
     ) -> None:
         self.group_id = group_id
@@ -112,7 +155,11 @@ class ConsumerRunner:
         self.dead_letters = dead_letters
         self.max_records = max_records
         self.backoff_s = backoff_s
+        self.max_ahead = timedelta(seconds=max_ahead_s)
         self.lag: int | None = None  # records behind, over assigned partitions; None = unknown
+        self.retrying_since: float | None = None  # monotonic time the current retries began
+        # First offset of the batch in hand per partition: not consumed until it is committed.
+        self._in_hand: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
             **(security or {}),
             bootstrap_servers=bootstrap_servers,
@@ -122,8 +169,12 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
         )
 
-    def caught_up(self, max_lag: int) -> bool:
-        return self.lag is not None and self.lag <= max_lag
+    def ready(self, max_lag: int, max_retry_s: float) -> bool:
+        """Caught up to within `max_lag` records, and not stuck retrying for `max_retry_s`."""
+        stuck = (
+            self.retrying_since is not None and time.monotonic() - self.retrying_since > max_retry_s
+        )
+        return self.lag is not None and self.lag <= max_lag and not stuck
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self._consumer
@@ -146,56 +197,93 @@ class ConsumerRunner:
         self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
     ) -> bool:
         deliveries: list[Delivery] = []
+        now = utcnow()
+        self._in_hand = {tp: records[0].offset for tp, records in batch.items() if records}
         for tp, records in batch.items():
             topic = self.topics[tp.topic]
             for record in records:
                 try:
-                    event = decode(topic, record.value)
+                    deliveries.append(self._admit(topic, record, now))
                 except UndecodableMessage as exc:
-                    await self._dead_letter(record, str(exc))
-                    continue
-                key = record.key.decode(errors="replace") if record.key is not None else None
-                deliveries.append(
-                    Delivery(topic, record.partition, record.offset, key, event, record.value)
-                )
+                    await self._dead_letter(
+                        record.topic, record.partition, record.offset, record.key,
+                        record.value or b"", str(exc),
+                    )  # fmt: skip
         if deliveries and not await self._handle(deliveries, stop):
             return False
         for tp, records in batch.items():
             MESSAGES_CONSUMED.labels(self.group_id, tp.topic).inc(len(records))
         await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        self._in_hand = {}
         return True
 
+    def _admit(self, topic: Topic, record: ConsumerRecord, now: datetime) -> Delivery:
+        """The record as a Delivery, or UndecodableMessage with the reason it is refused."""
+        event = decode(topic, record.value)
+        refuse_if_ahead(event, now, self.max_ahead)
+        return Delivery(topic, record.partition, record.offset, record.key, event, record.value)
+
     async def _handle(self, deliveries: list[Delivery], stop: asyncio.Event) -> bool:
-        """Run the handler until it succeeds; False if asked to stop first."""
+        """Handle every delivery or dead-letter it; False if asked to stop while retrying."""
         delay, max_delay = self.backoff_s
-        while True:
+        while deliveries:
             try:
                 await self.handler(deliveries)
+                self.retrying_since = None
                 return True
             except PoisonMessage as poison:
-                d = poison.delivery
-                await self._send_dead_letter(
-                    d.topic.name, d.partition, d.offset, d.key, d.value, poison.reason
-                )
-                where = (d.topic.name, d.partition, d.offset)
-                deliveries = [
-                    x for x in deliveries if (x.topic.name, x.partition, x.offset) != where
-                ]
-                if not deliveries:
-                    return True
-            except Exception:
-                HANDLER_RETRIES.labels(self.group_id).inc()
-                log.exception(
-                    "handler failed; retrying the batch",
-                    group=self.group_id,
-                    retry_in_s=delay,
-                    batch_size=len(deliveries),
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return False
-                except TimeoutError:
+                refused = {d.where for d, _ in poison.refusals}
+                for d, reason in poison.refusals:
+                    await self._dead_letter(*d.where, d.key, d.value, reason)
+                kept = [d for d in deliveries if d.where not in refused]
+                if len(kept) == len(deliveries):
+                    raise RuntimeError("PoisonMessage names no delivery of the batch") from poison
+                deliveries = kept
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    if not await self._wait_to_retry(exc, delay, len(deliveries), stop):
+                        return False
                     delay = min(delay * 2, max_delay)
+                    continue
+                self.retrying_since = None
+                if len(deliveries) == 1:
+                    [d] = deliveries
+                    reason = f"handler failed on this record: {type(exc).__name__}: {exc}"
+                    await self._dead_letter(*d.where, d.key, d.value, reason)
+                    return True
+                log.warning(
+                    "handler failed on the data; narrowing the batch down",
+                    group=self.group_id,
+                    batch_size=len(deliveries),
+                    error=printable(f"{type(exc).__name__}: {exc}", 300),
+                )
+                half = len(deliveries) // 2
+                return await self._handle(deliveries[:half], stop) and await self._handle(
+                    deliveries[half:], stop
+                )
+        return True
+
+    async def _wait_to_retry(
+        self, exc: Exception, delay: float, batch_size: int, stop: asyncio.Event
+    ) -> bool:
+        """Count and log the retry, keep the lag measured, wait `delay`; False if stopped."""
+        HANDLER_RETRIES.labels(self.group_id).inc()
+        if self.retrying_since is None:
+            self.retrying_since = time.monotonic()
+        log.warning(
+            "infrastructure error; retrying the batch",
+            group=self.group_id,
+            error=printable(f"{type(exc).__name__}: {exc}", 300),
+            retry_in_s=delay,
+            retrying_for_s=round(time.monotonic() - self.retrying_since, 1),
+            batch_size=batch_size,
+        )
+        await self._measure_lag(ask_broker=True)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+            return False
+        except TimeoutError:
+            return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assigned = self._consumer.assignment()
@@ -208,25 +296,27 @@ class ConsumerRunner:
             # The group rebalanced while we worked: the new owner replays; handlers are idempotent.
             log.warning("commit failed after rebalance", group=self.group_id, error=str(exc))
 
-    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        key = record.key.decode(errors="replace") if record.key is not None else None
-        await self._send_dead_letter(
-            record.topic, record.partition, record.offset, key, record.value or b"", reason
-        )
-
-    async def _send_dead_letter(
-        self, topic: str, partition: int, offset: int, key: str | None, value: bytes, reason: str
+    async def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        reason: str,
     ) -> None:
         # A letter must fit in one record: carry a value only up to a cap (its origin says
         # where to replay the rest from), or the letter itself would fail and stall the stream.
+        reason = printable(reason)
         whole = len(value) <= DEAD_LETTER_MAX_VALUE_BYTES
         letter = DeadLetter(
             original_topic=topic,
             original_partition=partition,
             original_offset=offset,
             consumer_group=self.group_id,
-            error=reason[:2000],
-            key=key,
+            error=reason,
+            key=key.decode(errors="replace") if key is not None else None,
+            key_base64=base64.b64encode(key).decode() if key is not None else None,
             value_text=value[:DEAD_LETTER_MAX_VALUE_BYTES].decode(errors="replace"),
             value_base64=base64.b64encode(value).decode() if whole else "",
             value_bytes=len(value),
@@ -235,7 +325,7 @@ class ConsumerRunner:
         )
         event = envelope(DEAD_LETTER, letter, source=self.group_id)
         headers = [
-            ("nexwatt.error", reason[:2000].encode()),
+            ("nexwatt.error", reason.encode()),
             ("nexwatt.original.topic", topic.encode()),
             ("nexwatt.original.partition", str(partition).encode()),
             ("nexwatt.original.offset", str(offset).encode()),
@@ -252,13 +342,29 @@ class ConsumerRunner:
             reason=reason,
         )
 
-    async def _measure_lag(self) -> None:
+    async def _measure_lag(self, ask_broker: bool = False) -> None:
+        """Records behind the partitions' ends (the batch in hand counts as not consumed), from
+        the last fetch's high watermarks, or from the broker itself (`ask_broker`) while no
+        fetch happens because a batch is retried."""
+        assigned = list(self._consumer.assignment())
+        ends: dict[TopicPartition, int | None]
+        if ask_broker:
+            try:
+                ends = dict(await asyncio.wait_for(self._consumer.end_offsets(assigned), 5))
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("lag unknown: end offsets unavailable", error=str(exc))
+                return
+        else:
+            ends = {tp: self._consumer.highwater(tp) for tp in assigned}
         total = 0
-        for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
+        for tp in assigned:
+            end = ends.get(tp)
             if end is None:
                 return  # not fetched yet: lag unknown
-            behind = max(end - await self._consumer.position(tp), 0)
+            position = self._in_hand.get(tp)
+            if position is None:
+                position = await self._consumer.position(tp)
+            behind = max(end - position, 0)
             CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(behind)
             total += behind
         self.lag = total

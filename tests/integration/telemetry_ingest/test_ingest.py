@@ -31,7 +31,7 @@ async def stores(servers: dict[str, str]) -> AsyncIterator[tuple]:
 
 def deliveries(readings: list) -> list[Delivery]:
     return [
-        Delivery(TELEMETRY_INTERVAL, 0, i, r.asset_id,
+        Delivery(TELEMETRY_INTERVAL, 0, i, r.asset_id.encode(),
                  envelope(TELEMETRY_INTERVAL, r, source="test"), b"")
         for i, r in enumerate(readings)
     ]  # fmt: skip
