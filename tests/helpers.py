@@ -199,7 +199,7 @@ async def handler_context(
     servers: dict[str, str], service: str, migrations: Path, topics: list[Topic]
 ) -> AsyncIterator[dict]:
     """What a test of one service's handler needs: its own database, a producer, where the
-    topics ended when the test began, and a fresh resource with assets A, B and C."""
+    topics ended when the test began, and a fresh resource with assets A, B, C and D."""
     bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
     database = unique(f"test_{service}").replace("-", "_")
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, migrations)
@@ -212,7 +212,7 @@ async def handler_context(
             "producer": producer,
             "start": await end_offsets(bootstrap, topics),
             "resource": unique("NXW-PJM-T"),
-            "assets": {name: unique(f"T-{name}") for name in "ABC"},
+            "assets": {name: unique(f"T-{name}") for name in "ABCD"},
         }
     finally:
         await producer.stop()
@@ -226,9 +226,10 @@ async def handler_running(
     handler: BatchHandler,
     keep: Callable[[Delivery], bool],
     seen: list[str],
-) -> AsyncIterator[None]:
-    """A service's handler on the real consumer runner, in a fresh group starting where the
-    topics ended when the test began (`handler_context`), given only the test's own events."""
+) -> AsyncIterator[str]:
+    """A service's handler on the real consumer runner, in a fresh group (yielded) starting
+    where the topics ended when the test began (`handler_context`), given only the test's own
+    events."""
     group = unique("test.group")
     await commit_offsets(ctx["bootstrap"], group, ctx["start"])
     runner = ConsumerRunner(
@@ -241,7 +242,7 @@ async def handler_running(
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        yield
+        yield group
     finally:
         stop.set()
         await task

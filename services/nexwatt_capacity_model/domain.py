@@ -14,6 +14,7 @@ from nexwatt_shared.contracts import (
     AssetStatus,
     CapacitySnapshot,
 )
+from nexwatt_shared.event_time import resource_clock
 
 KW_PER_MW = 1000.0
 DISCHARGE_H = 1.0  # capacity is what can be held for one hour [h]
@@ -62,7 +63,9 @@ def resource_capacity(
         pv_kw: PV output over that interval [kW]; NaN = none
         soc_pct: battery state of charge at that interval's end [%]; NaN = unknown
         freshness_s: an asset reports when its newest interval ends at most this long before
-            the resource's newest one [s] (event time, not the wall clock)
+            the resource's clock [s]: the time most of its assets have reached
+            (`nexwatt_shared.event_time.resource_clock`; event time, not the wall clock), and
+            not after it by more than that either (a clock running ahead is not "fresh")
 
     An asset that reports can add, for one hour,
         available [kW] = max(0, min(capacity - pv, (soc - reserve) / 100 * storage / 1 h)):
@@ -70,9 +73,9 @@ def resource_capacity(
     backup reserve. An unknown SoC credits no energy; an asset below its reserve adds 0 and
     takes nothing from the others.
     """
-    has_telemetry = ~np.isnan(telemetry_end_s)
-    newest_s = telemetry_end_s[has_telemetry].max() if has_telemetry.any() else np.nan
-    reporting = has_telemetry & (telemetry_end_s >= newest_s - freshness_s)
+    clock_s = resource_clock(telemetry_end_s)
+    with np.errstate(invalid="ignore"):  # NaN (no telemetry) compares False: not reporting
+        reporting = np.abs(telemetry_end_s - clock_s) <= freshness_s
     available_kw = deliverable_kw(
         capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, DISCHARGE_H
     )

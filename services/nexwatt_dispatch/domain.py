@@ -1,4 +1,5 @@
-"""Pure dispatch math: what each asset can deliver over a window, and how to share a request.
+"""Pure dispatch rules: what each asset can deliver over a window, how to share a request, and
+what the answer to an instruction is.
 
 All functions are vectorized over assets (numpy arrays, one element per asset).
 """
@@ -11,8 +12,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from nexwatt_shared.battery import deliverable_kw
+from nexwatt_shared.contracts import DispatchStatus
 
 FloatArray = NDArray[np.float64]
+SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt [MW]
 
 
 def dispatchable_kw(
@@ -24,11 +27,14 @@ def dispatchable_kw(
     hours: float,
     telemetry_age_s: ArrayLike,
     max_age_s: float,
+    max_ahead_s: float = 0.0,
 ) -> FloatArray:
     """Battery discharge each asset can hold for the rest of the window [kW]: what it can
     deliver (`nexwatt_shared.battery.deliverable_kw`: inverter headroom, energy above the
-    reserve over ``hours``), and zero for an asset whose newest telemetry is older than
-    ``max_age_s`` (or missing: pass ``inf``), since its state is unknown.
+    reserve over ``hours``), and zero for an asset whose state is unknown: its newest
+    telemetry is older than ``max_age_s`` (or missing: pass ``inf``), or ends more than
+    ``max_ahead_s`` after now (a negative age: a clock running ahead, which would otherwise
+    keep the asset "fresh" for as long as it is ahead).
 
     Parameters
     ----------
@@ -37,9 +43,11 @@ def dispatchable_kw(
     hours : time from now to the window's end [h], > 0
     telemetry_age_s : event time now minus the newest telemetry's end [s]
     max_age_s : freshness limit [s]
+    max_ahead_s : how far telemetry may end after now, for clocks that disagree a little [s]
     """
     limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
-    return np.where(np.asarray(telemetry_age_s, float) <= max_age_s, limit, 0.0)
+    age_s = np.asarray(telemetry_age_s, float)
+    return np.where((age_s <= max_age_s) & (age_s >= -max_ahead_s), limit, 0.0)
 
 
 def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float = 0.0) -> FloatArray:
@@ -78,3 +86,39 @@ def shortfall_reason(requested_mw: float, limits_kw: Sequence[float]) -> str | N
     """
     total_kw = float(sum(limits_kw))
     return f"fleet limit {total_kw / 1000:.3f} MW" if total_kw < requested_mw * 1000 else None
+
+
+def answer_status(
+    requested_mw: float,
+    confirmed_mw: float,
+    commanded: int,
+    acknowledged: int,
+    shortfall: str | None,
+) -> tuple[DispatchStatus, str | None]:
+    """The answer to an instruction and why it is not a full confirmation.
+
+    Parameters
+    ----------
+    requested_mw : the request [MW]
+    confirmed_mw : sum of acknowledged setpoints [MW]
+    commanded : assets sent a setpoint
+    acknowledged : assets that answered (accepting or refusing) in time
+    shortfall : why the fleet could not cover the request (``shortfall_reason``), or why
+        nothing was commanded; None when it could
+
+    Rejected when nothing was commanded or nothing acknowledged; confirmed when the
+    acknowledged setpoints cover the request (to the watt each setpoint is rounded to);
+    partial otherwise, naming the shortfall and the assets that did not answer.
+    """
+    if commanded == 0:
+        return DispatchStatus.REJECTED, shortfall
+    if confirmed_mw <= 0:
+        return DispatchStatus.REJECTED, "no asset acknowledged its setpoint in time"
+    if confirmed_mw + commanded * SETPOINT_ROUNDING_MW >= requested_mw:
+        return DispatchStatus.CONFIRMED, shortfall
+    notes = [shortfall] if shortfall else []
+    if acknowledged < commanded:
+        notes.append(
+            f"{commanded - acknowledged} of {commanded} assets did not acknowledge in time"
+        )
+    return DispatchStatus.PARTIAL, "; ".join(notes) or "assets acknowledged less than commanded"

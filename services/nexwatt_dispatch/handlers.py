@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import timedelta
 
@@ -13,16 +12,16 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nexwatt_dispatch.availability import Availability
 from nexwatt_dispatch.config import Settings
-from nexwatt_dispatch.domain import allocate, dispatchable_kw, shortfall_reason
+from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw, shortfall_reason
 from nexwatt_dispatch.log import DispatchLog
-from nexwatt_shared.codec import encode
+from nexwatt_shared import outbox
+from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
     AssetCommand,
     AssetCommandAck,
     AssetRegistered,
     DispatchConfirmed,
     DispatchInstruction,
-    DispatchStatus,
     TelemetryInterval,
 )
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
@@ -38,7 +37,6 @@ CONFIRM_SECONDS = Histogram(
 INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
-SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt
 
 
 def make_state_handler(availability: Availability, dispatch_log: DispatchLog) -> BatchHandler:
@@ -70,6 +68,7 @@ class Dispatcher:
         self.settings = settings
         self.availability = availability
         self.log = dispatch_log
+        self.pool = dispatch_log.pool
         self.producer = producer
 
     async def handle(self, batch: list[Delivery]) -> None:
@@ -82,27 +81,52 @@ class Dispatcher:
 
     async def answer(self, instruction: DispatchInstruction) -> None:
         """Decide once per instruction, however often it is delivered: the lock keeps two
-        replicas (a rebalance overlap) from deciding at once, and a replay re-sends what was
-        decided (the same commands, then the same answer's id) instead of deciding again."""
+        replicas (a rebalance overlap) from deciding at once, and a replay publishes what was
+        recorded (the same answer, byte for byte) instead of deciding again."""
         started = time.monotonic()
+        answer_id = f"confirmed:{instruction.instruction_id}"
         async with self.log.deciding(instruction.instruction_id):
-            previous = await self.log.published_answer(instruction.instruction_id)
-            if previous is not None:
-                await self.producer.send_raw(
-                    DISPATCH_CONFIRMED.name, instruction.resource_id, json.dumps(previous).encode()
-                )
-                log.info("instruction already answered; answer re-sent")
+            if await outbox.recorded_value(self.pool, answer_id) is not None:
+                sent = await outbox.publish_pending(self.pool, self.producer, [answer_id])
+                log.info("instruction already answered", answer_published_now=bool(sent))
                 return
             log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
             await self.log.record_instruction(instruction)
-            await self._answer(instruction, started)
+            answer = await self._answer(instruction, started)
+            event = envelope(
+                DISPATCH_CONFIRMED,
+                answer,
+                source=self.producer.source,
+                event_id=answer_id,
+                time=answer.confirmed_at,
+            )
+            # Record first, then publish from the record: a crash in between re-sends these
+            # bytes on replay, never a second decision.
+            async with self.pool.acquire() as conn, conn.transaction():
+                await outbox.record(conn, DISPATCH_CONFIRMED, event)
+                await self.log.record_answer(conn, answer)
+            await outbox.publish_pending(self.pool, self.producer, [answer_id])
+        CONFIRM_SECONDS.observe(answer.processing_ms / 1000.0)
+        INSTRUCTIONS.labels(answer.status).inc()
+        MW_REQUESTED.labels(instruction.resource_id).set(instruction.mw)
+        MW_CONFIRMED.labels(instruction.resource_id).set(answer.mw_confirmed)
+        log.info(
+            "instruction answered",
+            status=answer.status,
+            reason=answer.reason,
+            mw_confirmed=answer.mw_confirmed,
+            assets_dispatched=answer.assets_dispatched,
+            processing_ms=answer.processing_ms,
+        )
 
-    async def _answer(self, instruction: DispatchInstruction, started: float) -> None:
+    async def _answer(self, instruction: DispatchInstruction, started: float) -> DispatchConfirmed:
+        """Command the assets (the recorded commands, when a crash interrupted an earlier try),
+        collect their acks, and build the answer."""
         commands, limits_kw = await self.log.recorded_commands(instruction)
         if commands:
-            reason = shortfall_reason(instruction.mw, limits_kw)
+            shortfall = shortfall_reason(instruction.mw, limits_kw)
         else:
-            commands, limits_kw, reason = await self._allocate(instruction)
+            commands, limits_kw, shortfall = await self._allocate(instruction)
             await self.log.record_commands(commands, limits_kw)
         # Command ids are the event ids, so a gateway sees a re-sent command as the same one.
         await self.producer.publish_many(
@@ -111,20 +135,10 @@ class Dispatcher:
         acked_kw = await self._collect_acks(instruction.instruction_id, commands)
         elapsed_s = time.monotonic() - started
         confirmed_mw = sum(acked_kw.values()) / 1000.0
-        if not commands:
-            status = DispatchStatus.REJECTED
-        elif confirmed_mw <= 0:
-            status, reason = DispatchStatus.REJECTED, "no asset acknowledged its setpoint in time"
-        elif confirmed_mw + len(commands) * SETPOINT_ROUNDING_MW >= instruction.mw:
-            status = DispatchStatus.CONFIRMED
-        else:
-            status = DispatchStatus.PARTIAL
-            missing = len(commands) - len(acked_kw)
-            notes = [reason] if reason else []
-            if missing:
-                notes.append(f"{missing} of {len(commands)} assets did not acknowledge in time")
-            reason = "; ".join(notes) or "assets acknowledged less than commanded"
-        answer = DispatchConfirmed(
+        status, reason = answer_status(
+            instruction.mw, confirmed_mw, len(commands), len(acked_kw), shortfall
+        )
+        return DispatchConfirmed(
             instruction_id=instruction.instruction_id,
             resource_id=instruction.resource_id,
             window_start=instruction.window_start,
@@ -139,25 +153,6 @@ class Dispatcher:
             # Event time of the answer: the instruction's event time plus our processing time.
             confirmed_at=instruction.issued_at + timedelta(seconds=elapsed_s),
             processing_ms=elapsed_s * 1000.0,
-        )
-        event = await self.producer.publish(
-            DISPATCH_CONFIRMED,
-            answer,
-            event_id=f"confirmed:{instruction.instruction_id}",
-            time=answer.confirmed_at,
-        )
-        await self.log.record_answer(json.loads(encode(event)))
-        CONFIRM_SECONDS.observe(elapsed_s)
-        INSTRUCTIONS.labels(status).inc()
-        MW_REQUESTED.labels(instruction.resource_id).set(instruction.mw)
-        MW_CONFIRMED.labels(instruction.resource_id).set(answer.mw_confirmed)
-        log.info(
-            "instruction answered",
-            status=status,
-            reason=reason,
-            mw_confirmed=answer.mw_confirmed,
-            assets_dispatched=answer.assets_dispatched,
-            processing_ms=answer.processing_ms,
         )
 
     async def _allocate(
@@ -176,7 +171,7 @@ class Dispatcher:
         limits = dispatchable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
             hours, now.timestamp() - fleet.telemetry_end_epoch,
-            self.settings.dispatch_telemetry_max_age_s,
+            self.settings.dispatch_telemetry_max_age_s, self.settings.event_time_max_ahead_s,
         )  # fmt: skip
         setpoints = allocate(
             instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw

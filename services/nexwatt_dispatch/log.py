@@ -1,14 +1,18 @@
-"""The dispatch log in PostgreSQL: instructions, commands, acks and the answers we published."""
+"""The dispatch log in PostgreSQL: instructions, commands, acks and the answers decided."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 
-from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, DispatchInstruction
+from nexwatt_shared.contracts import (
+    AssetCommand,
+    AssetCommandAck,
+    DispatchConfirmed,
+    DispatchInstruction,
+)
 from nexwatt_shared.postgres import advisory_lock
 
 
@@ -46,13 +50,6 @@ class DispatchLog:
         ]
         return commands, [r["limit_kw"] for r in rows]
 
-    async def published_answer(self, instruction_id: str) -> dict | None:
-        """The dispatch.confirmed event already published for this instruction, if any."""
-        raw = await self.pool.fetchval(
-            "SELECT confirmed_event FROM instructions WHERE instruction_id = $1", instruction_id
-        )
-        return json.loads(raw) if raw else None
-
     async def record_instruction(self, instruction: DispatchInstruction) -> None:
         i = instruction
         await self.pool.execute(
@@ -72,15 +69,16 @@ class DispatchLog:
              for c, limit in zip(commands, limits_kw, strict=True)],
         )  # fmt: skip
 
-    async def record_answer(self, event: dict) -> None:
-        d = event["data"]
-        await self.pool.execute(
+    async def record_answer(self, conn: asyncpg.Connection, answer: DispatchConfirmed) -> None:
+        """The answer's figures on the instruction's row, in the caller's transaction (the one
+        that records the answer's event in the outbox)."""
+        a = answer
+        await conn.execute(
             """UPDATE instructions SET status = $2, reason = $3, mw_confirmed = $4,
-                   assets_commanded = $5, assets_dispatched = $6, processing_ms = $7,
-                   confirmed_event = $8
+                   assets_commanded = $5, assets_dispatched = $6, processing_ms = $7
                WHERE instruction_id = $1""",
-            d["instruction_id"], d["status"], d.get("reason"), d["mw_confirmed"],
-            d["assets_commanded"], d["assets_dispatched"], d["processing_ms"], json.dumps(event),
+            a.instruction_id, a.status.value, a.reason, a.mw_confirmed, a.assets_commanded,
+            a.assets_dispatched, a.processing_ms,
         )  # fmt: skip
 
     async def record_acks(self, acks: Sequence[AssetCommandAck]) -> None:

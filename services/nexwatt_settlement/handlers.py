@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge
 
 from nexwatt_settlement import store
 from nexwatt_settlement.domain import Due, build_report
+from nexwatt_shared import outbox, series
+from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
     AssetRegistered,
     DispatchConfirmed,
@@ -37,11 +39,13 @@ def make_handler(
     pool: asyncpg.Pool, producer: EventProducer, grace_s: float, lookback_s: float
 ) -> BatchHandler:
     async def handle(batch: list[Delivery]) -> None:
-        payloads = [d.payload for d in batch]
+        # One series per asset: repeats are dropped, overlaps refused (never summed twice).
+        new_telemetry, _ = await series.admit(pool, "telemetry", store.TELEMETRY_VALUES, batch)
+        payloads = [d.payload for d in batch if not isinstance(d.payload, TelemetryInterval)]
         confirmed = await store.save_inputs(
             pool,
             newest_versions([p for p in payloads if isinstance(p, AssetRegistered)]),
-            [p for p in payloads if isinstance(p, TelemetryInterval)],
+            [r for d in new_telemetry if isinstance(r := d.payload, TelemetryInterval)],
             [p for p in payloads if isinstance(p, DispatchInstruction)],
             [p for p in payloads if isinstance(p, DispatchConfirmed)],
         )
@@ -53,6 +57,8 @@ def make_handler(
                     resource_id=c["resource_id"],
                     reason=c["reason"],
                 )
+        # Reports recorded before a crash (or by a replica that stopped) go out first.
+        await outbox.publish_pending(pool, producer)
         for instruction, watermark in await store.due(pool, grace_s):
             with structlog.contextvars.bound_contextvars(instruction_id=instruction.instruction_id):
                 await settle(instruction, watermark)
@@ -72,14 +78,24 @@ def make_handler(
             SETTLEMENT_FAILURES.inc()
             log.exception("computing the settlement report failed", assets=len(assets))
             return
-        # Publish first, then record: a crash in between re-publishes the same event id.
-        await producer.publish(
+        event = envelope(
             SETTLEMENT_FILED,
             report,
+            source=producer.source,
             event_id=f"settlement:{report.instruction_id}",
             time=report.filed_at,
         )
-        await store.record_report(pool, report)
+        # Record first, then publish from the record: of two replicas settling at once only
+        # the one whose insert wins has its report published, and a crash in between re-sends
+        # the recorded bytes, never a recomputed report.
+        async with pool.acquire() as conn, conn.transaction():
+            won = await store.record_report(conn, report)
+            if won:
+                await outbox.record(conn, SETTLEMENT_FILED, event)
+        await outbox.publish_pending(pool, producer, [event.id])
+        if not won:
+            log.info("settled already (another replica or an earlier try); its report stands")
+            return
         SETTLEMENTS_FILED.inc()
         DELIVERED_MW.labels(report.resource_id).set(report.delivered_mw)
         log.info(

@@ -3,7 +3,7 @@ the reports filed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -15,8 +15,10 @@ from nexwatt_shared.contracts import (
     SettlementFiled,
     TelemetryInterval,
 )
+from nexwatt_shared.event_time import MOST_ASSETS
+from nexwatt_shared.series import MAX_INTERVAL
 
-MAX_INTERVAL = timedelta(hours=1)  # the contract's longest telemetry interval
+TELEMETRY_VALUES = ("battery_kw", "net_kw")  # what settlement keeps of a reading
 
 # A replayed or out-of-order older version never overwrites a newer one.
 _UPSERT_ASSETS = """
@@ -107,9 +109,10 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
     that ended at least `grace_s` before their resource's watermark, with that watermark;
     oldest window first.
 
-    A resource's watermark is the newest telemetry interval end among its assets: its own
-    event clock, so another fleet's telemetry (running ahead, or a replay) cannot settle it
-    before its own data is in."""
+    A resource's watermark is the time most of its enrolled assets' telemetry has reached
+    (`nexwatt_shared.event_time.resource_clock`, here as `percentile_disc`): its own event
+    clock, so neither another fleet's telemetry (running ahead, or a replay) nor one of its
+    own assets whose clock runs ahead can settle it before its data is in."""
     rows = await pool.fetch(
         """
         WITH pending AS (
@@ -120,14 +123,16 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
             LEFT JOIN reports r USING (instruction_id)
             WHERE r.instruction_id IS NULL AND c.status <> 'rejected'
         ), marks AS (
-            SELECT a.resource_id, max(latest.interval_end) AS watermark
+            SELECT a.resource_id,
+                   percentile_disc(1 - $2::float8) WITHIN GROUP (ORDER BY latest.interval_end)
+                       AS watermark
             FROM assets a
             CROSS JOIN LATERAL (  -- one primary-key lookup per asset
                 SELECT t.interval_start + make_interval(secs => t.interval_s) AS interval_end
                 FROM telemetry t WHERE t.asset_id = a.asset_id
                 ORDER BY t.interval_start DESC LIMIT 1
             ) latest
-            WHERE a.resource_id IN (SELECT resource_id FROM pending)
+            WHERE a.resource_id IN (SELECT resource_id FROM pending) AND a.status = 'enrolled'
             GROUP BY a.resource_id
         )
         SELECT p.*, m.watermark FROM pending p JOIN marks m USING (resource_id)
@@ -135,6 +140,7 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
         ORDER BY p.window_end, p.instruction_id
         """,
         grace_s,
+        MOST_ASSETS,
     )
     return [(Due(**{k: v for k, v in r.items() if k != "watermark"}), r["watermark"]) for r in rows]
 
@@ -170,8 +176,10 @@ async def readings(
     return [Reading(*r) for r in rows]
 
 
-async def record_report(pool: asyncpg.Pool, report: SettlementFiled) -> None:
-    await pool.execute(
+async def record_report(conn: asyncpg.Connection, report: SettlementFiled) -> bool:
+    """Keep the report in the caller's transaction; False when one is kept already (another
+    replica, or an earlier try, settled this instruction first: its report stands)."""
+    status = await conn.execute(
         """
         INSERT INTO reports (instruction_id, report_id, resource_id, filed_at, delivered_mw,
                              report)
@@ -185,3 +193,4 @@ async def record_report(pool: asyncpg.Pool, report: SettlementFiled) -> None:
         report.delivered_mw,
         report.model_dump_json(),
     )
+    return status.endswith(" 1")

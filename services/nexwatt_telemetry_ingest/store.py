@@ -9,6 +9,8 @@ from nexwatt_shared.contracts import TelemetryInterval
 from nexwatt_shared.redis_client import NewerOnly
 
 LATEST_KEY = "ingest:latest:{asset_id}"
+# The stored values of a reading, beyond its asset, start and length: a repeat matches them all.
+READING_VALUES = ("pv_kw", "load_kw", "battery_kw", "net_kw", "soc_pct")
 
 
 async def insert_readings(pool: asyncpg.Pool, rows: list[tuple[str, TelemetryInterval]]) -> int:

@@ -58,9 +58,9 @@ def service_env(name: str) -> dict[str, str]:
 async def story(servers: dict[str, str]) -> AsyncIterator[dict]:
     run = unique("E2E").upper().replace("-", "")
     resource = f"NXW-PJM-{run}"
-    # Event time starts at the last whole hour of the wall clock, so every run is later than
-    # the one before (services keep their stores between runs).
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # Event time starts three whole hours before the wall clock: the fleet runs at 120x, and
+    # services refuse telemetry stamped ahead of the wall clock (NEXWATT_EVENT_TIME_MAX_AHEAD_S).
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
     watcher = await TopicWatcher(
         bootstrap,

@@ -9,6 +9,7 @@ grace so long that it files nothing for anyone.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -33,9 +34,11 @@ from nexwatt_shared.contracts import (
 )
 from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.kafka.consumer import Delivery
+from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.postgres import database_url
 from nexwatt_shared.topics import (
     ASSET_REGISTERED,
+    DEAD_LETTER,
     DISPATCH_CONFIRMED,
     DISPATCH_INSTRUCTION,
     SETTLEMENT_FILED,
@@ -77,7 +80,7 @@ def is_mine(ctx: dict, d: Delivery) -> bool:
     return p.asset_id in ctx["assets"].values()
 
 
-def service_running(ctx: dict, seen: list[str]) -> AbstractAsyncContextManager[None]:
+def service_running(ctx: dict, seen: list[str]) -> AbstractAsyncContextManager[str]:
     handler = make_handler(ctx["pool"], ctx["producer"], GRACE_S, lookback_s=1800.0)
     return handler_running(ctx, TOPICS, handler, lambda d: is_mine(ctx, d), seen)
 
@@ -164,56 +167,75 @@ async def test_report_is_filed_once_after_window_end_plus_grace_with_the_hand_co
     # B (west), 5-minute telemetry: -2.0 kW over 09:30-10:00 -> baseline -2.0 kW;
     #   3.0 kW over 10:00-10:15 -> delivers 3.0 - (-2.0) = 5.0 kW
     # C unenrolled: its 100 kW count for nothing.
+    # D (east) reports once, in June: a clock far ahead of the others', though not of the wall
+    #   clock. It must not move the resource's watermark; it delivers nothing in the window.
+    # Two readings of A overlap its stored ones (a re-send 1 s late, a "correction"): refused.
     # delivered_mw  = 4.0 + 5.0 = 9.0 kW = 0.009 MW over the whole window
     # delivered_mwh = 9.0 kW * 0.25 h = 2.25 kWh = 0.00225 MWh
     # performance   = 0.009 / 0.012 * 100 = 75 %
     # cohorts: east 4.0 kW * 0.25 h = 1.0 kWh (44.444 %), west 5.0 * 0.25 = 1.25 kWh (55.556 %)
     await producer.publish_many(
         ASSET_REGISTERED,
-        [asset(ctx, "A", "east"), asset(ctx, "B", "west"), asset(ctx, "C", "east", "unenrolled")],
-    )
+        [asset(ctx, "A", "east"), asset(ctx, "B", "west"), asset(ctx, "C", "east", "unenrolled"),
+         asset(ctx, "D", "east")],
+    )  # fmt: skip
     telemetry = [
         *intervals(ctx, "A", -30, 60, [1.0] * 30 + [5.0] * 15 + [0.0] * 2),  # ends 10:17
         *intervals(ctx, "B", -30, 300, [-2.0] * 6 + [3.0] * 3),  # ends 10:15
         *intervals(ctx, "C", 0, 300, [100.0] * 3),
+        *intervals(ctx, "D", 79 * 24 * 60, 300, [0.0]),  # 2026-06-01
     ]
     await producer.publish_many(TELEMETRY_INTERVAL, telemetry)
+    [late_copy] = intervals(ctx, "A", 5 + 1 / 60, 60, [5.0])  # 10:05:01
+    [correction] = intervals(ctx, "A", 5, 60, [9.0])
+    await producer.publish_many(TELEMETRY_INTERVAL, [late_copy, correction])
     instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
     rejected_instruction, rejected = dispatch(ctx, ctx["rejected"], "rejected")
     await producer.publish_many(DISPATCH_INSTRUCTION, [instruction, rejected_instruction])
     await producer.publish_many(DISPATCH_CONFIRMED, [confirmed, rejected])
-    published = 3 + len(telemetry) + 4
+    published = 4 + len(telemetry) + 4
 
     seen: list[str] = []
-    async with service_running(ctx, seen):
+    async with service_running(ctx, seen) as group:
         await handled(seen, published)
-        # The resource's watermark is at 10:17 (A's newest interval end), short of 10:18.
+        # The resource's watermark is the time most of its enrolled assets reached: of A at
+        # 10:17, B at 10:15 and D in June, 10:17 (the median), short of 10:18.
         assert await count(ctx["pool"], "reports") == 0
         assert await reports(ctx) == []
+        letters = [
+            json.loads(r.value)["data"]["error"]
+            for r in await read_all(ctx["bootstrap"], DEAD_LETTER.name)
+            if dict(r.headers)["nexwatt.consumer.group"] == group.encode()
+        ]
+        assert len(letters) == 2, letters
+        assert letters[0].startswith("overlaps the interval 2026-03-14T10:05:00+00:00 + 60 s")
+        assert letters[1].startswith("other values for the stored interval 2026-03-14T10:05:00")
 
-        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 17, 60, [0.0]))
-        await handled(seen, published + 1)
+        # A reaches 10:18 and B 10:20: the watermark (the median) is 10:20; the window is settled.
+        more = [*intervals(ctx, "A", 17, 60, [0.0]), *intervals(ctx, "B", 15, 300, [0.0])]
+        await producer.publish_many(TELEMETRY_INTERVAL, more)
+        await handled(seen, published + 2)
         filed = await reports(ctx)
         assert len(filed) == 1
         event, report = filed[0], filed[0].data
         assert event.id == f"settlement:{ctx['instruction']}"
         assert report.instruction_id == ctx["instruction"]
-        assert report.filed_at == at(18) == event.time
+        assert report.filed_at == at(20) == event.time
         assert report.delivered_mw == pytest.approx(0.009, abs=1e-9)
         assert report.delivered_mwh == pytest.approx(0.00225, abs=1e-9)
         assert report.performance_pct == pytest.approx(75.0, abs=1e-6)
         assert report.assets_metered == 2
-        assert [(c.cohort, c.assets) for c in report.cohorts] == [("east", 1), ("west", 1)]
+        assert [(c.cohort, c.assets) for c in report.cohorts] == [("east", 2), ("west", 1)]
         assert [c.share_pct for c in report.cohorts] == [44.444, 55.556]
         assert report.intervals_csv.splitlines()[1:] == [
             f"2026-03-14T10:{m:02d}:00Z,-0.0010,0.0080,0.0090" for m in (0, 5, 10)
         ]
         rows = {t: await count(ctx["pool"], t) for t in ("telemetry", "reports")}
-        assert rows == {"telemetry": len(telemetry) + 1, "reports": 1}
+        assert rows == {"telemetry": len(telemetry) + 2, "reports": 1}
 
         # Redelivered telemetry (new event ids, same intervals) changes nothing.
         await producer.publish_many(TELEMETRY_INTERVAL, telemetry[-5:])
-        await handled(seen, published + 1 + 5)
+        await handled(seen, published + 2 + 5)
 
     # A fresh group replays every event into the same store: no second report, no new rows.
     replayed: list[str] = []
@@ -278,3 +300,62 @@ async def test_the_service_process_stores_what_it_consumes_and_stops_cleanly(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_crash(
+    ctx: dict, servers: dict[str, str]
+) -> None:
+    # Two replicas on one database, each in a group of its own so that both see every event
+    # and both try to settle the window; their reports differ (each names itself as the
+    # source), so two publications could not be mistaken for one.
+    other = EventProducer(servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"], "settlement-replica-2")
+    await other.start()
+    producer = ctx["producer"]
+    await producer.publish_many(
+        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
+    )
+    telemetry = [
+        *intervals(ctx, "A", -30, 300, [1.0] * 6 + [5.0] * 3 + [0.0]),  # ends 10:20
+        *intervals(ctx, "B", -30, 300, [0.0] * 6 + [3.0] * 3 + [0.0]),
+    ]
+    await producer.publish_many(TELEMETRY_INTERVAL, telemetry)
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    published = 2 + len(telemetry) + 2
+    keep = lambda d: is_mine(ctx, d)  # noqa: E731
+    first, second = [], []
+    try:
+        async with (
+            handler_running(ctx, TOPICS, make_handler(ctx["pool"], producer, GRACE_S, 1800.0),
+                            keep, first),
+            handler_running(ctx, TOPICS, make_handler(ctx["pool"], other, GRACE_S, 1800.0),
+                            keep, second),
+        ):  # fmt: skip
+            await handled(first, published)
+            await handled(second, published)
+            await asyncio.sleep(1.0)
+            filed = await reports(ctx)
+            assert len(filed) == 1
+            recorded = await ctx["pool"].fetchval("SELECT value FROM outbox")
+            [record] = [
+                r
+                for r in await read_all(ctx["bootstrap"], SETTLEMENT_FILED.name)
+                if r.key == ctx["resource"].encode()
+            ]
+            assert record.value == recorded
+
+            # A replica dies between recording its report and publishing it: the next batch
+            # publishes the recorded bytes, whoever handles it.
+            await ctx["pool"].execute("UPDATE outbox SET published_at = NULL")
+            await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 20, 300, [0.0]))
+            await handled(first, published + 1)
+            await eventually(lambda: reports(ctx), lambda found: len(found) == 2)
+            again = [
+                r.value
+                for r in await read_all(ctx["bootstrap"], SETTLEMENT_FILED.name)
+                if r.key == ctx["resource"].encode()
+            ]
+            assert again == [recorded, recorded]
+    finally:
+        await other.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nexwatt_dispatch.domain import allocate, dispatchable_kw
+from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw
 
 
 def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_window() -> None:
@@ -51,3 +51,33 @@ def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
 def test_a_window_already_over_is_refused() -> None:
     with pytest.raises(ValueError, match="hours"):
         dispatchable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], 900.0)
+
+
+def test_telemetry_from_a_clock_running_ahead_counts_as_stale() -> None:
+    # Same asset as above, 1 h window: energy binds at (90 - 20) / 100 * 9.8 = 6.86 kW, and
+    # headroom 7.6 - 1.0 = 6.6 kW binds first. Ages: 0 s, 200 s ahead (within 300 s of skew),
+    # 301 s ahead, and 70 years ahead (a clock stamped 2096).
+    got = dispatchable_kw(
+        capacity_kw=[7.6] * 4, pv_kw=[1.0] * 4, soc_pct=[90.0] * 4, reserve_pct=[20.0] * 4,
+        storage_kwh=[9.8] * 4, hours=1.0, telemetry_age_s=[0.0, -200.0, -301.0, -2.2e9],
+        max_age_s=900.0, max_ahead_s=300.0,
+    )  # fmt: skip
+    assert got == pytest.approx([6.6, 6.6, 0.0, 0.0], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("confirmed_mw", "commanded", "acknowledged", "shortfall", "status", "reason"),
+    [
+        (0.0, 0, 0, "unknown resource 'X'", "rejected", "unknown resource 'X'"),
+        (0.0, 3, 0, None, "rejected", "no asset acknowledged its setpoint in time"),
+        # 3 setpoints rounded to the watt may fall 1.5 W short of 1 MW and still confirm it.
+        (0.9999985, 3, 3, None, "confirmed", None),
+        (0.9999980, 3, 3, None, "partial", "assets acknowledged less than commanded"),
+        (0.6, 3, 2, "fleet limit 0.800 MW", "partial",
+         "fleet limit 0.800 MW; 1 of 3 assets did not acknowledge in time"),
+    ],
+)  # fmt: skip
+def test_the_answer_to_an_instruction(
+    confirmed_mw, commanded, acknowledged, shortfall, status, reason
+) -> None:
+    assert answer_status(1.0, confirmed_mw, commanded, acknowledged, shortfall) == (status, reason)
