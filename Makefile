@@ -9,10 +9,10 @@ PYTEST := $(RUN) $(PY) -m pytest -p no:cacheprovider
 LOGS_ON_FAIL = || { $(PY) deploy/local/stack.py logs --lines 40; exit 1; }
 
 .PHONY: help setup stack-up stack-down stack-status topics schemas lint demo bench \
-        test test-unit test-integration test-e2e
+        test test-unit test-integration test-e2e test-faults test-deploy
 
 help:
-	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: ## virtualenv, project, PostgreSQL/Redis packages, Kafka jars (idempotent)
 	@$(TIMED) setup bash deploy/local/setup.sh
@@ -42,10 +42,13 @@ test-integration: ## tests against real Kafka, PostgreSQL and Redis
 test-e2e: ## the running services, driven from outside
 	@$(TIMED) test-e2e $(PYTEST) tests/e2e $(LOGS_ON_FAIL)
 
+test-faults: ## a running service while Kafka or PostgreSQL restarts under it
+	@$(TIMED) test-faults $(PYTEST) tests/faults $(LOGS_ON_FAIL)
+
 test-deploy: ## Dockerfile, compose file and Helm chart, validated offline
 	@$(TIMED) test-deploy $(PYTEST) tests/deploy
 
-test: stack-up lint test-unit test-integration test-e2e test-deploy ## set up, start the stack, run every tier
+test: stack-up lint test-unit test-integration test-e2e test-faults test-deploy ## set up, start the stack, run every tier
 
 demo: stack-up ## the story end to end: fleet, ISO instruction, dispatch, settlement (~2 min)
 	@$(RUN) $(PY) deploy/local/demo.py $(if $(KEEP),--keep-running)

@@ -1,6 +1,7 @@
 """The local stack: a real single-node KRaft Kafka, PostgreSQL and Redis, without Docker.
 
     python deploy/local/stack.py up | down | reset | status | logs
+    python deploy/local/stack.py start | stop | restart kafka|postgres|redis
 
 Each server keeps its data under `.stack/<name>/`, logs to `.stack/logs/<name>.log` and listens
 on 127.0.0.1 at a port of its own (not the default one, so nothing already running collides).
@@ -8,6 +9,9 @@ on 127.0.0.1 at a port of its own (not the default one, so nothing already runni
 Redis PING), recovers stale pid files and half-started processes, and writes the connection
 settings to `.stack/env`. Re-running it is harmless. A server whose settings are already in the
 environment (for example NEXWATT_KAFKA_BOOTSTRAP_SERVERS) is taken as external and not started.
+`start`, `stop` and `restart` do the same for one server (the fault tests restart them under a
+running service), on the same data. Stops are quick and bounded: PostgreSQL's fast mode, SIGTERM
+for Kafka and Redis (which saves a snapshot then), SIGKILL for a process still there after 20 s.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -392,6 +396,9 @@ class Redis(Server):
                 "",
                 "--appendonly",
                 "no",
+                # No snapshots while running, one on SIGTERM: data survives a stop and start.
+                "--shutdown-on-sigterm",
+                "save",
             ],
             check=True,
         )
@@ -407,6 +414,18 @@ class Redis(Server):
 
 
 SERVERS: list[Server] = [Kafka(), Postgres(), Redis()]
+NAMES = [s.name for s in SERVERS]
+
+
+def _named(names: Sequence[str]) -> list[Server]:
+    """The servers called `names` (every one when none is named); a named server must be ours."""
+    if not names:
+        return SERVERS
+    chosen = [s for s in SERVERS if s.name in names]
+    for server in chosen:
+        if server.external():
+            raise SystemExit(f"{server.name} is external (from the environment): not ours")
+    return chosen
 
 
 async def _bring_up(server: Server) -> str:
@@ -438,24 +457,35 @@ async def _bring_up(server: Server) -> str:
     return f"started in {time.monotonic() - t0:.1f}s (pid {server.pid()})"
 
 
-def up() -> None:
+def up(names: Sequence[str] = ()) -> None:
+    """Start the named servers (all when none is named) and wait until each answers."""
     LOGS.mkdir(parents=True, exist_ok=True)
+    servers = _named(names)
 
     async def all_up() -> list[str]:
-        return list(await asyncio.gather(*(_bring_up(s) for s in SERVERS)))
+        return list(await asyncio.gather(*(_bring_up(s) for s in servers)))
 
-    for server, state in zip(SERVERS, asyncio.run(all_up()), strict=True):
+    for server, state in zip(servers, asyncio.run(all_up()), strict=True):
         print(f"    {server.name:<9} 127.0.0.1:{server.port:<6} {state}", flush=True)
     env = {k: v for s in SERVERS if not s.external() for k, v in s.env.items()}
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     print(f"    settings written to {ENV_FILE.relative_to(ROOT)}")
 
 
-def down() -> None:
-    for server in SERVERS:
+def down(names: Sequence[str] = ()) -> None:
+    """Stop the named servers (all when none is named); their data stays."""
+    for server in _named(names):
         was = server.pid()
+        t0 = time.monotonic()
         server.stop()
-        print(f"    {server.name:<9} {'stopped' if was else 'not running'}")
+        state = f"stopped in {time.monotonic() - t0:.1f}s" if was else "not running"
+        print(f"    {server.name:<9} {state}", flush=True)
+
+
+def restart(name: str) -> None:
+    """Stop one server and start it again on the same data, waiting until it answers."""
+    down([name])
+    up([name])
 
 
 def reset() -> None:
@@ -496,15 +526,24 @@ def logs(lines: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "reset", "status", "logs"])
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "reset", "status", "logs", "start", "stop", "restart"],
+    )
+    parser.add_argument("server", nargs="?", choices=NAMES, help="for start, stop and restart")
     parser.add_argument("--lines", type=int, default=40, help="for `logs`: lines per server")
     args = parser.parse_args()
+    one_server = args.command in ("start", "stop", "restart")
+    if one_server != (args.server is not None):
+        parser.error("start, stop and restart take one server name; the other commands none")
     # aiokafka logs every refused connection while the broker boots; the poll reports instead.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    if args.command == "up":
-        up()
-    elif args.command == "down":
-        down()
+    if args.command in ("up", "start"):
+        up([args.server] if one_server else [])
+    elif args.command in ("down", "stop"):
+        down([args.server] if one_server else [])
+    elif args.command == "restart":
+        restart(args.server)
     elif args.command == "reset":
         reset()
     elif args.command == "status":
