@@ -38,15 +38,21 @@ class Launcher:
         local = Path(sys.executable).with_name(f"nexwatt-{name}")
         return [str(local) if local.exists() else f"nexwatt-{name}"]
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        log = self.logs[name] = (self.log_dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None, replica: int = 1
+    ) -> str:
+        """Start `nexwatt-<name>`; returns the key it is known by here: the name, or
+        `<name>-<replica>` for a further replica (same group and database, its own log)."""
+        key = name if replica == 1 else f"{name}-{replica}"
+        log = self.logs[key] = (self.log_dir / f"{key}.log").open("ab")
+        self.procs[key] = subprocess.Popen(
             [*self.command(name), *args],
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        return key
 
     async def wait_ready(self, ports: dict[str, int], timeout_s: float = 60.0) -> None:
         """Poll each /readyz until all answer 200; fail early when a process dies."""
@@ -77,6 +83,13 @@ class Launcher:
         path = self.log_dir / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no batch finished, no offset committed, nothing flushed."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
+        self.logs.pop(name).close()
 
     def stop(self, name: str, timeout_s: float = 20.0) -> int | None:
         proc = self.procs.pop(name)

@@ -5,23 +5,18 @@ onboarding's REST API into a resource of its own, streams telemetry at 120x real
 1.0 MW instruction while onboarding, capacity-model and settlement are stopped (dispatch needs
 only its topics); settlement then comes back and catches up. We check the chain and its
 arithmetic from the outside, on the topics.
-Asset and resource ids are new on every run, so earlier runs' events cannot interfere.
+The platform comes from `tests.story`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
-import httpx
 import pytest
 
-from nexwatt_admin.launcher import SERVICES, Launcher
 from nexwatt_shared.contracts import (
     AssetCommand,
     AssetCommandAck,
@@ -40,96 +35,42 @@ from nexwatt_shared.topics import (
     SETTLEMENT_FILED,
     TELEMETRY_INTERVAL,
 )
-from tests.helpers import TopicWatcher, eventually, unique
+from tests.helpers import TopicWatcher, eventually
+from tests.story import ROOT, Story, platform_running
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-PORT_OFFSET = 10000  # so a demo left running on 8081-8086 does not collide
-PORTS = {name: port + PORT_OFFSET for name, port in SERVICES.items()}
-FLEET_PORT = 8086 + PORT_OFFSET
-ASSETS, SPEED, MW = 12, 120.0, 1.0
-
-
-def service_env(name: str) -> dict[str, str]:
-    return {"NEXWATT_HTTP_PORT": str(PORTS[name]), "NEXWATT_SETTLEMENT_GRACE_S": "120"}
+MW = 1.0
 
 
 @pytest.fixture(scope="module")
 async def story(servers: dict[str, str]) -> AsyncIterator[dict]:
-    run = unique("E2E").upper().replace("-", "")
-    resource = f"NXW-PJM-{run}"
-    # Event time starts three whole hours before the wall clock: the fleet runs at 120x, and
-    # services refuse telemetry stamped ahead of the wall clock (NEXWATT_EVENT_TIME_MAX_AHEAD_S).
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    story = Story(port_offset=10000)  # clear of a demo left running on 8081-8086
     bootstrap = servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"]
     watcher = await TopicWatcher(
         bootstrap,
         [ASSET_REGISTERED, TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED,
          ASSET_COMMAND, ASSET_COMMAND_ACK, DEAD_LETTER],
     ).start()  # fmt: skip
-    launcher = Launcher(ROOT / ".stack/logs/e2e")
-    fleet_env = {
-        "NEXWATT_HTTP_PORT": str(FLEET_PORT),
-        "NEXWATT_SIM_ASSETS": str(ASSETS),
-        "NEXWATT_SIM_SEED": "7",
-        "NEXWATT_SIM_START": start.isoformat(),
-        "NEXWATT_SIM_SPEED": str(SPEED),
-        "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
-        "NEXWATT_SIM_RESOURCE_ID": resource,
-        "NEXWATT_SIM_OFFLINE_FRACTION": "0.1",
-        "NEXWATT_SIM_UNDER_RESPONSE_FRACTION": "0.2",
-        "NEXWATT_SIM_REFUSAL_FRACTION": "0.1",
-        "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{PORTS['onboarding']}",
-    }
     producer = EventProducer(bootstrap, "e2e-iso-adapter")
     await producer.start()
     try:
-        for name in PORTS:
-            launcher.start(name, env=service_env(name))
-        await launcher.wait_ready(PORTS)
-        register = [*launcher.command("fleet-sim"), "register"]
-        await asyncio.to_thread(
-            subprocess.run, register, env={**os.environ, **fleet_env}, check=True
-        )
-        launcher.start("fleet-sim", env=fleet_env)
-        await launcher.wait_ready({"fleet-sim": FLEET_PORT})
-        yield {
-            "run": run,
-            "resource": resource,
-            "start": start,
-            "watcher": watcher,
-            "producer": producer,
-            "launcher": launcher,
-        }
+        async with platform_running(story, ROOT / ".stack/logs/e2e") as launcher:
+            yield {
+                "story": story,
+                "run": story.run,
+                "resource": story.resource,
+                "start": story.start,
+                "watcher": watcher,
+                "producer": producer,
+                "launcher": launcher,
+            }
     finally:
-        codes = launcher.stop_all()
         await producer.stop()
         await watcher.stop()
-    assert all(code == 0 for code in codes.values()), f"unclean stops: {codes}"
-
-
-async def sim_clock() -> datetime:
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(f"http://127.0.0.1:{FLEET_PORT}/v1/truth")
-    return datetime.fromisoformat(response.json()["clock"])
-
-
-async def truth_mwh(instruction_id: str) -> float:
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(f"http://127.0.0.1:{FLEET_PORT}/v1/truth")
-    return response.json()["delivered_mwh"].get(instruction_id, 0.0)
 
 
 def instruction(story: dict, resource: str, suffix: str) -> DispatchInstruction:
-    start = story["start"]
-    return DispatchInstruction(
-        instruction_id=f"{story['run']}-{suffix}",
-        resource_id=resource,
-        mw=MW,
-        window_start=start + timedelta(minutes=15),
-        window_end=start + timedelta(minutes=45),
-        issued_at=start + timedelta(minutes=16),
-    )
+    return story["story"].instruction(suffix, MW, resource)
 
 
 async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
@@ -139,7 +80,7 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     # Dispatch must answer on its own: everything else is down while it does.
     for name in ("onboarding", "capacity-model", "settlement"):
         assert story["launcher"].stop(name) == 0
-    await eventually(sim_clock, lambda clock: clock >= good.issued_at, timeout_s=60)
+    await eventually(story["story"].sim_clock, lambda c: c >= good.issued_at, timeout_s=60)
 
     # A malformed instruction first: it must be dead-lettered, and must not block what follows.
     await producer.send_raw(DISPATCH_INSTRUCTION.name, story["resource"], b'{"mw": "lots"')
@@ -193,8 +134,10 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
                 reading, reported.get(reading.asset_id, reading), key=lambda r: r.interval_end
             )
     hours = (good.window_end - good.issued_at).total_seconds() / 3600
-    assert len(registered) == ASSETS
-    assert len(commands) < ASSETS, "offline assets (no telemetry) must not be commanded"
+    assert len(registered) == story["story"].assets
+    assert len(commands) < story["story"].assets, (
+        "offline assets (no telemetry) must not be commanded"
+    )
     for c in commands:
         asset, last = registered[c.asset_id], reported[c.asset_id]
         usable_kwh = (last.soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
@@ -205,11 +148,11 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     # the window end plus grace, files a report that agrees with what the
     # simulator actually delivered: its batteries are idle outside events, so the baseline is
     # zero and the only differences are telemetry rounding (4 decimals of a kW).
-    story["launcher"].start("settlement", env=service_env("settlement"))
+    story["launcher"].start("settlement", env=story["story"].service_env("settlement"))
     [report] = await watcher.wait_for(
         SETTLEMENT_FILED, timeout_s=90, instruction_id=good.instruction_id
     )
-    delivered_mwh = await truth_mwh(good.instruction_id)
+    delivered_mwh = (await story["story"].truth())["delivered_mwh"].get(good.instruction_id, 0)
     assert delivered_mwh > 0
     assert report.status == "filed"
     assert report.filed_at >= good.window_end + timedelta(seconds=120)
