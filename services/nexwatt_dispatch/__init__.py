@@ -3,6 +3,7 @@
 Keeps each asset's registration and latest telemetry in Redis (built from `asset.registered`
 and `telemetry.interval`), so it works while onboarding, capacity-model and settlement are down.
 On a `dispatch.instruction` it allocates the MW over the resource's available assets, sends
-setpoints on `asset.command`, waits a bounded time for `asset.command-ack`, and publishes
-`dispatch.confirmed`. Every instruction, command and ack is logged in PostgreSQL.
+setpoints on `asset.command`, waits a bounded time for `asset.command-ack`, records its answer
+and publishes `dispatch.confirmed` from that record. Every instruction, command and ack is
+logged in PostgreSQL.
 """

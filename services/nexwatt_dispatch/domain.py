@@ -1,7 +1,7 @@
 """Pure dispatch rules: what each asset can deliver over a window, how to share a request, and
 what the answer to an instruction is.
 
-All functions are vectorized over assets (numpy arrays, one element per asset).
+The per-asset functions are vectorized (numpy arrays, one element per asset).
 """
 
 from __future__ import annotations

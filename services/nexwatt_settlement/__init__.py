@@ -1,12 +1,14 @@
 """settlement: what each dispatched resource delivered, measured against a baseline and filed.
 
 Consumes `dispatch.instruction`, `dispatch.confirmed`, `telemetry.interval` and
-`asset.registered`; keeps in PostgreSQL what settling needs. Each resource runs on its own
-event-time watermark: the newest telemetry interval end among its assets. Once that reaches
-`window_end + grace`
-(`NEXWATT_SETTLEMENT_GRACE_S`, late telemetry's chance to arrive), each confirmed instruction
-without a report is settled and a `SettlementFiled` is published on `settlement.filed` (event id
-`settlement:<instruction_id>`, `filed_at` = the watermark). Rejected instructions get no report.
+`asset.registered`; keeps in PostgreSQL what settling needs (telemetry as one series per asset:
+overlapping readings are refused). Each resource runs on its own event-time watermark: the time
+most of its enrolled assets' telemetry has reached (`nexwatt_shared.event_time`). Once that
+reaches `window_end + grace` (`NEXWATT_SETTLEMENT_GRACE_S`, late telemetry's chance to arrive),
+each confirmed instruction without a report is settled: the `SettlementFiled` event (event id
+`settlement:<instruction_id>`, `filed_at` = the watermark) is recorded with the report, then
+published from that record, so a replica or a replay never files a second content.
+Rejected instructions get no report.
 
 Baseline `mgo-pre-window-mean` (for now; PJM's customer baseline methods come later): a
 device-level baseline in the style of CAISO's "Meter Generator Output" for behind-the-meter

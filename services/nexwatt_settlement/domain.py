@@ -18,7 +18,7 @@ sums over its assets / 1000 [MW]; over the window of length T [s]:
     delivered_mwh   = sum_k delivered_k * L_k / 3600                                    [MWh]
     performance_pct = delivered_mw / mw_requested * 100                                 [%]
 
-An asset's intervals are assumed not to overlap each other (telemetry is one series per asset).
+An asset's intervals never overlap each other: the store refuses overlaps (`nexwatt_shared.series`).
 """
 
 from __future__ import annotations
