@@ -55,15 +55,21 @@ def reading(asset_id: str, minute: int) -> TelemetryInterval:
     )
 
 
-async def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    """Sum of the group's committed offsets over the topic's partitions (0 where none)."""
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """The group's committed offset of every partition it has committed on."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Sum of the group's committed offsets over the topic's partitions (0 where none)."""
+    offsets = await committed_offsets(bootstrap, group)
+    return sum(offset for tp, offset in offsets.items() if tp.topic == topic and offset > 0)
 
 
 async def read_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list:

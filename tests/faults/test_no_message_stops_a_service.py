@@ -19,8 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from nexwatt_shared.topics import (
     ASSET_COMMAND_ACK,
@@ -31,7 +30,14 @@ from nexwatt_shared.topics import (
     TELEMETRY_INTERVAL,
     Topic,
 )
-from tests.helpers import TopicWatcher, end_offsets, eventually, read_all, unique
+from tests.helpers import (
+    TopicWatcher,
+    committed_offsets,
+    end_offsets,
+    eventually,
+    read_all,
+    unique,
+)
 from tests.poison import CONSUMED, event_bytes, poison, tolerated
 from tests.story import ROOT, Story, platform_running
 
@@ -73,16 +79,6 @@ async def send(bootstrap: str, topic: Topic, key: str, values, compression: str 
         await producer.stop()
 
 
-async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items()}
-
-
 async def test_poison_on_every_consumed_topic_is_dead_lettered_and_the_next_message_served(
     platform: tuple[Story, str],
 ) -> None:
@@ -117,7 +113,7 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_the_next_mess
         lag: dict[str, int] = {}
         for topic_name, groups in GROUPS.items():
             for group in groups:
-                done = await committed(bootstrap, group)
+                done = await committed_offsets(bootstrap, group)
                 for tp, end in ends.items():
                     if tp.topic == topic_name and done.get(tp, 0) < end:
                         lag[group] = lag.get(group, 0) + end - done.get(tp, 0)
