@@ -204,10 +204,15 @@ class ConsumerRunner:
             for record in records:
                 try:
                     deliveries.append(self._admit(topic, record, now))
-                except UndecodableMessage as exc:
+                except Exception as exc:  # whatever decoding raises is the record's fault
+                    reason = (
+                        str(exc)
+                        if isinstance(exc, UndecodableMessage)
+                        else f"undecodable: {type(exc).__name__}: {exc}"
+                    )
                     await self._dead_letter(
                         record.topic, record.partition, record.offset, record.key,
-                        record.value or b"", str(exc),
+                        record.value or b"", reason,
                     )  # fmt: skip
         if deliveries and not await self._handle(deliveries, stop):
             return False
