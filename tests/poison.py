@@ -101,6 +101,8 @@ _BAD_FIELDS: dict[str, list[tuple[str, str, Any]]] = {
         ("NUL in instruction id", "instruction_id", "I-\u0000"),
         ("1e308 MW requested", "mw", 1e308),
         ("window end past year 9999", "window_end", "9999-12-31T23:30:00-05:00"),
+        ("a window of 26 years", "window_start", "2000-01-01T00:00:00Z"),
+        ("an instruction id of 65 characters", "instruction_id", "I" * 65),
         ("control character in instruction id", "instruction_id", "I-\u001b[2J"),
     ],
     DISPATCH_CONFIRMED.name: [
@@ -141,6 +143,11 @@ def poison(topic: Topic, key: str, now: datetime) -> list[tuple[str, bytes | Non
         ("a 5,000-digit number", b"1" * 5000),
         ("tombstone", None),
         ("wrong event type", event_bytes(topic, good, "p-t", type="nexwatt.other.v1")),
+        ("NUL in the event id", event_bytes(topic, good, "p-\u0000")),
+        (
+            "envelope time past year 9999",
+            event_bytes(topic, good, "p-e", time="9999-12-31T23:30:00-05:00"),
+        ),
     ]
     for name, field, value in _BAD_FIELDS[topic.name]:
         records.append((name, event_bytes(topic, {**good, field: value}, f"p-{name}")))

@@ -64,8 +64,8 @@ def resource_capacity(
         soc_pct: battery state of charge at that interval's end [%]; NaN = unknown
         freshness_s: an asset reports when its newest interval ends at most this long before
             the resource's clock [s]: the time most of its assets have reached
-            (`nexwatt_shared.event_time.resource_clock`; event time, not the wall clock), and
-            not after it by more than that either (a clock running ahead is not "fresh")
+            (`nexwatt_shared.event_time.resource_clock`; event time, not the wall clock), so
+            one asset running ahead cannot make the others stale
 
     An asset that reports can add, for one hour,
         available [kW] = max(0, min(capacity - pv, (soc - reserve) / 100 * storage / 1 h)):
@@ -75,7 +75,7 @@ def resource_capacity(
     """
     clock_s = resource_clock(telemetry_end_s)
     with np.errstate(invalid="ignore"):  # NaN (no telemetry) compares False: not reporting
-        reporting = np.abs(telemetry_end_s - clock_s) <= freshness_s
+        reporting = telemetry_end_s >= clock_s - freshness_s
     available_kw = deliverable_kw(
         capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, DISCHARGE_H
     )

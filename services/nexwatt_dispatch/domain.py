@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from nexwatt_shared.battery import deliverable_kw
 from nexwatt_shared.contracts import DispatchStatus
+from nexwatt_shared.event_time import resource_clock
 
 FloatArray = NDArray[np.float64]
 SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt [MW]
@@ -48,6 +49,25 @@ def dispatchable_kw(
     limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
     age_s = np.asarray(telemetry_age_s, float)
     return np.where((age_s <= max_age_s) & (age_s >= -max_ahead_s), limit, 0.0)
+
+
+def telemetry_age_s(issued_s: float, telemetry_end_s: ArrayLike) -> FloatArray:
+    """Each asset's telemetry age [s]: from the later of the instruction's issue time and the
+    resource's clock (``nexwatt_shared.event_time.resource_clock``) to its newest interval's
+    end. An instruction handled late (consumer lag, a restart) meets telemetry newer than its
+    issue time, which is not "ahead"; an asset whose clock runs ahead of most of its resource
+    gets a negative age.
+
+    Parameters
+    ----------
+    issued_s : the instruction's issue time [s since the epoch]
+    telemetry_end_s : each asset's newest interval end [s since the epoch]; -inf or NaN = none
+        (an infinite age)
+    """
+    ends = np.asarray(telemetry_end_s, float)
+    known = np.where(np.isfinite(ends), ends, np.nan)
+    now_s = np.fmax(issued_s, resource_clock(known))
+    return np.where(np.isfinite(ends), now_s - ends, np.inf)
 
 
 def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float = 0.0) -> FloatArray:

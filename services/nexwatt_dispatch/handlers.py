@@ -12,7 +12,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nexwatt_dispatch.availability import Availability
 from nexwatt_dispatch.config import Settings
-from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw, shortfall_reason
+from nexwatt_dispatch.domain import (
+    allocate,
+    answer_status,
+    dispatchable_kw,
+    shortfall_reason,
+    telemetry_age_s,
+)
 from nexwatt_dispatch.log import DispatchLog
 from nexwatt_shared import outbox
 from nexwatt_shared.codec import envelope
@@ -170,7 +176,7 @@ class Dispatcher:
             return [], [], "the window has already ended at the instruction's issue time"
         limits = dispatchable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
-            hours, now.timestamp() - fleet.telemetry_end_epoch,
+            hours, telemetry_age_s(now.timestamp(), fleet.telemetry_end_epoch),
             self.settings.dispatch_telemetry_max_age_s, self.settings.event_time_max_ahead_s,
         )  # fmt: skip
         setpoints = allocate(

@@ -110,7 +110,7 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
     oldest window first.
 
     A resource's watermark is the time most of its enrolled assets' telemetry has reached
-    (`nexwatt_shared.event_time.resource_clock`, here as `percentile_disc`): its own event
+    (`nexwatt_shared.event_time.resource_clock`, here in SQL): its own event
     clock, so neither another fleet's telemetry (running ahead, or a replay) nor one of its
     own assets whose clock runs ahead can settle it before its data is in."""
     rows = await pool.fetch(
@@ -122,10 +122,11 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
             JOIN confirmations c USING (instruction_id)
             LEFT JOIN reports r USING (instruction_id)
             WHERE r.instruction_id IS NULL AND c.status <> 'rejected'
-        ), marks AS (
-            SELECT a.resource_id,
-                   percentile_disc(1 - $2::float8) WITHIN GROUP (ORDER BY latest.interval_end)
-                       AS watermark
+        ), ends AS (
+            SELECT a.resource_id, latest.interval_end,
+                   row_number() OVER (PARTITION BY a.resource_id
+                                      ORDER BY latest.interval_end DESC) AS k,
+                   count(*) OVER (PARTITION BY a.resource_id) AS n
             FROM assets a
             CROSS JOIN LATERAL (  -- one primary-key lookup per asset
                 SELECT t.interval_start + make_interval(secs => t.interval_s) AS interval_end
@@ -133,7 +134,9 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
                 ORDER BY t.interval_start DESC LIMIT 1
             ) latest
             WHERE a.resource_id IN (SELECT resource_id FROM pending) AND a.status = 'enrolled'
-            GROUP BY a.resource_id
+        ), marks AS (  -- the k-th newest end, k = ceil(share * n): resource_clock's rule
+            SELECT resource_id, interval_end AS watermark FROM ends
+            WHERE k = greatest(1, ceil($2::float8 * n))
         )
         SELECT p.*, m.watermark FROM pending p JOIN marks m USING (resource_id)
         WHERE p.window_end <= m.watermark - make_interval(secs => $1)

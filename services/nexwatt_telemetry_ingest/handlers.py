@@ -25,9 +25,11 @@ def make_handler(pool: asyncpg.Pool, redis: Redis) -> BatchHandler:
         new, repeats = await series.admit(pool, "interval_readings", READING_VALUES, batch)
         rows = [(d.event.id, r) for d in new if isinstance(r := d.payload, TelemetryInterval)]
         added = await insert_readings(pool, rows)
-        await remember_latest(redis, newest_readings(r for _, r in rows))
+        # Repeats too: a crash between the insert and Redis leaves them only to a replay.
+        stored = [r for d in new + repeats if isinstance(r := d.payload, TelemetryInterval)]
+        await remember_latest(redis, newest_readings(stored))
         READINGS_STORED.inc(added)
-        READINGS_DUPLICATE.inc(repeats + len(rows) - added)
-        log.debug("readings stored", added=added, repeats=repeats)
+        READINGS_DUPLICATE.inc(len(repeats) + len(rows) - added)
+        log.debug("readings stored", added=added, repeats=len(repeats))
 
     return handle

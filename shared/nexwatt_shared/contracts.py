@@ -10,7 +10,7 @@ Conventions, the same for every field:
 Every input is bounded, so nothing a producer sends can break a store or a sum downstream:
 - datetimes lie in [2000-01-01, 2100-01-01) UTC (an interval's end included);
 - power of one asset within +-100 MW (`MAX_ASSET_KW`), its battery within 1 GWh, a resource's
-  request within 10 GW (`MAX_RESOURCE_MW`); no NaN or infinity;
+  request within 10 GW (`MAX_RESOURCE_MW`); no NaN or infinity; a window lasts at most 24 h;
 - strings carry no control characters (free text may hold tab and newlines) and no lone UTF-16
   surrogates, and have a maximum length; integers fit PostgreSQL's `integer`.
 """
@@ -32,6 +32,7 @@ MAX_ASSET_KWH = 1_000_000.0  # [kWh]
 MAX_RESOURCE_MW = 10_000.0  # [MW] beyond any single ISO capacity resource
 MAX_INT = 2**31 - 1  # PostgreSQL `integer`
 MAX_COUNT = 10_000_000  # assets, commands: far beyond any fleet
+MAX_WINDOW = timedelta(hours=24)  # a dispatch window; ISO events last hours, not days
 
 # C0 controls and DEL; free text may keep tab, newline and carriage return. Lone surrogates
 # (JSON "\ud800") cannot be encoded as UTF-8, so no store or log could hold them.
@@ -64,7 +65,11 @@ def _to_utc(value: datetime) -> datetime:
 PerAsset = TypeVar("PerAsset", "AssetRegistered", "TelemetryInterval")
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Name = Annotated[
-    str, Field(min_length=1, max_length=128), AfterValidator(_refusing(_CONTROL_IN_NAME))
+    str, Field(min_length=1, max_length=256), AfterValidator(_refusing(_CONTROL_IN_NAME))
+]
+# Ids that others are built from (a command id is `<instruction id>:<asset id>`) stay short.
+InstructionId = Annotated[
+    str, Field(min_length=1, max_length=64), AfterValidator(_refusing(_CONTROL_IN_NAME))
 ]
 Text = Annotated[str, Field(max_length=4000), AfterValidator(_refusing(_CONTROL_IN_TEXT))]
 AssetId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -97,6 +102,8 @@ class Window(Contract):
     def _ordered(self) -> Window:
         if self.window_end <= self.window_start:
             raise ValueError("window_end must be after window_start")
+        if self.window_end - self.window_start > MAX_WINDOW:
+            raise ValueError(f"a window lasts at most {MAX_WINDOW.total_seconds() / 3600:.0f} h")
         return self
 
 
@@ -185,7 +192,7 @@ class TelemetryInterval(Contract):
 class DispatchInstruction(Window):
     """The ISO asks a resource to deliver `mw` over the window."""
 
-    instruction_id: Name
+    instruction_id: InstructionId
     resource_id: ResourceId
     mw: float = Field(gt=0, le=MAX_RESOURCE_MW, description="Requested delivery [MW]")
     issued_at: UtcDatetime
@@ -204,7 +211,7 @@ class DispatchStatus(StrEnum):
 class DispatchConfirmed(Window):
     """The platform's answer to one instruction."""
 
-    instruction_id: Name
+    instruction_id: InstructionId
     resource_id: ResourceId
     status: DispatchStatus
     reason: Text | None = Field(None, description="Why not everything was confirmed")
@@ -230,7 +237,7 @@ class AssetCommand(Window):
     """Dispatch asks one asset to add `setpoint_kw` of export over the window."""
 
     command_id: Name
-    instruction_id: Name
+    instruction_id: InstructionId
     asset_id: AssetId
     resource_id: ResourceId
     setpoint_kw: float = Field(ge=0, le=MAX_ASSET_KW, description="Battery discharge setpoint [kW]")
@@ -245,7 +252,7 @@ class AssetCommandAck(Contract):
     """The gateway's answer to one command."""
 
     command_id: Name
-    instruction_id: Name
+    instruction_id: InstructionId
     asset_id: AssetId
     accepted: bool
     setpoint_kw: float = Field(
@@ -292,7 +299,7 @@ class SettlementFiled(Window):
     """What a resource delivered over one dispatch window, measured against a baseline."""
 
     report_id: Name
-    instruction_id: Name
+    instruction_id: InstructionId
     resource_id: ResourceId
     status: Literal["filed"] = "filed"
     baseline_method: Name = Field(description="Name of the baseline method used")
@@ -324,10 +331,14 @@ class DeadLetter(Contract):
     original_offset: int
     consumer_group: str
     error: str = Field(description="Why the message was refused")
-    key: str | None = Field(None, description="Original key, UTF-8 with replacement")
-    key_base64: str | None = Field(None, description="Original key, byte for byte")
-    value_text: str = Field(description="Original value, UTF-8 with replacement (truncated)")
-    value_base64: str = Field(description="Original value, byte for byte (empty if truncated)")
+    key: str | None = Field(None, description="Original key's first KiB, UTF-8 with replacement")
+    key_base64: str | None = Field(
+        None, description="Original key, byte for byte (None when absent or over 16 KiB)"
+    )
+    value_text: str = Field(description="Original value's first 16 KiB, UTF-8 with replacement")
+    value_base64: str = Field(
+        description="Original value, byte for byte (empty when truncated: over 256 KiB)"
+    )
     value_bytes: int = Field(ge=0, description="Size of the original value [bytes]")
     truncated: bool = Field(
         False, description="The value was too large to carry whole; replay it from its origin"

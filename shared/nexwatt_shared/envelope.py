@@ -10,7 +10,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from nexwatt_shared.contracts import Name, UtcDatetime
 
 Payload = TypeVar("Payload", bound=BaseModel)
 
@@ -22,11 +24,11 @@ class CloudEvent(BaseModel, Generic[Payload]):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     specversion: str = SPEC_VERSION
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1)
-    source: str = Field(min_length=1, description="URI of the producer, urn:nexwatt:service:<name>")
+    id: Name = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: Name = Field(description="URI of the producer, urn:nexwatt:service:<name>")
     type: str = Field(min_length=1, description="e.g. nexwatt.dispatch.confirmed.v1")
-    time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
-    subject: str | None = Field(None, description="The entity the event is about (the Kafka key)")
+    time: UtcDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: Name | None = Field(None, description="The entity the event is about (the Kafka key)")
     datacontenttype: str = "application/json"
     dataschema: str | None = None
     data: Payload

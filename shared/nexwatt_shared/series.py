@@ -74,13 +74,13 @@ async def admit(
     table: str,
     value_columns: Sequence[str],
     deliveries: Sequence[Delivery],
-) -> tuple[list[Delivery], int]:
-    """The telemetry deliveries among `deliveries` to store in `table` (columns asset_id,
-    interval_start, interval_s and `value_columns`), and how many were repeats; raises
-    PoisonMessage, before anything is written, for readings that overlap stored ones."""
+) -> tuple[list[Delivery], list[Delivery]]:
+    """The telemetry deliveries among `deliveries` that are new to `table` (columns asset_id,
+    interval_start, interval_s and `value_columns`), and those that repeat a stored reading;
+    raises PoisonMessage, before anything is written, for readings that overlap stored ones."""
     telemetry = [d for d in deliveries if isinstance(d.payload, TelemetryInterval)]
     if not telemetry:
-        return [], 0
+        return [], []
     candidates = [_interval(d.payload, value_columns) for d in telemetry]
     bounds: dict[str, tuple[datetime, datetime]] = {}
     for c in candidates:
@@ -105,7 +105,7 @@ async def admit(
     new, repeats, refused = sort_out(candidates, stored)
     if refused:
         raise PoisonMessage([(telemetry[i], reason) for i, reason in refused.items()])
-    return [telemetry[i] for i in new], len(repeats)
+    return [telemetry[i] for i in new], [telemetry[i] for i in repeats]
 
 
 def _interval(reading: object, value_columns: Sequence[str]) -> Interval:

@@ -43,7 +43,11 @@ from nexwatt_admin.dead_letters import (
 )
 from nexwatt_shared.contracts import DeadLetter, TelemetryInterval
 from nexwatt_shared.kafka.admin import create_topics
-from nexwatt_shared.kafka.consumer import DEAD_LETTER_MAX_VALUE_BYTES, ConsumerRunner, Delivery
+from nexwatt_shared.kafka.consumer import (
+    DEAD_LETTER_PREVIEW_BYTES,
+    ConsumerRunner,
+    Delivery,
+)
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import Topic
 from tests.helpers import committed_total, eventually, read_all, reading, unique
@@ -195,7 +199,7 @@ async def test_show_returns_the_letter_with_the_exact_bytes(
     assert huge.original_value() is None
     assert huge.letter is not None and huge.letter.truncated
     assert huge.letter.value_bytes == len(HUGE)
-    assert huge.letter.value_text == HUGE[:DEAD_LETTER_MAX_VALUE_BYTES].decode(errors="replace")
+    assert huge.letter.value_text == HUGE[:DEAD_LETTER_PREVIEW_BYTES].decode(errors="replace")
     assert (
         f"original value (truncated: the text below is only the start of {len(HUGE)} bytes; "
         f"replay reads the whole value from {refused.origin(HUGE)}):"

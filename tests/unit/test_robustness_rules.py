@@ -1,5 +1,5 @@
 """The pure rules behind "no message stops a service": one series per asset, a resource's
-event clock, which errors are retried, and how reasons are made printable."""
+event clock, which errors are retried, and letters that always fit in a record."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ import pytest
 import redis.exceptions
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
+from nexwatt_shared.codec import envelope
 from nexwatt_shared.event_time import resource_clock
-from nexwatt_shared.kafka.consumer import is_infrastructure_error, printable
+from nexwatt_shared.kafka.consumer import (
+    DEAD_LETTER_MAX_VALUE_BYTES,
+    dead_letter,
+    is_data_error,
+    printable,
+)
 from nexwatt_shared.series import Interval, sort_out
+from nexwatt_shared.topics import DEAD_LETTER
 
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
@@ -53,34 +60,62 @@ def test_the_resource_clock_ignores_a_minority_running_ahead() -> None:
     assert resource_clock(ends, share_reached=1.0) == 100.0  # every asset: the oldest
     assert np.isnan(resource_clock(np.array([np.nan])))
     assert resource_clock([42.0]) == 42.0
+    # Four assets: the 2nd newest (half of four), whether two are ahead or two are silent.
+    assert resource_clock([10.0, 10.0, 70.0, 70.0]) == 70.0
+    assert resource_clock([10.0, 10.0, 10.0, 9e9]) == 10.0
     with pytest.raises(ValueError, match="share_reached"):
         resource_clock(ends, share_reached=0.0)
 
 
 @pytest.mark.parametrize(
-    ("exc", "infrastructure"),
+    ("exc", "data"),
     [
-        (ConnectionRefusedError(111, "refused"), True),
-        (TimeoutError(), True),
-        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
-        (asyncpg.exceptions.CannotConnectNowError("starting up"), True),
-        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), True),
-        (asyncpg.exceptions.InterfaceError("connection is closed"), True),
-        (redis.exceptions.ConnectionError("gone"), True),
-        (KafkaConnectionError(), True),
         # The data's fault: isolate the record.
-        (asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte 0x00"), False),
-        (asyncpg.exceptions.NumericValueOutOfRangeError("integer out of range"), False),
-        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
-        (MessageSizeTooLargeError(), False),
-        (OverflowError("date value out of range"), False),
-        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
-        (ValueError("bad"), False),
-        (KeyError("x"), False),
+        (asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte 0x00"), True),
+        (asyncpg.exceptions.NumericValueOutOfRangeError("integer out of range"), True),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), True),
+        (MessageSizeTooLargeError(), True),
+        (OverflowError("date value out of range"), True),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), True),
+        (ValueError("bad"), True),
+        (RecursionError(), True),
+        # Not the message's fault: keep the batch and retry (and alert when it lasts).
+        (ConnectionRefusedError(111, "refused"), False),
+        (TimeoutError(), False),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), False),
+        (asyncpg.exceptions.CannotConnectNowError("starting up"), False),
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), False),
+        (asyncpg.exceptions.ReadOnlySQLTransactionError("read-only transaction"), False),
+        (asyncpg.exceptions.InsufficientPrivilegeError("permission denied"), False),
+        (asyncpg.exceptions.InterfaceError("connection is closed"), False),
+        (redis.exceptions.ConnectionError("gone"), False),
+        (redis.exceptions.ReadOnlyError("a replica after failover"), False),
+        (KafkaConnectionError(), False),
+        (KeyError("a bug"), False),
     ],
 )
-def test_only_server_and_network_failures_are_retried(exc: Exception, infrastructure: bool) -> None:
-    assert is_infrastructure_error(exc) is infrastructure
+def test_only_the_datas_errors_isolate_a_record(exc: Exception, data: bool) -> None:
+    assert is_data_error(exc) is data
+
+
+def test_a_letter_always_fits_in_one_record() -> None:
+    at = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    origin = ("telemetry.interval", 2, 17)
+    # The worst case for JSON: control bytes are escaped six-fold.
+    for value in (b"\x01" * DEAD_LETTER_MAX_VALUE_BYTES, b"\xff" * 900_000):
+        letter = dead_letter(origin, "g", b"\x01" * 900_000, value, "bad", at)
+        size = len(envelope(DEAD_LETTER, letter, source="g").model_dump_json())
+        assert size < 768 * 1024, size
+        assert letter.key_base64 is None and len(letter.value_text) == 16 * 1024
+    small = dead_letter(origin, "g", b"A-1", b"{not json", "not JSON", at)
+    assert (small.value_base64, small.key_base64, small.truncated) == (
+        "e25vdCBqc29u",
+        "QS0x",
+        False,
+    )
+    pointer = dead_letter(origin, "g", b"A-1", b"{not json", "not JSON", at, whole=False)
+    assert (pointer.value_text, pointer.value_base64, pointer.truncated) == ("", "", True)
+    assert pointer.value_bytes == 9
 
 
 def test_reasons_are_made_printable() -> None:

@@ -11,5 +11,11 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 
--- The answer's bytes now live in the outbox (a jsonb copy could not be re-sent byte for byte).
+-- Answers published before this migration were kept as jsonb on the instruction: carry them
+-- over as published, so a replayed instruction finds its answer and is never decided again.
+INSERT INTO outbox (event_id, topic, key, value, published_at)
+SELECT confirmed_event ->> 'id', 'dispatch.confirmed', resource_id,
+       convert_to(confirmed_event::text, 'UTF8'), now()
+FROM instructions WHERE confirmed_event IS NOT NULL
+ON CONFLICT (event_id) DO NOTHING;
 ALTER TABLE instructions DROP COLUMN confirmed_event;

@@ -7,11 +7,13 @@ Per batch from `getmany()`:
 2. hand the valid records to the service's handler, which writes them to its store:
    - a handler that finds messages at fault raises `PoisonMessage` (before writing) and only
      those are dead-lettered; the rest is handled again;
-   - an infrastructure error (a connection refused or lost, a timeout, a server shutting down)
-     is retried with backoff, the batch kept; while it lasts the lag is still measured and,
-     after `max_retry_s`, the runner reports itself not ready;
-   - any other error is the data's: the batch is split in halves until the record that fails
-     on its own is found, and that record is dead-lettered with the error;
+   - an error known to be the data's (a value, overflow or encoding error, validation, a
+     PostgreSQL data or constraint error: `is_data_error`) splits the batch in halves until the
+     record that fails on its own is found, and that record is dead-lettered with the error;
+   - any other error (a server unreachable, read-only or shutting down, a timeout, a missing
+     permission, a bug) is not the message's fault: the batch is kept and retried with backoff;
+     while it lasts the lag is still measured and, after `max_retry_s`, the runner reports
+     itself not ready, so a human looks instead of records being dead-lettered by guess;
 3. commit `last offset + 1` per partition, only after the handler returned.
 
 A crash between 2 and 3 replays the batch, so handlers are idempotent. SIGTERM (the service's
@@ -51,13 +53,21 @@ from nexwatt_shared.observability import (
 from nexwatt_shared.topics import DEAD_LETTER, Topic
 
 log = structlog.get_logger()
-# Two copies of the value (text + base64) stay well under Kafka's 1 MiB default record limit.
+# A letter must fit in one record (Kafka's default limit is 1 MiB): it carries a value whole
+# (base64) only up to this size, a text preview of its start, and a key only up to a size.
 DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+DEAD_LETTER_PREVIEW_BYTES = 16 * 1024
+DEAD_LETTER_MAX_KEY_BYTES = 16 * 1024
 REASON_MAX_CHARS = 2000
-# PostgreSQL error classes that say the server, not the statement, failed: connection (08),
-# transaction rollback such as deadlock or serialization (40), resources (53), operator
-# intervention such as shutdown (57), system (58).
-_POSTGRES_INFRASTRUCTURE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_DATA_ERRORS = (
+    ValueError,  # also UnicodeError, JSON and pydantic validation errors
+    ArithmeticError,  # OverflowError, ZeroDivisionError
+    RecursionError,
+    asyncpg.DataError,  # class 22: a value the column cannot hold (NUL, out of range)
+    asyncpg.IntegrityConstraintViolationError,  # class 23: a unique or check constraint
+    MessageSizeTooLargeError,  # an output built from the record is too large to publish
+    redis.exceptions.DataError,
+)
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -93,19 +103,41 @@ class PoisonMessage(Exception):
         self.refusals = list(refusals)
 
 
-def is_infrastructure_error(exc: BaseException) -> bool:
-    """Whether `exc` says a server or the network failed (retry: the message is not at fault),
-    rather than the data (isolate the record that causes it)."""
-    if isinstance(exc, asyncpg.PostgresError):
-        return (exc.sqlstate or "")[:2] in _POSTGRES_INFRASTRUCTURE_CLASSES
-    if isinstance(exc, KafkaError):
-        return not isinstance(exc, MessageSizeTooLargeError)
-    return isinstance(
-        exc,
-        OSError  # ConnectionError, TimeoutError, socket errors
-        | asyncpg.InterfaceError  # "connection is closed", pool closing
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError,
+def is_data_error(exc: BaseException) -> bool:
+    """Whether `exc` is known to come from the data a handler was given (isolate the record
+    that causes it), rather than from a server, the network or the code (retry, and alert)."""
+    return isinstance(exc, _DATA_ERRORS)
+
+
+def dead_letter(
+    origin: tuple[str, int, int],
+    group: str,
+    key: bytes | None,
+    value: bytes,
+    reason: str,
+    failed_at: datetime,
+    whole: bool = True,
+) -> DeadLetter:
+    """The letter for a refused record, bounded so that it always fits in one Kafka record:
+    the value byte for byte only up to `DEAD_LETTER_MAX_VALUE_BYTES` (and only when `whole`),
+    the start of it as text, the key only up to `DEAD_LETTER_MAX_KEY_BYTES`. Without the value,
+    the origin says where to replay it from."""
+    topic, partition, offset = origin
+    carries_value = whole and len(value) <= DEAD_LETTER_MAX_VALUE_BYTES
+    carries_key = key is not None and len(key) <= DEAD_LETTER_MAX_KEY_BYTES
+    return DeadLetter(
+        original_topic=topic,
+        original_partition=partition,
+        original_offset=offset,
+        consumer_group=group,
+        error=printable(reason),
+        key=key[:1024].decode(errors="replace") if key is not None and whole else None,
+        key_base64=base64.b64encode(key).decode() if carries_key and key is not None else None,
+        value_text=value[:DEAD_LETTER_PREVIEW_BYTES].decode(errors="replace") if whole else "",
+        value_base64=base64.b64encode(value).decode() if carries_value else "",
+        value_bytes=len(value),
+        truncated=not carries_value,
+        failed_at=failed_at,
     )
 
 
@@ -210,10 +242,11 @@ class ConsumerRunner:
                         if isinstance(exc, UndecodableMessage)
                         else f"undecodable: {type(exc).__name__}: {exc}"
                     )
-                    await self._dead_letter(
-                        record.topic, record.partition, record.offset, record.key,
-                        record.value or b"", reason,
-                    )  # fmt: skip
+                    origin = (record.topic, record.partition, record.offset)
+                    if not await self._dead_letter(
+                        origin, record.key, record.value or b"", reason, stop
+                    ):
+                        return False
         if deliveries and not await self._handle(deliveries, stop):
             return False
         for tp, records in batch.items():
@@ -239,13 +272,14 @@ class ConsumerRunner:
             except PoisonMessage as poison:
                 refused = {d.where for d, _ in poison.refusals}
                 for d, reason in poison.refusals:
-                    await self._dead_letter(*d.where, d.key, d.value, reason)
+                    if not await self._dead_letter(d.where, d.key, d.value, reason, stop):
+                        return False
                 kept = [d for d in deliveries if d.where not in refused]
                 if len(kept) == len(deliveries):
                     raise RuntimeError("PoisonMessage names no delivery of the batch") from poison
                 deliveries = kept
             except Exception as exc:
-                if is_infrastructure_error(exc):
+                if not is_data_error(exc):
                     if not await self._wait_to_retry(exc, delay, len(deliveries), stop):
                         return False
                     delay = min(delay * 2, max_delay)
@@ -254,8 +288,7 @@ class ConsumerRunner:
                 if len(deliveries) == 1:
                     [d] = deliveries
                     reason = f"handler failed on this record: {type(exc).__name__}: {exc}"
-                    await self._dead_letter(*d.where, d.key, d.value, reason)
-                    return True
+                    return await self._dead_letter(d.where, d.key, d.value, reason, stop)
                 log.warning(
                     "handler failed on the data; narrowing the batch down",
                     group=self.group_id,
@@ -276,7 +309,7 @@ class ConsumerRunner:
         if self.retrying_since is None:
             self.retrying_since = time.monotonic()
         log.warning(
-            "infrastructure error; retrying the batch",
+            "handler failed, not on the data; retrying the batch",
             group=self.group_id,
             error=printable(f"{type(exc).__name__}: {exc}", 300),
             retry_in_s=delay,
@@ -303,49 +336,50 @@ class ConsumerRunner:
 
     async def _dead_letter(
         self,
-        topic: str,
-        partition: int,
-        offset: int,
+        origin: tuple[str, int, int],
         key: bytes | None,
         value: bytes,
         reason: str,
-    ) -> None:
-        # A letter must fit in one record: carry a value only up to a cap (its origin says
-        # where to replay the rest from), or the letter itself would fail and stall the stream.
-        reason = printable(reason)
-        whole = len(value) <= DEAD_LETTER_MAX_VALUE_BYTES
-        letter = DeadLetter(
-            original_topic=topic,
-            original_partition=partition,
-            original_offset=offset,
-            consumer_group=self.group_id,
-            error=reason,
-            key=key.decode(errors="replace") if key is not None else None,
-            key_base64=base64.b64encode(key).decode() if key is not None else None,
-            value_text=value[:DEAD_LETTER_MAX_VALUE_BYTES].decode(errors="replace"),
-            value_base64=base64.b64encode(value).decode() if whole else "",
-            value_bytes=len(value),
-            truncated=not whole,
-            failed_at=utcnow(),
-        )
-        event = envelope(DEAD_LETTER, letter, source=self.group_id)
-        headers = [
-            ("nexwatt.error", reason.encode()),
-            ("nexwatt.original.topic", topic.encode()),
-            ("nexwatt.original.partition", str(partition).encode()),
-            ("nexwatt.original.offset", str(offset).encode()),
-            ("nexwatt.consumer.group", self.group_id.encode()),
-        ]
-        await self.dead_letters.send_raw(DEAD_LETTER.name, key, encode(event), headers)
-        DEAD_LETTERS.labels(self.group_id, topic).inc()
+        stop: asyncio.Event,
+    ) -> bool:
+        """Send the letter and count it; retried while Kafka cannot take it. False if asked to
+        stop first (the record stays uncommitted and is refused again after a restart)."""
+        letter = dead_letter(origin, self.group_id, key, value, reason, utcnow())
+        delay, max_delay = self.backoff_s
+        while True:
+            event = envelope(DEAD_LETTER, letter, source=self.group_id)
+            headers = [
+                ("nexwatt.error", letter.error.encode()),
+                ("nexwatt.original.topic", origin[0].encode()),
+                ("nexwatt.original.partition", str(origin[1]).encode()),
+                ("nexwatt.original.offset", str(origin[2]).encode()),
+                ("nexwatt.consumer.group", self.group_id.encode()),
+            ]
+            letter_key = key if letter.key_base64 is not None else None
+            try:
+                await self.dead_letters.send_raw(
+                    DEAD_LETTER.name, letter_key, encode(event), headers
+                )
+                self.retrying_since = None
+                break
+            except MessageSizeTooLargeError:
+                # Still too large for the broker's limit: keep only where the record is.
+                letter = dead_letter(origin, self.group_id, key, value, reason, utcnow(), False)
+            except KafkaError as exc:
+                if not await self._wait_to_retry(exc, delay, 1, stop):
+                    return False
+                delay = min(delay * 2, max_delay)
+        DEAD_LETTERS.labels(self.group_id, origin[0]).inc()
+        topic, partition, offset = origin
         log.warning(
             "dead-lettered",
             group=self.group_id,
             topic=topic,
             partition=partition,
             offset=offset,
-            reason=reason,
+            reason=letter.error,
         )
+        return True
 
     async def _measure_lag(self, ask_broker: bool = False) -> None:
         """Records behind the partitions' ends (the batch in hand counts as not consumed), from

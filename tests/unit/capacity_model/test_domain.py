@@ -62,9 +62,10 @@ def test_available_mw_is_the_smaller_of_headroom_and_usable_energy_of_fresh_asse
     assert got.available_mw == pytest.approx(0.0076, abs=1e-9)
 
 
-def test_freshness_is_inclusive_and_relative_to_the_resources_newest_telemetry() -> None:
+def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
     # Both full batteries far above their headroom: each adds capacity - pv = 4.0 kW when fresh.
-    # Ends 10:00 and 09:45: 900 s apart, exactly the freshness -> both report: 8.0 kW.
+    # Ends 10:00 and 09:45: the clock of two assets is the newest end (half of two is one),
+    # 900 s apart, exactly the freshness -> both report: 8.0 kW.
     # With freshness 899 s the older one drops out: 4.0 kW.
     kwargs = {
         "capacity_kw": np.array([5.0, 5.0]),
@@ -79,6 +80,31 @@ def test_freshness_is_inclusive_and_relative_to_the_resources_newest_telemetry()
     assert (both.assets_reporting, one.assets_reporting) == (2, 1)
     assert both.available_mw == pytest.approx(0.008, abs=1e-9)
     assert one.available_mw == pytest.approx(0.004, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("ends_min", "reporting"),
+    [
+        # One asset's clock 4 h ahead: the resource's clock is the 2nd newest end (half of
+        # four), 10:00, so the others stay fresh; the one ahead reports too (its data is new).
+        ((0, 0, 0, 240), 4),
+        # Half the fleet silent for an hour: the clock is still the live half's 10:00.
+        ((-60, -60, 0, 0), 2),
+    ],
+)
+def test_one_asset_ahead_or_half_the_fleet_silent_moves_no_one(ends_min, reporting) -> None:
+    # Four full batteries, each adding capacity - pv = 5.0 - 1.0 = 4.0 kW when reporting.
+    got = resource_capacity(
+        capacity_kw=np.full(4, 5.0),
+        storage_kwh=np.full(4, 20.0),
+        reserve_pct=np.zeros(4),
+        telemetry_end_s=ends_s(*ends_min),
+        pv_kw=np.ones(4),
+        soc_pct=np.full(4, 100.0),
+        freshness_s=900.0,
+    )
+    assert got.assets_reporting == reporting
+    assert got.available_mw == pytest.approx(0.004 * reporting, abs=1e-9)
 
 
 def test_assets_without_telemetry_are_enrolled_but_neither_report_nor_add_capacity() -> None:

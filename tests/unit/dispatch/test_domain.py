@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw
+from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw, telemetry_age_s
 
 
 def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_window() -> None:
@@ -81,3 +81,13 @@ def test_the_answer_to_an_instruction(
     confirmed_mw, commanded, acknowledged, shortfall, status, reason
 ) -> None:
     assert answer_status(1.0, confirmed_mw, commanded, acknowledged, shortfall) == (status, reason)
+
+
+def test_telemetry_age_runs_from_the_later_of_issue_time_and_the_resources_clock() -> None:
+    # Issued at t=1000 s. Ends 900, 1100, 1100, 9000 and none: the resource's clock is the
+    # 2nd newest of the four known ends (1100), later than the issue time (the instruction was
+    # handled late): ages 200, 0, 0, -7900 (that asset's clock runs ahead) and infinite.
+    got = telemetry_age_s(1000.0, [900.0, 1100.0, 1100.0, 9000.0, -np.inf])
+    assert got.tolist() == [200.0, 0.0, 0.0, -7900.0, np.inf]
+    # Issued after every end: ages from the issue time.
+    assert telemetry_age_s(2000.0, [900.0, 1100.0]).tolist() == [1100.0, 900.0]
