@@ -141,6 +141,7 @@ def poison(topic: Topic, key: str, now: datetime) -> list[tuple[str, bytes | Non
             b'{"type": "%s", "data": %s}' % (topic.event_type.encode(), deep),
         ),
         ("a 5,000-digit number", b"1" * 5000),
+        ("256 KiB of control bytes", b"\x01" * 256 * 1024),  # a letter six times its size
         ("tombstone", None),
         ("wrong event type", event_bytes(topic, good, "p-t", type="nexwatt.other.v1")),
         ("NUL in the event id", event_bytes(topic, good, "p-\u0000")),
