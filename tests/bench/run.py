@@ -3,7 +3,9 @@
 1. allocation: the pure dispatch math over 100k assets (median of repeats) [ms];
 2. ingest: telemetry records/s through the consumer runner and telemetry-ingest's real handler
    (PostgreSQL batch insert + Redis latest) on a topic of its own;
-3. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
+3. dead letters: refused records/s through the runner (malformed JSON on a topic of its own,
+   each turned into a letter on `dead.letter`): how fast a flood of bad records drains;
+4. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
    `dispatch.confirmed`, with onboarding, dispatch and the fleet simulator running for real,
    for a 312-asset and a 3,120-asset resource (p50 / p95 / max over several instructions).
 
@@ -29,7 +31,7 @@ from nexwatt_admin.launcher import Launcher
 from nexwatt_dispatch.domain import allocate, dispatchable_kw
 from nexwatt_shared.contracts import DispatchInstruction
 from nexwatt_shared.kafka.admin import create_topics
-from nexwatt_shared.kafka.consumer import ConsumerRunner
+from nexwatt_shared.kafka.consumer import ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.postgres import open_pool
@@ -37,7 +39,8 @@ from nexwatt_shared.redis_client import open_redis
 from nexwatt_shared.topics import DISPATCH_CONFIRMED, DISPATCH_INSTRUCTION, Topic
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS as INGEST_MIGRATIONS
 from nexwatt_telemetry_ingest.handlers import make_handler
-from tests.helpers import TopicWatcher, eventually, reading, unique
+from tests.helpers import TopicWatcher, committed_total, eventually, reading, unique
+from tests.story import Story
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).with_name("results")
@@ -90,6 +93,38 @@ async def bench_ingest(records: int = 50_000) -> dict[str, float]:
     return {"records": records, "seconds": elapsed, "records_per_s": records / elapsed}
 
 
+async def bench_dead_letters(records: int = 20_000) -> dict[str, float]:
+    topic = Topic(unique("bench.garbage"), reading("x", 0).__class__, "bench", "asset_id", 3)
+    await create_topics(BOOTSTRAP, [topic])
+    producer = EventProducer(BOOTSTRAP, "bench")
+    await producer.start()
+    garbage = [(f"G-{i % 500}", b'{"not": json', ()) for i in range(records)]
+    for start in range(0, records, 5000):
+        await producer.send_raw_many(topic.name, garbage[start : start + 5000])
+
+    async def handle(batch: list[Delivery]) -> None:
+        raise AssertionError("every record is garbage")
+
+    group = unique("bench")
+    runner = ConsumerRunner(
+        bootstrap_servers=BOOTSTRAP, group_id=group, topics=[topic], handler=handle,
+        dead_letters=producer, max_records=2000,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    task = asyncio.create_task(runner.run(stop))
+    await eventually(
+        lambda: committed_total(BOOTSTRAP, group, topic.name),
+        lambda n: n >= records,
+        timeout_s=600,
+    )
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await task
+    await producer.stop()
+    return {"records": records, "seconds": elapsed, "letters_per_s": records / elapsed}
+
+
 async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]:
     run = unique("BENCH").upper().replace("-", "")
     resource = f"NXW-PJM-{run}"
@@ -98,9 +133,9 @@ async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]
     sim_env = {
         "NEXWATT_HTTP_PORT": "18186",
         "NEXWATT_SIM_ASSETS": str(assets),
-        "NEXWATT_SIM_START": datetime.now(UTC)
-        .replace(minute=0, second=0, microsecond=0)
-        .isoformat(),
+        # Hours in the past: the fleet runs at 60x, and services refuse telemetry stamped
+        # ahead of the wall clock.
+        "NEXWATT_SIM_START": Story(port_offset=0).start.isoformat(),
         "NEXWATT_SIM_SPEED": "60",
         "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
         "NEXWATT_SIM_RESOURCE_ID": resource,
@@ -151,7 +186,7 @@ async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]
 
 
 async def main() -> None:
-    configure_logging("bench", "WARNING")
+    configure_logging("bench", "ERROR")  # a flood of dead-letter warnings is the point
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -163,6 +198,9 @@ async def main() -> None:
     print("ingest throughput ...", flush=True)
     results["ingest"] = await bench_ingest()
     print(f"    {results['ingest']}", flush=True)
+    print("dead letters ...", flush=True)
+    results["dead_letters"] = await bench_dead_letters()
+    print(f"    {results['dead_letters']}", flush=True)
     results["dispatch_latency"] = []
     for assets in (312, 3120):
         print(f"dispatch latency, {assets} assets ...", flush=True)

@@ -58,6 +58,7 @@ log = structlog.get_logger()
 DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
 DEAD_LETTER_PREVIEW_BYTES = 16 * 1024
 DEAD_LETTER_MAX_KEY_BYTES = 16 * 1024
+DEAD_LETTER_MAX_BYTES = 900 * 1024  # an encoded letter; beyond it only the origin is kept
 REASON_MAX_CHARS = 2000
 _DATA_ERRORS = (
     ValueError,  # also UnicodeError, JSON and pydantic validation errors
@@ -92,6 +93,8 @@ class Delivery:
 
 
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+# A record to dead-letter: (topic, partition, offset), key, value, reason.
+Refusal = tuple[tuple[str, int, int], bytes | None, bytes, str]
 
 
 class PoisonMessage(Exception):
@@ -229,6 +232,7 @@ class ConsumerRunner:
         self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
     ) -> bool:
         deliveries: list[Delivery] = []
+        refused: list[Refusal] = []
         now = utcnow()
         self._in_hand = {tp: records[0].offset for tp, records in batch.items() if records}
         for tp, records in batch.items():
@@ -243,10 +247,9 @@ class ConsumerRunner:
                         else f"undecodable: {type(exc).__name__}: {exc}"
                     )
                     origin = (record.topic, record.partition, record.offset)
-                    if not await self._dead_letter(
-                        origin, record.key, record.value or b"", reason, stop
-                    ):
-                        return False
+                    refused.append((origin, record.key, record.value or b"", reason))
+        if not await self._dead_letter(refused, stop):
+            return False
         if deliveries and not await self._handle(deliveries, stop):
             return False
         for tp, records in batch.items():
@@ -271,9 +274,9 @@ class ConsumerRunner:
                 return True
             except PoisonMessage as poison:
                 refused = {d.where for d, _ in poison.refusals}
-                for d, reason in poison.refusals:
-                    if not await self._dead_letter(d.where, d.key, d.value, reason, stop):
-                        return False
+                letters = [(d.where, d.key, d.value, reason) for d, reason in poison.refusals]
+                if not await self._dead_letter(letters, stop):
+                    return False
                 kept = [d for d in deliveries if d.where not in refused]
                 if len(kept) == len(deliveries):
                     raise RuntimeError("PoisonMessage names no delivery of the batch") from poison
@@ -288,7 +291,7 @@ class ConsumerRunner:
                 if len(deliveries) == 1:
                     [d] = deliveries
                     reason = f"handler failed on this record: {type(exc).__name__}: {exc}"
-                    return await self._dead_letter(d.where, d.key, d.value, reason, stop)
+                    return await self._dead_letter([(d.where, d.key, d.value, reason)], stop)
                 log.warning(
                     "handler failed on the data; narrowing the batch down",
                     group=self.group_id,
@@ -334,20 +337,49 @@ class ConsumerRunner:
             # The group rebalanced while we worked: the new owner replays; handlers are idempotent.
             log.warning("commit failed after rebalance", group=self.group_id, error=str(exc))
 
-    async def _dead_letter(
-        self,
-        origin: tuple[str, int, int],
-        key: bytes | None,
-        value: bytes,
-        reason: str,
-        stop: asyncio.Event,
-    ) -> bool:
-        """Send the letter and count it; retried while Kafka cannot take it. False if asked to
-        stop first (the record stays uncommitted and is refused again after a restart)."""
-        letter = dead_letter(origin, self.group_id, key, value, reason, utcnow())
+    async def _dead_letter(self, refusals: Sequence[Refusal], stop: asyncio.Event) -> bool:
+        """Send a letter for each refused record, pipelined, and count them; retried while
+        Kafka cannot take them. False if asked to stop first (the records stay uncommitted and
+        are refused again after a restart)."""
+        if not refusals:
+            return True
+        letters = self._letters(refusals, whole=True)
         delay, max_delay = self.backoff_s
         while True:
-            event = envelope(DEAD_LETTER, letter, source=self.group_id)
+            try:
+                await self.dead_letters.send_raw_many(DEAD_LETTER.name, letters)
+                break
+            except MessageSizeTooLargeError:
+                # The broker takes less than Kafka's default: keep only where each record is.
+                letters = self._letters(refusals, whole=False)
+            except KafkaError as exc:
+                if not await self._wait_to_retry(exc, delay, len(letters), stop):
+                    return False
+                delay = min(delay * 2, max_delay)
+        self.retrying_since = None
+        for (topic, partition, offset), _, _, reason in refusals:
+            DEAD_LETTERS.labels(self.group_id, topic).inc()
+            log.warning(
+                "dead-lettered",
+                group=self.group_id,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                reason=printable(reason),
+            )
+        return True
+
+    def _letters(
+        self, refusals: Sequence[Refusal], whole: bool
+    ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+        """Each refusal's letter as a record (key, value, headers), within Kafka's size limit."""
+        records = []
+        for origin, key, value, reason in refusals:
+            letter = dead_letter(origin, self.group_id, key, value, reason, utcnow(), whole)
+            body = encode(envelope(DEAD_LETTER, letter, source=self.group_id))
+            if len(body) > DEAD_LETTER_MAX_BYTES:  # a guard: the bounds above keep it smaller
+                letter = dead_letter(origin, self.group_id, key, value, reason, utcnow(), False)
+                body = encode(envelope(DEAD_LETTER, letter, source=self.group_id))
             headers = [
                 ("nexwatt.error", letter.error.encode()),
                 ("nexwatt.original.topic", origin[0].encode()),
@@ -355,31 +387,8 @@ class ConsumerRunner:
                 ("nexwatt.original.offset", str(origin[2]).encode()),
                 ("nexwatt.consumer.group", self.group_id.encode()),
             ]
-            letter_key = key if letter.key_base64 is not None else None
-            try:
-                await self.dead_letters.send_raw(
-                    DEAD_LETTER.name, letter_key, encode(event), headers
-                )
-                self.retrying_since = None
-                break
-            except MessageSizeTooLargeError:
-                # Still too large for the broker's limit: keep only where the record is.
-                letter = dead_letter(origin, self.group_id, key, value, reason, utcnow(), False)
-            except KafkaError as exc:
-                if not await self._wait_to_retry(exc, delay, 1, stop):
-                    return False
-                delay = min(delay * 2, max_delay)
-        DEAD_LETTERS.labels(self.group_id, origin[0]).inc()
-        topic, partition, offset = origin
-        log.warning(
-            "dead-lettered",
-            group=self.group_id,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            reason=letter.error,
-        )
-        return True
+            records.append((key if letter.key_base64 is not None else None, body, headers))
+        return records
 
     async def _measure_lag(self, ask_broker: bool = False) -> None:
         """Records behind the partitions' ends (the batch in hand counts as not consumed), from

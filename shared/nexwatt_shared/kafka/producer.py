@@ -81,7 +81,19 @@ class EventProducer:
     async def send_raw(
         self, topic: str, key: str | bytes | None, value: bytes, headers: Headers = ()
     ) -> None:
-        if isinstance(key, str):
-            key = key.encode()
-        await self._producer.send_and_wait(topic, value, key=key, headers=list(headers) or None)
-        MESSAGES_PRODUCED.labels(topic).inc()
+        await self.send_raw_many(topic, [(key, value, headers)])
+
+    async def send_raw_many(
+        self, topic: str, records: Sequence[tuple[str | bytes | None, bytes, Headers]]
+    ) -> None:
+        """Send ready-made records (key, value, headers), pipelined, and wait until the broker
+        has all of them."""
+        futures = []
+        for key, value, headers in records:
+            raw_key = key.encode() if isinstance(key, str) else key
+            futures.append(
+                await self._producer.send(topic, value, key=raw_key, headers=list(headers) or None)
+            )
+        for future in futures:
+            await future
+        MESSAGES_PRODUCED.labels(topic).inc(len(futures))
