@@ -278,8 +278,10 @@ class ConsumerRunner:
                 if not await self._dead_letter(letters, stop):
                     return False
                 kept = [d for d in deliveries if d.where not in refused]
-                if len(kept) == len(deliveries):
-                    raise RuntimeError("PoisonMessage names no delivery of the batch") from poison
+                if len(kept) == len(deliveries):  # a handler bug: retried and alerted, like any
+                    if not await self._wait_to_retry(poison, delay, len(deliveries), stop):
+                        return False
+                    delay = min(delay * 2, max_delay)
                 deliveries = kept
             except Exception as exc:
                 if not is_data_error(exc):
@@ -312,7 +314,7 @@ class ConsumerRunner:
         if self.retrying_since is None:
             self.retrying_since = time.monotonic()
         log.warning(
-            "handler failed, not on the data; retrying the batch",
+            "failed, not because of the data; retrying the batch",
             group=self.group_id,
             error=printable(f"{type(exc).__name__}: {exc}", 300),
             retry_in_s=delay,
