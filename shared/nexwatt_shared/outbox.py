@@ -18,6 +18,7 @@ The table (each service's migration creates it):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
 
 import asyncpg
 from pydantic import BaseModel
@@ -63,8 +64,9 @@ async def publish_pending(
             list(event_ids) if event_ids is not None else None,
             limit,
         )
-        for row in rows:
-            await producer.send_raw(row["topic"], row["key"], row["value"])
+        # Pipelined, topic by topic in recorded order.
+        for topic, same_topic in groupby(rows, key=lambda row: row["topic"]):
+            await producer.send_raw_many(topic, [(r["key"], r["value"], ()) for r in same_topic])
         if rows:
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",

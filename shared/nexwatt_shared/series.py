@@ -81,7 +81,13 @@ async def admit(
     telemetry = [d for d in deliveries if isinstance(d.payload, TelemetryInterval)]
     if not telemetry:
         return [], []
-    candidates = [_interval(d.payload, value_columns) for d in telemetry]
+    candidates = [
+        Interval(
+            r.asset_id, r.interval_start, r.interval_s, tuple(getattr(r, c) for c in value_columns)
+        )
+        for d in telemetry
+        if isinstance(r := d.payload, TelemetryInterval)
+    ]
     bounds: dict[str, tuple[datetime, datetime]] = {}
     for c in candidates:
         lo, hi = bounds.get(c.asset_id, (c.start, c.end))
@@ -106,9 +112,3 @@ async def admit(
     if refused:
         raise PoisonMessage([(telemetry[i], reason) for i, reason in refused.items()])
     return [telemetry[i] for i in new], [telemetry[i] for i in repeats]
-
-
-def _interval(reading: object, value_columns: Sequence[str]) -> Interval:
-    assert isinstance(reading, TelemetryInterval)
-    values = tuple(getattr(reading, c) for c in value_columns)
-    return Interval(reading.asset_id, reading.interval_start, reading.interval_s, values)

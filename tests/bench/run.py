@@ -31,7 +31,7 @@ from nexwatt_admin.launcher import Launcher
 from nexwatt_dispatch.domain import allocate, dispatchable_kw
 from nexwatt_shared.contracts import DispatchInstruction
 from nexwatt_shared.kafka.admin import create_topics
-from nexwatt_shared.kafka.consumer import ConsumerRunner, Delivery
+from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.postgres import open_pool
@@ -62,9 +62,34 @@ def bench_allocation(n: int = 100_000, repeats: int = 21) -> dict[str, float]:
     return {"assets": n, "median_ms": statistics.median(times) * 1000}
 
 
-async def bench_ingest(records: int = 50_000) -> dict[str, float]:
-    topic = Topic(unique("bench.telemetry"), reading("x", 0).__class__, "bench", "asset_id", 3)
+async def new_topic(prefix: str) -> Topic:
+    """A 3-partition telemetry topic of the bench's own."""
+    topic = Topic(unique(prefix), reading("x", 0).__class__, "bench", "asset_id", 3)
     await create_topics(BOOTSTRAP, [topic])
+    return topic
+
+
+async def drain_s(topic: Topic, handler: BatchHandler, producer: EventProducer, n: int) -> float:
+    """Wall time [s] for a fresh group on the real runner to handle and commit `n` records."""
+    group = unique("bench")
+    runner = ConsumerRunner(
+        bootstrap_servers=BOOTSTRAP, group_id=group, topics=[topic], handler=handler,
+        dead_letters=producer, max_records=2000,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    task = asyncio.create_task(runner.run(stop))
+    await eventually(
+        lambda: committed_total(BOOTSTRAP, group, topic.name), lambda k: k >= n, timeout_s=600
+    )
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await task
+    return elapsed
+
+
+async def bench_ingest(records: int = 50_000) -> dict[str, float]:
+    topic = await new_topic("bench.telemetry")
     producer = EventProducer(BOOTSTRAP, "bench")
     await producer.start()
     for start in range(0, records, 5000):
@@ -72,21 +97,8 @@ async def bench_ingest(records: int = 50_000) -> dict[str, float]:
         await producer.publish_many(topic, batch)
     pool = await open_pool(POSTGRES, unique("bench_ingest").replace("-", "_"), INGEST_MIGRATIONS)
     redis = open_redis(REDIS)
-    runner = ConsumerRunner(
-        bootstrap_servers=BOOTSTRAP, group_id=unique("bench"), topics=[topic],
-        handler=make_handler(pool, redis), dead_letters=producer, max_records=2000,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    t0 = time.perf_counter()
-    task = asyncio.create_task(runner.run(stop))
-    await eventually(
-        lambda: pool.fetchval("SELECT count(*) FROM interval_readings"),
-        lambda n: n >= records,
-        timeout_s=600,
-    )
-    elapsed = time.perf_counter() - t0
-    stop.set()
-    await task
+    elapsed = await drain_s(topic, make_handler(pool, redis), producer, records)
+    assert await pool.fetchval("SELECT count(*) FROM interval_readings") == records
     await producer.stop()
     await pool.close()
     await redis.aclose()
@@ -94,8 +106,7 @@ async def bench_ingest(records: int = 50_000) -> dict[str, float]:
 
 
 async def bench_dead_letters(records: int = 20_000) -> dict[str, float]:
-    topic = Topic(unique("bench.garbage"), reading("x", 0).__class__, "bench", "asset_id", 3)
-    await create_topics(BOOTSTRAP, [topic])
+    topic = await new_topic("bench.garbage")
     producer = EventProducer(BOOTSTRAP, "bench")
     await producer.start()
     garbage = [(f"G-{i % 500}", b'{"not": json', ()) for i in range(records)]
@@ -105,22 +116,7 @@ async def bench_dead_letters(records: int = 20_000) -> dict[str, float]:
     async def handle(batch: list[Delivery]) -> None:
         raise AssertionError("every record is garbage")
 
-    group = unique("bench")
-    runner = ConsumerRunner(
-        bootstrap_servers=BOOTSTRAP, group_id=group, topics=[topic], handler=handle,
-        dead_letters=producer, max_records=2000,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    t0 = time.perf_counter()
-    task = asyncio.create_task(runner.run(stop))
-    await eventually(
-        lambda: committed_total(BOOTSTRAP, group, topic.name),
-        lambda n: n >= records,
-        timeout_s=600,
-    )
-    elapsed = time.perf_counter() - t0
-    stop.set()
-    await task
+    elapsed = await drain_s(topic, handle, producer, records)
     await producer.stop()
     return {"records": records, "seconds": elapsed, "letters_per_s": records / elapsed}
 
