@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from nexwatt_shared.contracts import VendorPayload
 from nexwatt_shared.envelope import SOURCE_PREFIX, CloudEvent
-from nexwatt_shared.topics import Topic
+from nexwatt_shared.topics import TELEMETRY_RAW, Topic
 
 
 class UndecodableMessage(ValueError):
@@ -66,22 +68,63 @@ def decode(topic: Topic, value: bytes | None) -> CloudEvent[BaseModel]:
         raise UndecodableMessage(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise UndecodableMessage(f"not a CloudEvent: a JSON {type(raw).__name__}")
-    if raw.get("type") != topic.event_type:
+    payload = topic.payload_for(raw.get("type"))
+    if payload is None:
+        expected = (
+            f"{topic.event_type}<vendor>.<format>.v<n>" if topic.formats else topic.event_type
+        )
         raise UndecodableMessage(
-            f"wrong event type {_quoted(raw.get('type'))} on {topic.name}: "
-            f"expected {topic.event_type!r}"
+            f"wrong event type {_quoted(raw.get('type'))} on {topic.name}: expected {expected!r}"
         )
     try:
-        return CloudEvent[topic.payload].model_validate(raw, extra="ignore")  # type: ignore[name-defined]
+        event = CloudEvent[payload].model_validate(raw, extra="ignore")  # type: ignore[valid-type]
+        upgrade = getattr(event.data, "upgrade", None)
+        if upgrade is None:
+            return event
+        # An older version still read: consumers only ever see the current payload.
+        return CloudEvent[topic.payload].model_validate(  # type: ignore[name-defined]
+            {**event.model_dump(), "type": topic.event_type, "data": upgrade()}
+        )
     except ValidationError as exc:
         raise UndecodableMessage(_describe(exc)) from exc
     except Exception as exc:  # a validator that overflowed or recursed: still the data's fault
         raise UndecodableMessage(f"invalid event: {type(exc).__name__}: {exc}") from exc
 
 
+def raw_envelope(
+    fmt: str,
+    asset_id: str,
+    data: dict[str, Any] | list[Any],
+    *,
+    site_timezone: str,
+    source: str,
+    event_id: str | None = None,
+) -> CloudEvent[BaseModel]:
+    """Wrap a vendor's own payload for `telemetry.raw`: the type names its format (e.g.
+    `solaredge.storage-data.v1`), the subject is the asset and `sitetimezone` the site's IANA
+    time zone, which local timestamps without an offset are read in."""
+    fields: dict[str, object] = {
+        "source": f"{SOURCE_PREFIX}{source}",
+        "type": f"{TELEMETRY_RAW.event_type}{fmt}",
+        "dataschema": TELEMETRY_RAW.dataschema,
+        "subject": asset_id,
+        "sitetimezone": site_timezone,
+        "data": VendorPayload(data),
+    }
+    if event_id is not None:
+        fields["id"] = event_id
+    if TELEMETRY_RAW.payload_for(fields["type"]) is None:
+        raise ValueError(f"not a format name: {fmt!r} (expected <vendor>.<format>.v<n>)")
+    return CloudEvent[VendorPayload](**fields)  # type: ignore[arg-type]
+
+
 def refuse_if_ahead(event: CloudEvent[BaseModel], now: datetime, max_ahead: timedelta) -> None:
     """Raise UndecodableMessage when the event's time lies more than `max_ahead` after `now`
-    (the wall clock): a clock far ahead would mark an asset fresh, or settle a window, early."""
+    (the wall clock): a clock far ahead would mark an asset fresh, or settle a window, early.
+    A vendor's raw payload has no event time until it is parsed: its readings are checked then.
+    """
+    if isinstance(event.data, VendorPayload):
+        return
     event_time: datetime = event.data.event_time  # type: ignore[attr-defined]
     if event_time > now + max_ahead:
         raise UndecodableMessage(

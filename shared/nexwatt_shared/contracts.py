@@ -23,7 +23,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -157,25 +165,108 @@ class AssetRegistered(Contract):
 # --- telemetry.interval ---------------------------------------------------------------------
 
 
+class Channel(StrEnum):
+    """What a reading can measure; the value is the payload field's name."""
+
+    PV_KW = "pv_kw"
+    LOAD_KW = "load_kw"
+    BATTERY_KW = "battery_kw"
+    NET_KW = "net_kw"
+    SOC_PCT = "soc_pct"
+
+
+class Quality(StrEnum):
+    """How a channel's value was obtained. ESPI `ReadingQuality` maps onto these:
+    0 valid, 8 forecast-free validated, 17 (and other validated codes) -> actual; 7 estimated,
+    9 manually edited, 10 ... 13 substituted -> estimated; 14 raw/unvalidated, 15, 16, 19
+    (questionable) -> questionable; a reading the source sent without a value -> missing."""
+
+    ACTUAL = "actual"  # measured
+    ESTIMATED = "estimated"  # filled in or substituted by the source
+    QUESTIONABLE = "questionable"  # measured but implausible, or refused by our bounds
+    MISSING = "missing"  # the source reported the interval without a value
+
+
+class ReadingSource(Contract):
+    """Where a normalized reading came from."""
+
+    vendor: Name = Field(description="e.g. solaredge, enphase, sma, generac, sunspec, espi")
+    endpoint: Name | None = Field(None, description="The vendor's API or file format")
+
+
 class TelemetryInterval(Contract):
-    """One asset's average powers over one interval, as metered at the site."""
+    """One asset's average powers over one interval, normalized (event type v2).
+
+    A channel is part of the reading exactly when `quality` names it:
+    - a value with quality actual, estimated or questionable;
+    - no value (null) with quality missing (or questionable, when the source's value was
+      refused as implausible): missing stays missing, never 0;
+    - a channel not named is not measured by this reading; another reading, at its own
+      resolution, may carry it (SolarEdge power is 15-minute, its battery data 5-minute).
+    When `quality` is left out, every channel with a value is actual. A meter-only reading
+    carries `net_kw` alone.
+    """
 
     asset_id: AssetId
     interval_start: UtcDatetime
     interval_s: int = Field(gt=0, le=3600, description="Interval length [s]")
-    pv_kw: float = Field(ge=0, le=MAX_ASSET_KW, description="Average PV generation [kW]")
-    load_kw: float = Field(
-        ge=0, le=MAX_ASSET_KW, description="Average household consumption [kW], a magnitude"
+    pv_kw: float | None = Field(None, ge=0, le=MAX_ASSET_KW, description="Average PV [kW]")
+    load_kw: float | None = Field(
+        None, ge=0, le=MAX_ASSET_KW, description="Average household consumption [kW], a magnitude"
     )
-    battery_kw: AssetKw = Field(description="Average battery power [kW]; + discharge, - charge")
-    net_kw: AssetKw = Field(description="Average power at the site meter [kW]; + export, - import")
+    battery_kw: AssetKw | None = Field(
+        None, description="Average battery power [kW]; + discharge, - charge"
+    )
+    net_kw: AssetKw | None = Field(
+        None, description="Average power at the site meter [kW]; + export, - import"
+    )
     soc_pct: float | None = Field(None, ge=0, le=100, description="Battery SoC at interval end [%]")
+    quality: dict[Channel, Quality] = Field(
+        default_factory=dict, description="Quality of each channel this reading carries"
+    )
+    devices_reporting: Count | None = Field(
+        None, description="Devices behind the reading that reported, e.g. 23 microinverters"
+    )
+    devices_total: Count | None = Field(None, description="Devices behind the reading")
+    source: ReadingSource | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _actual_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("quality"):
+            data = {
+                **data,
+                "quality": {c: Quality.ACTUAL for c in CHANNELS if data.get(c) is not None},
+            }
+        return data
 
     @model_validator(mode="after")
-    def _ends_in_range(self) -> TelemetryInterval:
+    def _consistent(self) -> TelemetryInterval:
         if self.interval_end >= LATEST:
             raise ValueError(f"the interval must end before {LATEST:%Y-%m-%d} UTC")
+        if not self.quality:
+            raise ValueError("a reading carries at least one channel")
+        for channel in Channel:
+            value, quality = getattr(self, channel), self.quality.get(channel)
+            if value is not None and quality in (None, Quality.MISSING):
+                raise ValueError(f"{channel} has a value, so its quality cannot be {quality}")
+            if value is None and quality in (Quality.ACTUAL, Quality.ESTIMATED):
+                raise ValueError(f"{channel} is {quality} but has no value")
+        if (
+            self.devices_reporting is not None
+            and self.devices_total is not None
+            and self.devices_reporting > self.devices_total
+        ):
+            raise ValueError("devices_reporting cannot exceed devices_total")
         return self
+
+    @property
+    def channels(self) -> list[Channel]:
+        """The channels this reading carries (with a value or reported missing)."""
+        return list(self.quality)
+
+    def value(self, channel: Channel) -> float | None:
+        return getattr(self, channel)  # type: ignore[no-any-return]
 
     @property
     def interval_end(self) -> datetime:
@@ -184,6 +275,40 @@ class TelemetryInterval(Contract):
     @property
     def event_time(self) -> datetime:
         return self.interval_end
+
+
+CHANNELS: tuple[Channel, ...] = tuple(Channel)
+
+
+class TelemetryIntervalV1(Contract):
+    """The first telemetry contract, every channel required: still read, upgraded on decode."""
+
+    asset_id: AssetId
+    interval_start: UtcDatetime
+    interval_s: int = Field(gt=0, le=3600)
+    pv_kw: float = Field(ge=0, le=MAX_ASSET_KW)
+    load_kw: float = Field(ge=0, le=MAX_ASSET_KW)
+    battery_kw: AssetKw
+    net_kw: AssetKw
+    soc_pct: float | None = Field(None, ge=0, le=100)
+
+    def upgrade(self) -> TelemetryInterval:
+        return TelemetryInterval.model_validate(self.model_dump())
+
+    @property
+    def event_time(self) -> datetime:
+        return self.interval_start + timedelta(seconds=self.interval_s)
+
+
+# --- telemetry.raw --------------------------------------------------------------------------
+
+
+class VendorPayload(RootModel[dict[str, Any] | list[Any]]):
+    """A vendor's own payload (a SolarEdge `storageData` response, an Enphase `telemetry/battery`
+    response, ...), carried as is on `telemetry.raw`; the event type names its format and
+    telemetry-ingest parses it. Its event time is only known once parsed."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 # --- dispatch.instruction / dispatch.confirmed ----------------------------------------------

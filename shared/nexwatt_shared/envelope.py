@@ -31,6 +31,13 @@ class CloudEvent(BaseModel, Generic[Payload]):
     subject: Name | None = Field(None, description="The entity the event is about (the Kafka key)")
     datacontenttype: str = "application/json"
     dataschema: str | None = None
+    # Extension attribute of `telemetry.raw`: local timestamps without an offset are read in it.
+    sitetimezone: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+        description="The site's IANA time zone, e.g. America/New_York (telemetry.raw)",
+    )
     data: Payload
 
 

@@ -6,6 +6,8 @@ auto-create. Schemas and the AsyncAPI document in `schemas/` are exported from h
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -13,6 +15,7 @@ from pydantic import BaseModel
 from nexwatt_shared import contracts as c
 
 DAY_MS = 24 * 3600 * 1000
+_FORMAT_TYPE = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*\.v[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,31 @@ class Topic:
     producers: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
     extra_config: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+    # Older event types still read, with their payload: it is upgraded on decode (`upgrade()`).
+    readable: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    # Set on topics whose event type names a format: any type `nexwatt.<name>.<format>.v<n>`.
+    formats: bool = False
 
     @property
     def event_type(self) -> str:
-        return f"nexwatt.{self.name}.v1"
+        """The type we produce; on a topic of formats, the prefix every format's type shares."""
+        return f"nexwatt.{self.name}." + ("" if self.formats else f"v{self.version}")
 
     @property
     def dataschema(self) -> str:
-        return f"urn:nexwatt:schema:{self.name}:v1"
+        return f"urn:nexwatt:schema:{self.name}:v{self.version}"
+
+    def payload_for(self, event_type: object) -> type[BaseModel] | None:
+        """The payload model of a record of `event_type` on this topic; None: not ours."""
+        if not isinstance(event_type, str):
+            return None
+        if self.formats:
+            fmt = event_type.removeprefix(self.event_type)
+            return self.payload if fmt != event_type and _FORMAT_TYPE.fullmatch(fmt) else None
+        if event_type == self.event_type:
+            return self.payload
+        return self.readable.get(event_type)
 
     def config(self) -> dict[str, str]:
         return {
@@ -55,14 +75,28 @@ ASSET_REGISTERED = Topic(
     consumers=("telemetry-ingest", "capacity-model", "dispatch", "settlement"),
     extra_config={"min.compaction.lag.ms": str(3600 * 1000)},
 )
+TELEMETRY_RAW = Topic(
+    "telemetry.raw",
+    c.VendorPayload,
+    "Vendor-native telemetry from inverter gateways and cloud connectors, keyed by asset id."
+    " The event type names the format (nexwatt.telemetry.raw.<vendor>.<format>.v<n>), the"
+    " subject is the asset id and the `sitetimezone` extension the site's IANA time zone.",
+    partitions=3,
+    producers=("inverter gateways", "vendor-cloud connectors"),
+    consumers=("telemetry-ingest",),
+    formats=True,
+)
 TELEMETRY_INTERVAL = Topic(
     "telemetry.interval",
     c.TelemetryInterval,
-    "Interval telemetry per asset from inverter gateways and meter-data connectors.",
+    "Normalized interval telemetry per asset: from telemetry-ingest (vendor and meter data) and"
+    " from gateways that speak the standard.",
     key="asset_id",
     partitions=3,
-    producers=("inverter gateways", "onboarding connectors"),
+    producers=("telemetry-ingest", "inverter gateways"),
     consumers=("telemetry-ingest", "capacity-model", "dispatch", "settlement"),
+    version=2,
+    readable={"nexwatt.telemetry.interval.v1": c.TelemetryIntervalV1},
 )
 DISPATCH_INSTRUCTION = Topic(
     "dispatch.instruction",
@@ -131,6 +165,7 @@ DEAD_LETTER = Topic(
 
 ALL: tuple[Topic, ...] = (
     ASSET_REGISTERED,
+    TELEMETRY_RAW,
     TELEMETRY_INTERVAL,
     DISPATCH_INSTRUCTION,
     DISPATCH_CONFIRMED,
