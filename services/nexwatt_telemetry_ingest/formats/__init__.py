@@ -14,7 +14,8 @@ rules every format shares (`nexwatt_telemetry_ingest.formats.rules`):
   and flagged questionable, never stored.
 
 A payload that cannot be read raises `FormatError` naming the field and the reason; the
-consumer dead-letters it with the format's name.
+consumer dead-letters it with the format's name. Each vendor module lists its formats in
+`FORMATS`; `formats.catalog` collects them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class RawContext:
     """What the envelope of a raw payload says about it."""
 
     asset_id: str
-    site_tz: ZoneInfo
+    site_tz: ZoneInfo | None  # the envelope's `sitetimezone`; None when it names none
     received_at: datetime  # the envelope's time: when the gateway or connector sent it
 
 
@@ -59,13 +60,3 @@ class Format:
     endpoint: str
     parse: Parse
     description: str = ""
-
-
-REGISTRY: dict[str, Format] = {}
-
-
-def register(fmt: Format) -> Format:
-    if fmt.name in REGISTRY:
-        raise ValueError(f"format {fmt.name} registered twice")
-    REGISTRY[fmt.name] = fmt
-    return fmt
