@@ -1,6 +1,8 @@
 """Records that must never stop a consumer, per consumed topic, and records that must be served.
 
 `poison(topic, now)` lists (name, value) pairs: each must end as a dead letter with a reason.
+Telemetry's include contract v2's rules (quality and values agree, devices reporting within the
+total) and records of the first version (`nexwatt.telemetry.interval.v1`, still read).
 `tolerated(topic, asset_or_resource)` lists valid records in forms a newer or different
 producer may send (unknown fields): each must be handled like any other.
 The unit tests check each poison against the codec; the fault suite sends them all to the
@@ -76,46 +78,63 @@ def event_bytes(topic: Topic, data: Any, event_id: str, **envelope: Any) -> byte
     return json.dumps(body).encode()
 
 
-# Field changes that break a valid payload, per topic: (name, field, value).
-_BAD_FIELDS: dict[str, list[tuple[str, str, Any]]] = {
+TELEMETRY_V1 = "nexwatt.telemetry.interval.v1"
+_CHANNELS = ("pv_kw", "load_kw", "battery_kw", "net_kw", "soc_pct")
+_ACTUAL = dict.fromkeys(_CHANNELS, "actual")  # the valid telemetry's channels, all measured
+_NO_VALUES = dict.fromkeys(_CHANNELS)
+# Records of the first telemetry version (every channel but SoC required) that break it.
+_BAD_V1_TELEMETRY: list[tuple[str, dict[str, Any]]] = [
+    ("v1 without PV", {"pv_kw": None}),
+    ("v1 NaN battery", {"battery_kw": float("nan")}),
+]
+# Field changes that break a valid payload, per topic: (name, {field: value}).
+_BAD_FIELDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     TELEMETRY_INTERVAL.name: [
-        ("NaN", "pv_kw", float("nan")),
-        ("interval end past year 9999", "interval_start", "9999-12-31T23:30:00Z"),
-        ("UTC conversion past year 9999", "interval_start", "9999-12-31T23:30:00-05:00"),
-        ("UTC conversion before year 1", "interval_start", "0001-01-01T00:10:00+05:00"),
-        ("NUL in asset id", "asset_id", "A\u0000B"),
-        ("1e308 kW of PV", "pv_kw", 1e308),
-        ("-1e308 kW of battery", "battery_kw", -1e308),
-        ("interval of 1e20 s", "interval_s", 10**20),
+        ("NaN", {"pv_kw": float("nan")}),
+        ("interval end past year 9999", {"interval_start": "9999-12-31T23:30:00Z"}),
+        ("UTC conversion past year 9999", {"interval_start": "9999-12-31T23:30:00-05:00"}),
+        ("UTC conversion before year 1", {"interval_start": "0001-01-01T00:10:00+05:00"}),
+        ("NUL in asset id", {"asset_id": "A\u0000B"}),
+        ("1e308 kW of PV", {"pv_kw": 1e308}),
+        ("-1e308 kW of battery", {"battery_kw": -1e308}),
+        ("interval of 1e20 s", {"interval_s": 10**20}),
+        # Contract v2: a channel is in a reading exactly when `quality` names it.
+        ("a value whose quality is missing", {"quality": {**_ACTUAL, "pv_kw": "missing"}}),
+        ("actual quality without a value", {"soc_pct": None, "quality": _ACTUAL}),
+        ("an unknown channel in quality", {"quality": {**_ACTUAL, "wind_kw": "actual"}}),
+        ("an unknown quality", {"quality": {**_ACTUAL, "pv_kw": "validated"}}),
+        ("quality on no channel", {**_NO_VALUES, "quality": {}}),
+        ("devices reporting beyond the total", {"devices_reporting": 24, "devices_total": 23}),
+        ("quality as a list", {"quality": ["pv_kw", "actual"]}),
     ],
     ASSET_REGISTERED.name: [
-        ("NaN", "capacity_kw", float("nan")),
-        ("NUL in meter id", "meter_id", "M\u0000"),
-        ("lone surrogate in cohort", "cohort", "res\ud800"),
-        ("version beyond a 32-bit integer", "version", 2**40),
-        ("1e308 kW inverter", "capacity_kw", 1e308),
-        ("updated in year 1", "updated_at", "0001-01-01T00:10:00+05:00"),
+        ("NaN", {"capacity_kw": float("nan")}),
+        ("NUL in meter id", {"meter_id": "M\u0000"}),
+        ("lone surrogate in cohort", {"cohort": "res\ud800"}),
+        ("version beyond a 32-bit integer", {"version": 2**40}),
+        ("1e308 kW inverter", {"capacity_kw": 1e308}),
+        ("updated in year 1", {"updated_at": "0001-01-01T00:10:00+05:00"}),
     ],
     DISPATCH_INSTRUCTION.name: [
-        ("NaN", "mw", float("nan")),
-        ("NUL in instruction id", "instruction_id", "I-\u0000"),
-        ("1e308 MW requested", "mw", 1e308),
-        ("window end past year 9999", "window_end", "9999-12-31T23:30:00-05:00"),
-        ("a window of 26 years", "window_start", "2000-01-01T00:00:00Z"),
-        ("an instruction id of 65 characters", "instruction_id", "I" * 65),
-        ("control character in instruction id", "instruction_id", "I-\u001b[2J"),
+        ("NaN", {"mw": float("nan")}),
+        ("NUL in instruction id", {"instruction_id": "I-\u0000"}),
+        ("1e308 MW requested", {"mw": 1e308}),
+        ("window end past year 9999", {"window_end": "9999-12-31T23:30:00-05:00"}),
+        ("a window of 26 years", {"window_start": "2000-01-01T00:00:00Z"}),
+        ("an instruction id of 65 characters", {"instruction_id": "I" * 65}),
+        ("control character in instruction id", {"instruction_id": "I-\u001b[2J"}),
     ],
     DISPATCH_CONFIRMED.name: [
-        ("NaN", "mw_confirmed", float("nan")),
-        ("NUL in reason", "reason", "no\u0000"),
-        ("1e308 MW confirmed", "mw_confirmed", 1e308),
-        ("assets beyond any fleet", "assets_commanded", 10**12),
+        ("NaN", {"mw_confirmed": float("nan")}),
+        ("NUL in reason", {"reason": "no\u0000"}),
+        ("1e308 MW confirmed", {"mw_confirmed": 1e308}),
+        ("assets beyond any fleet", {"assets_commanded": 10**12}),
     ],
     ASSET_COMMAND_ACK.name: [
-        ("NaN", "setpoint_kw", float("nan")),
-        ("NUL in reason", "reason", "owner said no\u0000"),
-        ("NUL in command id", "command_id", "C\u0000"),
-        ("1e308 kW setpoint", "setpoint_kw", 1e308),
+        ("NaN", {"setpoint_kw": float("nan")}),
+        ("NUL in reason", {"reason": "owner said no\u0000"}),
+        ("NUL in command id", {"command_id": "C\u0000"}),
+        ("1e308 kW setpoint", {"setpoint_kw": 1e308}),
     ],
 }
 # The field of each payload that carries its event time, to stamp it in the far future.
@@ -150,8 +169,12 @@ def poison(topic: Topic, key: str, now: datetime) -> list[tuple[str, bytes | Non
             event_bytes(topic, good, "p-e", time="9999-12-31T23:30:00-05:00"),
         ),
     ]
-    for name, field, value in _BAD_FIELDS[topic.name]:
-        records.append((name, event_bytes(topic, {**good, field: value}, f"p-{name}")))
+    for name, changes in _BAD_FIELDS[topic.name]:
+        records.append((name, event_bytes(topic, {**good, **changes}, f"p-{name}")))
+    if topic is TELEMETRY_INTERVAL:  # the first version is still read: and still checked
+        for name, changes in _BAD_V1_TELEMETRY:
+            data = {**good, **changes}
+            records.append((name, event_bytes(topic, data, f"p-{name}", type=TELEMETRY_V1)))
     future = (now + timedelta(days=365 * 70)).isoformat()  # a clock stamped around 2096
     records.append(
         ("70 years ahead", event_bytes(topic, {**good, _EVENT_TIME_FIELD[topic.name]: future}, "f"))

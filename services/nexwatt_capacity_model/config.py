@@ -11,6 +11,6 @@ class Settings(ServiceSettings):
     capacity_freshness_s: float = Field(
         900.0,
         gt=0,
-        description="An asset reports when its latest interval ends within this of its "
-        "resource's newest telemetry [s]",
+        description="An asset reports when its latest PV and SoC intervals end within this "
+        "of its resource's clock [s]",
     )

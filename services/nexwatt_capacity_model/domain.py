@@ -13,26 +13,70 @@ from nexwatt_shared.battery import deliverable_kw
 from nexwatt_shared.contracts import (
     AssetStatus,
     CapacitySnapshot,
+    Channel,
+    Quality,
+    TelemetryInterval,
 )
 from nexwatt_shared.event_time import resource_clock
 
 KW_PER_MW = 1000.0
 DISCHARGE_H = 1.0  # capacity is what can be held for one hour [h]
 MW_DECIMALS = 6  # snapshots are published to the watt: float noise below is not a change
+TRACKED = (Channel.PV_KW, Channel.SOC_PCT)  # the channels capacity depends on
+KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
+
+
+@dataclass(frozen=True)
+class ChannelValue:
+    """The newest interval of one channel of one asset: its end and its value, None when the
+    source reported it missing or its value was questionable (unknown as of that end)."""
+
+    asset_id: str
+    channel: Channel
+    interval_end: datetime
+    value: float | None
+    quality: Quality
+
+
+def latest_channels(
+    readings: Iterable[TelemetryInterval], channels: Sequence[Channel] = TRACKED
+) -> list[ChannelValue]:
+    """Per asset and channel, the newest interval (latest end; ties: the later reading) among
+    the readings that carry that channel. A reading that does not carry a channel says nothing
+    about it: a 15-minute PV reading leaves the 5-minute SoC where it was."""
+    newest: dict[tuple[str, Channel], ChannelValue] = {}
+    for r in readings:
+        for channel, quality in r.quality.items():
+            if channel not in channels:
+                continue
+            seen = newest.get((r.asset_id, channel))
+            if seen is None or r.interval_end >= seen.interval_end:
+                value = r.value(channel) if quality in KNOWN else None
+                newest[r.asset_id, channel] = ChannelValue(
+                    r.asset_id, channel, r.interval_end, value, quality
+                )
+    return list(newest.values())
 
 
 @dataclass(frozen=True)
 class AssetState:
-    """One asset as the capacity model knows it: its newest record and newest telemetry."""
+    """One asset as the capacity model knows it: its newest record and, per channel, its newest
+    interval's end (None = never reported) and value (None = unknown)."""
 
     status: str
     capacity_kw: float
     storage_kwh: float
     backup_reserve_pct: float
     updated_at: datetime
-    telemetry_end: datetime | None  # end of the newest interval; None = no telemetry yet
+    pv_end: datetime | None
     pv_kw: float | None
+    soc_end: datetime | None
     soc_pct: float | None
+
+    @property
+    def telemetry_end(self) -> datetime | None:
+        """The newest end over its channels: the time its telemetry has reached."""
+        return max((e for e in (self.pv_end, self.soc_end) if e is not None), default=None)
 
 
 @dataclass(frozen=True)
@@ -48,8 +92,9 @@ def resource_capacity(
     capacity_kw: np.ndarray,
     storage_kwh: np.ndarray,
     reserve_pct: np.ndarray,
-    telemetry_end_s: np.ndarray,
+    pv_end_s: np.ndarray,
     pv_kw: np.ndarray,
+    soc_end_s: np.ndarray,
     soc_pct: np.ndarray,
     freshness_s: float,
 ) -> Capacity:
@@ -59,23 +104,30 @@ def resource_capacity(
         capacity_kw: inverter AC rating [kW]
         storage_kwh: usable battery energy [kWh]
         reserve_pct: backup reserve kept for the household [%]
-        telemetry_end_s: end of the newest telemetry interval [s since the epoch]; NaN = none
-        pv_kw: PV output over that interval [kW]; NaN = none
-        soc_pct: battery state of charge at that interval's end [%]; NaN = unknown
-        freshness_s: an asset reports when its newest interval ends at most this long before
-            the resource's clock [s]: the time most of its assets have reached
-            (`nexwatt_shared.event_time.resource_clock`; event time, not the wall clock), so
-            one asset running ahead cannot make the others stale
+        pv_end_s: end of the newest PV interval [s since the epoch]; NaN = never reported
+        pv_kw: PV output over that interval [kW]; NaN = unknown (reported missing)
+        soc_end_s: end of the newest SoC interval [s since the epoch]; NaN = never reported
+        soc_pct: battery state of charge at that end [%]; NaN = unknown
+        freshness_s: a channel is fresh when its newest interval ends at most this long
+            before the resource's clock [s]: the time most of its assets have reached (each
+            asset's newest end over both channels, `nexwatt_shared.event_time.resource_clock`;
+            event time, not the wall clock), so one asset running ahead cannot make the
+            others stale
 
-    An asset that reports can add, for one hour,
+    An asset reports when its PV and its SoC are known and fresh (the SoC only if it has a
+    battery: one without has none to report); only then can it add, for one hour,
         available [kW] = max(0, min(capacity - pv, (soc - reserve) / 100 * storage / 1 h)):
     the inverter's headroom above what the PV already uses, and the battery energy above the
-    backup reserve. An unknown SoC credits no energy; an asset below its reserve adds 0 and
-    takes nothing from the others.
+    backup reserve. Unknown is never taken as 0: an unknown SoC credits no energy, and an
+    unknown PV leaves the headroom unknown (0 PV would overstate it), so either makes the asset
+    enrolled but not reporting, adding nothing. An asset below its reserve adds 0 and takes
+    nothing from the others.
     """
-    clock_s = resource_clock(telemetry_end_s)
-    with np.errstate(invalid="ignore"):  # NaN (no telemetry) compares False: not reporting
-        reporting = telemetry_end_s >= clock_s - freshness_s
+    clock_s = resource_clock(np.fmax(pv_end_s, soc_end_s))
+    with np.errstate(invalid="ignore"):  # NaN (never, unknown) compares False: not fresh
+        fresh_pv = (pv_end_s >= clock_s - freshness_s) & ~np.isnan(pv_kw)
+        fresh_soc = (soc_end_s >= clock_s - freshness_s) & ~np.isnan(soc_pct)
+    reporting = fresh_pv & (fresh_soc | (storage_kwh == 0))
     available_kw = deliverable_kw(
         capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, DISCHARGE_H
     )
@@ -106,10 +158,9 @@ def snapshot(
         capacity_kw=column(a.capacity_kw for a in enrolled),
         storage_kwh=column(a.storage_kwh for a in enrolled),
         reserve_pct=column(a.backup_reserve_pct for a in enrolled),
-        telemetry_end_s=column(
-            a.telemetry_end.timestamp() if a.telemetry_end else None for a in enrolled
-        ),
+        pv_end_s=column(a.pv_end.timestamp() if a.pv_end else None for a in enrolled),
         pv_kw=column(a.pv_kw for a in enrolled),
+        soc_end_s=column(a.soc_end.timestamp() if a.soc_end else None for a in enrolled),
         soc_pct=column(a.soc_pct for a in enrolled),
         freshness_s=freshness_s,
     )

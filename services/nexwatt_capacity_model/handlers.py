@@ -10,6 +10,7 @@ from prometheus_client import Counter
 
 from nexwatt_capacity_model.domain import (
     changed,
+    latest_channels,
     snapshot,
     snapshot_event_id,
 )
@@ -17,7 +18,6 @@ from nexwatt_capacity_model.store import assets_of, published, record_published,
 from nexwatt_shared.contracts import (
     AssetRegistered,
     TelemetryInterval,
-    newest_readings,
     newest_versions,
 )
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
@@ -36,10 +36,10 @@ def make_handler(pool: asyncpg.Pool, producer: EventProducer, freshness_s: float
         records = newest_versions(
             d.payload for d in batch if isinstance(d.payload, AssetRegistered)
         )
-        readings = newest_readings(
+        channels = latest_channels(
             d.payload for d in batch if isinstance(d.payload, TelemetryInterval)
         )
-        touched = await save_inputs(pool, records, readings)
+        touched = await save_inputs(pool, records, channels)
         if not touched:
             return
         for resource_id in sorted(touched):

@@ -1,4 +1,5 @@
-"""The capacity model's store in PostgreSQL: assets, their newest telemetry, published snapshots."""
+"""The capacity model's store in PostgreSQL: assets, the newest value of each channel it needs
+per asset, published snapshots."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
-from nexwatt_capacity_model.domain import AssetState
-from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
+from nexwatt_capacity_model.domain import AssetState, ChannelValue
+from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, Channel
 
 # A replayed or out-of-order older version never overwrites a newer one.
 _UPSERT_ASSETS = """
@@ -22,23 +23,23 @@ ON CONFLICT (asset_id) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE assets.version < excluded.version
 """
-# "Latest" only moves forward in event time: replays and late intervals leave it alone.
-_UPSERT_TELEMETRY = """
-INSERT INTO latest_telemetry (asset_id, interval_start, interval_end, pv_kw, soc_pct)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::float8[],
-                     $5::float8[])
-ON CONFLICT (asset_id) DO UPDATE SET
-    interval_start = excluded.interval_start, interval_end = excluded.interval_end,
-    pv_kw = excluded.pv_kw, soc_pct = excluded.soc_pct
-WHERE latest_telemetry.interval_start < excluded.interval_start
+# "Latest" only moves forward in event time, per channel: replays and late intervals leave it
+# alone.
+_UPSERT_CHANNELS = """
+INSERT INTO latest_channels (asset_id, channel, interval_end, value, quality)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[])
+ON CONFLICT (asset_id, channel) DO UPDATE SET
+    interval_end = excluded.interval_end, value = excluded.value, quality = excluded.quality
+WHERE latest_channels.interval_end < excluded.interval_end
 """
 _RESOURCE_OF = "SELECT asset_id, resource_id FROM assets WHERE asset_id = ANY($1::text[])"
 
 
 async def save_inputs(
-    pool: asyncpg.Pool, records: list[AssetRegistered], readings: list[TelemetryInterval]
+    pool: asyncpg.Pool, records: list[AssetRegistered], channels: list[ChannelValue]
 ) -> dict[str, datetime]:
-    """Store asset records and readings (at most one of each per asset) where newer.
+    """Store asset records and channel values (at most one record per asset, one value per
+    asset and channel) where newer.
 
     Returns every resource the inputs touch, with the event time of the newest input touching
     it: an asset's old and new resource, and the resource of each asset that sent telemetry.
@@ -67,31 +68,38 @@ async def save_inputs(
                 [r.version for r in records],
                 [r.updated_at for r in records],
             )
-        if readings:
+        if channels:
             await conn.execute(
-                _UPSERT_TELEMETRY,
-                [r.asset_id for r in readings],
-                [r.interval_start for r in readings],
-                [r.interval_end for r in readings],
-                [r.pv_kw for r in readings],
-                [r.soc_pct for r in readings],
+                _UPSERT_CHANNELS,
+                [c.asset_id for c in channels],
+                [c.channel.value for c in channels],
+                [c.interval_end for c in channels],
+                [c.value for c in channels],
+                [c.quality.value for c in channels],
             )
-            end_of = {r.asset_id: r.interval_end for r in readings}
+            end_of: dict[str, datetime] = {}
+            for c in channels:
+                end_of[c.asset_id] = max(c.interval_end, end_of.get(c.asset_id, c.interval_end))
             for row in await conn.fetch(_RESOURCE_OF, list(end_of)):
                 touch(row["resource_id"], end_of[row["asset_id"]])
     return touched
 
 
 async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, list[AssetState]]:
-    """Every asset now in each resource, whatever its status, with its newest telemetry."""
+    """Every asset now in each resource, whatever its status, with its newest PV and SoC."""
     rows = await pool.fetch(
         """
         SELECT a.resource_id, a.status, a.capacity_kw, a.storage_kwh, a.backup_reserve_pct,
-               a.updated_at, t.interval_end, t.pv_kw, t.soc_pct
-        FROM assets a LEFT JOIN latest_telemetry t USING (asset_id)
+               a.updated_at, pv.interval_end AS pv_end, pv.value AS pv_kw,
+               soc.interval_end AS soc_end, soc.value AS soc_pct
+        FROM assets a
+        LEFT JOIN latest_channels pv ON pv.asset_id = a.asset_id AND pv.channel = $2
+        LEFT JOIN latest_channels soc ON soc.asset_id = a.asset_id AND soc.channel = $3
         WHERE a.resource_id = ANY($1::text[])
         """,
         resource_ids,
+        Channel.PV_KW.value,
+        Channel.SOC_PCT.value,
     )
     found: dict[str, list[AssetState]] = {}
     for row in rows:
@@ -102,8 +110,9 @@ async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, li
                 storage_kwh=row["storage_kwh"],
                 backup_reserve_pct=row["backup_reserve_pct"],
                 updated_at=row["updated_at"],
-                telemetry_end=row["interval_end"],
+                pv_end=row["pv_end"],
                 pv_kw=row["pv_kw"],
+                soc_end=row["soc_end"],
                 soc_pct=row["soc_pct"],
             )
         )

@@ -1,5 +1,6 @@
-"""Dispatch's own availability view in Redis: each asset's registration and newest telemetry,
-and the members of each resource. Built only from topics, so it can be rebuilt by replaying."""
+"""Dispatch's own availability view in Redis: each asset's registration and, per channel it
+needs (PV, SoC), its newest value with that interval's end, and the members of each resource.
+Built only from topics, so it can be rebuilt by replaying."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from redis.asyncio import Redis
 from nexwatt_shared.contracts import (
     AssetCommandAck,
     AssetRegistered,
+    Channel,
+    Quality,
     TelemetryInterval,
 )
 from nexwatt_shared.redis_client import NewerOnly
@@ -20,6 +23,15 @@ RESOURCE_PREFIX = "dispatch:resource:"
 RESOURCE = RESOURCE_PREFIX + "{}"
 ACKS = "dispatch:acks:{}"
 ACKS_TTL_S = 2 * 24 * 3600
+TRACKED = (Channel.PV_KW, Channel.SOC_PCT)  # what dispatch needs of an asset's telemetry
+KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
+UNKNOWN = ""  # stored for a channel reported missing or questionable: read back as NaN
+
+
+def end_field(channel: Channel) -> str:
+    """The hash field of a channel's newest interval end [s since the epoch]."""
+    return f"{channel}_end_epoch"
+
 
 # A registration is applied unless a newer version is stored; the same version again (a
 # replayed batch) re-applies it, membership included, in one atomic step, so a crash between
@@ -50,9 +62,15 @@ class Fleet:
     capacity_kw: np.ndarray
     storage_kwh: np.ndarray
     reserve_pct: np.ndarray
-    pv_kw: np.ndarray
-    soc_pct: np.ndarray
-    telemetry_end_epoch: np.ndarray  # inf age when never seen: -inf here
+    pv_kw: np.ndarray  # NaN: unknown (never reported, or reported missing or questionable)
+    soc_pct: np.ndarray  # NaN: unknown
+    pv_end_epoch: np.ndarray  # -inf: never reported (an infinite age)
+    soc_end_epoch: np.ndarray  # -inf: never reported
+
+    @property
+    def telemetry_end_epoch(self) -> np.ndarray:
+        """Each asset's newest interval end over its channels: the time it has reached."""
+        return np.fmax(self.pv_end_epoch, self.soc_end_epoch)
 
 
 class Availability:
@@ -73,14 +91,20 @@ class Availability:
             await pipe.execute()
 
     async def apply_telemetry(self, readings: list[TelemetryInterval]) -> None:
+        """Each channel a reading carries replaces that channel's value where its interval ends
+        later than the stored one's; a channel the reading does not carry is left as it was. A
+        channel reported missing or questionable becomes unknown as of that end, never 0."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in readings:
-                # Unknown state of charge counts as empty: no energy is credited on a guess.
-                soc_pct = r.soc_pct if r.soc_pct is not None else 0.0
-                await self._newer.hset(
-                    pipe, ASSET.format(r.asset_id), "telemetry_end_epoch",
-                    r.interval_end.timestamp(), {"pv_kw": r.pv_kw, "soc_pct": soc_pct},
-                )  # fmt: skip
+                for channel, quality in r.quality.items():
+                    if channel not in TRACKED:
+                        continue
+                    value = r.value(channel)
+                    stored = value if quality in KNOWN and value is not None else UNKNOWN
+                    await self._newer.hset(
+                        pipe, ASSET.format(r.asset_id), end_field(channel),
+                        r.interval_end.timestamp(), {channel.value: stored},
+                    )  # fmt: skip
             await pipe.execute()
 
     async def fleet(self, resource_id: str) -> Fleet:
@@ -90,17 +114,18 @@ class Availability:
                 pipe.hgetall(ASSET.format(asset_id))
             rows = await pipe.execute()
 
-        def column(name: str, missing: float = 0.0) -> np.ndarray:
-            return np.array([float(row.get(name, missing)) for row in rows], dtype=float)
+        def column(name: str, missing: float) -> np.ndarray:
+            return np.array([float(row.get(name) or missing) for row in rows], dtype=float)
 
         return Fleet(
             asset_ids=asset_ids,
-            capacity_kw=column("capacity_kw"),
-            storage_kwh=column("storage_kwh"),
+            capacity_kw=column("capacity_kw", 0.0),
+            storage_kwh=column("storage_kwh", 0.0),
             reserve_pct=column("reserve_pct", 100.0),
-            pv_kw=column("pv_kw"),
-            soc_pct=column("soc_pct"),
-            telemetry_end_epoch=column("telemetry_end_epoch", -np.inf),
+            pv_kw=column(Channel.PV_KW, np.nan),
+            soc_pct=column(Channel.SOC_PCT, np.nan),
+            pv_end_epoch=column(end_field(Channel.PV_KW), -np.inf),
+            soc_end_epoch=column(end_field(Channel.SOC_PCT), -np.inf),
         )
 
     async def record_acks(self, acks: list[AssetCommandAck]) -> None:

@@ -19,6 +19,26 @@ FloatArray = NDArray[np.float64]
 SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt [MW]
 
 
+def usable(
+    value: ArrayLike, age_s: ArrayLike, max_age_s: float, max_ahead_s: float = 0.0
+) -> NDArray[np.bool_]:
+    """Whether each asset's channel (its PV, its SoC) can be relied on: its value is known (not
+    NaN: never reported, or reported missing or questionable) and its newest interval is
+    neither older than ``max_age_s`` (never reported: pass an ``inf`` age) nor ends more than
+    ``max_ahead_s`` after now (a negative age: a clock running ahead, which would otherwise
+    keep the channel "fresh" for as long as it is ahead).
+
+    Parameters
+    ----------
+    value : the channel's newest value per asset; NaN = unknown
+    age_s : event time now minus that interval's end [s]
+    max_age_s : freshness limit [s]
+    max_ahead_s : how far telemetry may end after now, for clocks that disagree a little [s]
+    """
+    age = np.asarray(age_s, float)
+    return ~np.isnan(np.asarray(value, float)) & (age <= max_age_s) & (age >= -max_ahead_s)
+
+
 def dispatchable_kw(
     capacity_kw: ArrayLike,
     pv_kw: ArrayLike,
@@ -26,47 +46,73 @@ def dispatchable_kw(
     reserve_pct: ArrayLike,
     storage_kwh: ArrayLike,
     hours: float,
-    telemetry_age_s: ArrayLike,
+    pv_age_s: ArrayLike,
+    soc_age_s: ArrayLike,
     max_age_s: float,
     max_ahead_s: float = 0.0,
 ) -> FloatArray:
     """Battery discharge each asset can hold for the rest of the window [kW]: what it can
     deliver (`nexwatt_shared.battery.deliverable_kw`: inverter headroom, energy above the
-    reserve over ``hours``), and zero for an asset whose state is unknown: its newest
-    telemetry is older than ``max_age_s`` (or missing: pass ``inf``), or ends more than
-    ``max_ahead_s`` after now (a negative age: a clock running ahead, which would otherwise
-    keep the asset "fresh" for as long as it is ahead).
+    reserve over ``hours``), and zero for an asset whose state is not known: its PV or its SoC
+    is unknown or not fresh (`usable`, each channel by its own age). Unknown is never taken as
+    0: an unknown SoC would credit no energy anyway, but an unknown PV taken as 0 would
+    overstate the inverter's headroom.
 
     Parameters
     ----------
     capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh : as in ``deliverable_kw``
-        [kW], [kW], [%], [%], [kWh]
+        [kW], [kW], [%], [%], [kWh]; NaN PV or SoC = unknown
     hours : time from now to the window's end [h], > 0
-    telemetry_age_s : event time now minus the newest telemetry's end [s]
-    max_age_s : freshness limit [s]
-    max_ahead_s : how far telemetry may end after now, for clocks that disagree a little [s]
+    pv_age_s, soc_age_s : event time now minus each channel's newest interval end [s]
+    max_age_s, max_ahead_s : as in ``usable`` [s]
     """
     limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
-    age_s = np.asarray(telemetry_age_s, float)
-    return np.where((age_s <= max_age_s) & (age_s >= -max_ahead_s), limit, 0.0)
+    known = usable(pv_kw, pv_age_s, max_age_s, max_ahead_s) & usable(
+        soc_pct, soc_age_s, max_age_s, max_ahead_s
+    )
+    return np.where(known, limit, 0.0)
 
 
-def telemetry_age_s(issued_s: float, telemetry_end_s: ArrayLike) -> FloatArray:
+def unavailable_reason(pv_usable: ArrayLike, soc_usable: ArrayLike) -> str:
+    """Why no asset of a resource could be dispatched, counted per cause (`usable` of each
+    asset's PV and SoC); the assets whose state is known were at their reserve or had no
+    inverter headroom left."""
+    pv_ok, soc_ok = np.asarray(pv_usable, bool), np.asarray(soc_usable, bool)
+    n = pv_ok.size
+    causes = [
+        f"{int(count)} of {n} assets {what}"
+        for count, what in (
+            ((~soc_ok).sum(), "with SoC unknown or stale"),
+            ((~pv_ok).sum(), "with PV unknown or stale"),
+            ((pv_ok & soc_ok).sum(), "at their reserve or without inverter headroom"),
+        )
+        if count
+    ]
+    return "no asset available: " + "; ".join(causes)
+
+
+def telemetry_age_s(
+    issued_s: float, telemetry_end_s: ArrayLike, channel_end_s: ArrayLike | None = None
+) -> FloatArray:
     """Each asset's telemetry age [s]: from the later of the instruction's issue time and the
-    resource's clock (``nexwatt_shared.event_time.resource_clock``) to its newest interval's
-    end. An instruction handled late (consumer lag, a restart) meets telemetry newer than its
-    issue time, which is not "ahead"; an asset whose clock runs ahead of most of its resource
-    gets a negative age.
+    resource's clock (``nexwatt_shared.event_time.resource_clock`` over each asset's newest
+    end) to its newest interval's end, or to ``channel_end_s`` (one channel's newest end). An
+    instruction handled late (consumer lag, a restart) meets telemetry newer than its issue
+    time, which is not "ahead"; an asset whose clock runs ahead of most of its resource gets a
+    negative age.
 
     Parameters
     ----------
     issued_s : the instruction's issue time [s since the epoch]
-    telemetry_end_s : each asset's newest interval end [s since the epoch]; -inf or NaN = none
-        (an infinite age)
+    telemetry_end_s : each asset's newest interval end, over its channels [s since the epoch];
+        -inf or NaN = none (an infinite age)
+    channel_end_s : one channel's newest interval end per asset [s since the epoch], whose age
+        is wanted; None = the ages of ``telemetry_end_s``
     """
-    ends = np.asarray(telemetry_end_s, float)
-    known = np.where(np.isfinite(ends), ends, np.nan)
+    known = np.asarray(telemetry_end_s, float)
+    known = np.where(np.isfinite(known), known, np.nan)
     now_s = np.fmax(issued_s, resource_clock(known))
+    ends = np.asarray(telemetry_end_s if channel_end_s is None else channel_end_s, float)
     return np.where(np.isfinite(ends), now_s - ends, np.inf)
 
 

@@ -18,6 +18,8 @@ from nexwatt_dispatch.domain import (
     dispatchable_kw,
     shortfall_reason,
     telemetry_age_s,
+    unavailable_reason,
+    usable,
 )
 from nexwatt_dispatch.log import DispatchLog
 from nexwatt_shared import outbox
@@ -174,17 +176,30 @@ class Dispatcher:
             return [], [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
         if hours <= 0:
             return [], [], "the window has already ended at the instruction's issue time"
+        # Each channel's age, from the resource's clock over every asset's newest end.
+        pv_age_s, soc_age_s = (
+            telemetry_age_s(now.timestamp(), fleet.telemetry_end_epoch, end)
+            for end in (fleet.pv_end_epoch, fleet.soc_end_epoch)
+        )
+        max_age_s = self.settings.dispatch_telemetry_max_age_s
+        max_ahead_s = self.settings.event_time_max_ahead_s
         limits = dispatchable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
-            hours, telemetry_age_s(now.timestamp(), fleet.telemetry_end_epoch),
-            self.settings.dispatch_telemetry_max_age_s, self.settings.event_time_max_ahead_s,
+            hours, pv_age_s, soc_age_s, max_age_s, max_ahead_s,
         )  # fmt: skip
         setpoints = allocate(
             instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw
         )
         chosen = np.flatnonzero(setpoints > 0)
         if chosen.size == 0:
-            return [], [], "no asset available: telemetry stale or batteries at their reserve"
+            return (
+                [],
+                [],
+                unavailable_reason(
+                    usable(fleet.pv_kw, pv_age_s, max_age_s, max_ahead_s),
+                    usable(fleet.soc_pct, soc_age_s, max_age_s, max_ahead_s),
+                ),
+            )
         commands = [
             AssetCommand(
                 command_id=f"{instruction.instruction_id}:{fleet.asset_ids[i]}",

@@ -2,7 +2,10 @@
 
 Streams `telemetry.interval` for every asset at its own interval from a simple physical model
 (clear-sky-shaped PV, household load, a battery whose state of charge follows what it does),
-obeys `asset.command` setpoints within physical limits and acknowledges them on
-`asset.command-ack`. Runs on an accelerated event clock. Some assets can be offline (no
+except the SolarEdge sites: their telemetry goes to `telemetry.raw` in SolarEdge's own formats
+(`nexwatt_fleet_sim.solaredge`: storageData per interval, powerDetails per quarter hour, local
+times in `NEXWATT_SIM_SITE_TIMEZONE`), for telemetry-ingest to normalize. It obeys
+`asset.command` setpoints within physical limits and acknowledges them on `asset.command-ack`.
+Runs on an accelerated event clock. Some assets can be offline (no
 telemetry, no acks), some under-respond (acknowledge, then deliver less), some refuse.
 """

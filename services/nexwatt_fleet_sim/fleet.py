@@ -33,6 +33,7 @@ class SimFleet:
     offline: np.ndarray  # bool: never reports, never acks
     response_factor: np.ndarray  # share of an acknowledged setpoint actually delivered
     refuses: np.ndarray  # bool: the owner opted out of events
+    solaredge: np.ndarray  # bool: reports through SolarEdge's cloud, in its own formats
     soc_kwh: np.ndarray  # state: stored energy
 
 
@@ -102,5 +103,7 @@ def build_fleet(settings: Settings) -> SimFleet:
         offline=offline,
         response_factor=np.where(under, rng.uniform(0.4, 0.8, n), 1.0),
         refuses=refuses,
+        # Registered with a SolarEdge inverter: onboarding names its vendor "solaredge".
+        solaredge=np.array([k[0].startswith("SolarEdge ") for k in kinds]),
         soc_kwh=storage * rng.uniform(0.85, 0.95, n),
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import structlog
 
+from nexwatt_fleet_sim import solaredge
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import SimFleet
 from nexwatt_fleet_sim.physics import (
@@ -19,13 +22,33 @@ from nexwatt_fleet_sim.physics import (
     pv_output_kw,
     solar_elevation_sin,
 )
+from nexwatt_shared.codec import encode, raw_envelope
 from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, TelemetryInterval
 from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.topics import ASSET_COMMAND_ACK, TELEMETRY_INTERVAL
+from nexwatt_shared.topics import ASSET_COMMAND_ACK, TELEMETRY_INTERVAL, TELEMETRY_RAW
 
 log = structlog.get_logger()
 STEP_S = 60  # physics resolution; every interval length is a multiple of it
+WH_PER_KWH = 1000.0
+BATTERY_MODEL = "BAT-10K1P"  # SolarEdge Energy Bank, as its storageData names it
+
+
+class RawPayload(NamedTuple):
+    """A vendor's own payload for `telemetry.raw`."""
+
+    asset_id: str
+    fmt: str  # e.g. solaredge.storage-data.v1
+    data: dict[str, Any]
+    event_id: str  # deterministic: a re-run publishes the same ids
+
+
+@dataclass
+class Closed:
+    """What one step closed: normalized readings, and SolarEdge sites' payloads."""
+
+    readings: list[TelemetryInterval] = field(default_factory=list)
+    raw: list[RawPayload] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,25 +75,42 @@ class Simulator:
         self._steps = np.zeros(n)
         self._noise = np.random.default_rng(settings.sim_seed + 1)
         self.delivered_kwh: dict[str, float] = {}  # by instruction: the truth settlement measures
+        # SolarEdge sites: lifetime battery counters [Wh], the quarter hour's sums for
+        # powerDetails (pv, load, export, import [kW * steps]) and each battery's last sample,
+        # the first sample of its next storageData.
+        self.zone = ZoneInfo(settings.sim_site_timezone)
+        self._charged_wh = np.zeros(n)
+        self._discharged_wh = np.zeros(n)
+        self._quarter = np.zeros((4, n))
+        self._quarter_steps = 0
+        self._last_sample = {
+            int(i): self._battery_sample(int(i), 0.0) for i in np.flatnonzero(fleet.solaredge)
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Advance the event clock one step at a time, paced at `sim_speed` x real time."""
         wall0, sim0 = time.monotonic(), self.clock
         log.info("fleet simulation started", assets=len(self.index), start=str(sim0))
         while not stop.is_set():
-            readings = self.step()
-            if readings:
+            closed = self.step()
+            if closed.readings:
                 await self.producer.publish_many(
                     TELEMETRY_INTERVAL,
-                    readings,
+                    closed.readings,
                     event_id=lambda r: f"{r.asset_id}@{r.interval_start:%Y%m%dT%H%M%SZ}",
+                )
+            if closed.raw:
+                await self.producer.send_raw_many(
+                    TELEMETRY_RAW.name, [(p.asset_id, self._encoded(p), ()) for p in closed.raw]
                 )
             due = wall0 + (self.clock - sim0).total_seconds() / self.settings.sim_speed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(due - time.monotonic(), 0))
 
-    def step(self) -> list[TelemetryInterval]:
-        """One physics step [clock, clock + STEP_S); returns the intervals that closed."""
+    def step(self) -> Closed:
+        """One physics step [clock, clock + STEP_S); returns what closed: each asset's interval
+        as a reading, or for a SolarEdge site its battery's storageData over the interval, and
+        when a quarter hour closes its powerDetails."""
         f, dt_h = self.fleet, STEP_S / 3600.0
         mid = self.clock + timedelta(seconds=STEP_S / 2)
         sin_el = solar_elevation_sin(mid, self.settings.sim_latitude_deg,
@@ -89,14 +129,33 @@ class Simulator:
                     self.delivered_kwh.get(order.instruction_id, 0.0) + battery[i] * dt_h
                 )
         self.pv_now = pv
-        self._sums += np.vstack([pv, load, battery, pv + battery - load])
+        net = pv + battery - load
+        self._sums += np.vstack([pv, load, battery, net])
         self._steps += 1
+        self._charged_wh += np.clip(-battery, 0.0, None) * dt_h * WH_PER_KWH
+        self._discharged_wh += np.clip(battery, 0.0, None) * dt_h * WH_PER_KWH
+        self._quarter += np.vstack([pv, load, np.clip(net, 0.0, None), np.clip(-net, 0.0, None)])
+        self._quarter_steps += 1
         self.clock += timedelta(seconds=STEP_S)
-        closed = np.flatnonzero(self.clock.timestamp() % f.interval_s == 0)
-        readings = [self._reading(i) for i in closed if not f.offline[i] and self._steps[i] > 0]
-        self._sums[:, closed] = 0.0
-        self._steps[closed] = 0
-        return readings
+        out = Closed()
+        intervals = np.flatnonzero(self.clock.timestamp() % f.interval_s == 0)
+        for i in intervals:
+            if f.offline[i] or self._steps[i] == 0:
+                continue
+            if f.solaredge[i]:
+                out.raw.append(self._storage_data(i))
+            else:
+                out.readings.append(self._reading(i))
+        self._sums[:, intervals] = 0.0
+        self._steps[intervals] = 0
+        if self.clock.timestamp() % solaredge.QUARTER_S == 0:
+            # Only whole quarter hours: a run starting mid-quarter skips the first.
+            if self._quarter_steps * STEP_S == solaredge.QUARTER_S:
+                sites = np.flatnonzero(f.solaredge & ~f.offline)
+                out.raw.extend(self._power_details(i) for i in sites)
+            self._quarter[:] = 0.0
+            self._quarter_steps = 0
+        return out
 
     def _reading(self, i: int) -> TelemetryInterval:
         f = self.fleet
@@ -112,6 +171,53 @@ class Simulator:
             net_kw=round(float(net), 4),
             soc_pct=round(float(100.0 * f.soc_kwh[i] / f.storage_kwh[i]), 2),
         )
+
+    def _battery_sample(self, i: int, battery_kw: float) -> solaredge.BatterySample:
+        f = self.fleet
+        return solaredge.BatterySample(
+            at=self.clock,
+            battery_kw=battery_kw,
+            charged_wh=float(self._charged_wh[i]),
+            discharged_wh=float(self._discharged_wh[i]),
+            soc_pct=float(100.0 * f.soc_kwh[i] / f.storage_kwh[i]),
+        )
+
+    def _storage_data(self, i: int) -> RawPayload:
+        """The battery's two samples around the interval that just closed: the last one sent
+        (its start) and one now, carrying the interval's average power."""
+        f = self.fleet
+        start = self._last_sample[i]
+        end = self._battery_sample(i, float(self._sums[2, i] / self._steps[i]))
+        self._last_sample[i] = end
+        asset_id = f.asset_ids[i]
+        data = solaredge.storage_data(
+            f"{asset_id}-BAT", BATTERY_MODEL, float(f.storage_kwh[i]) * WH_PER_KWH, [start, end],
+            self.zone,
+        )  # fmt: skip
+        return RawPayload(asset_id, solaredge.STORAGE_DATA, data, self._event_id(i, start.at))
+
+    def _power_details(self, i: int) -> RawPayload:
+        """The quarter hour that just closed, averaged."""
+        start = self.clock - timedelta(seconds=solaredge.QUARTER_S)
+        pv, load, export, imported = self._quarter[:, i] / self._quarter_steps
+        data = solaredge.power_details(
+            start, self.zone, float(pv), float(load), float(export), float(imported)
+        )
+        return RawPayload(
+            self.fleet.asset_ids[i], solaredge.POWER_DETAILS, data, self._event_id(i, start)
+        )
+
+    def _event_id(self, i: int, start: datetime) -> str:
+        return f"{self.fleet.asset_ids[i]}@{start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+    def _encoded(self, payload: RawPayload) -> bytes:
+        return encode(
+            raw_envelope(
+                payload.fmt, payload.asset_id, payload.data,
+                site_timezone=self.settings.sim_site_timezone, source=self.producer.source,
+                event_id=f"{payload.event_id}:{payload.fmt}",
+            )
+        )  # fmt: skip
 
     async def handle_commands(self, batch: list[Delivery]) -> None:
         """Accept what each asset can physically do now and say so; ignore other fleets'."""

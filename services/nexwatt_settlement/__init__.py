@@ -1,9 +1,10 @@
 """settlement: what each dispatched resource delivered, measured against a baseline and filed.
 
 Consumes `dispatch.instruction`, `dispatch.confirmed`, `telemetry.interval` and
-`asset.registered`; keeps in PostgreSQL what settling needs (telemetry as one series per asset:
-overlapping readings are refused). Each resource runs on its own event-time watermark: the time
-most of its enrolled assets' telemetry has reached (`nexwatt_shared.event_time`). Once that
+`asset.registered`; keeps in PostgreSQL what settling needs (telemetry `battery_kw` and `net_kw`
+as one series per asset and channel, long: overlapping readings are refused). Each resource
+runs on its own event-time watermark: the time most of its enrolled assets' battery telemetry
+has reached (`nexwatt_shared.event_time`). Once that
 reaches `window_end + grace` (`NEXWATT_SETTLEMENT_GRACE_S`, late telemetry's chance to arrive),
 each confirmed instruction without a report is settled: the `SettlementFiled` event (event id
 `settlement:<instruction_id>`, `filed_at` = the watermark) is recorded with the report, then
@@ -17,7 +18,8 @@ storage. Only the battery is measured, never the household's load:
   `NEXWATT_SETTLEMENT_BASELINE_LOOKBACK_S` (default 1800 s) immediately before the window; an
   asset with no telemetry there has baseline 0 (counted and logged);
 - its delivery is its metered `battery_kw` minus that baseline, per 5-minute settlement slot;
-- the resource's delivery is the sum over its enrolled assets. Time without telemetry
-  contributes 0 (neither metered output nor baseline is counted for it; counted and logged).
+- the resource's delivery is the sum over its enrolled assets. Time without telemetry, or
+  with a battery interval reported missing or questionable, contributes 0 (neither metered
+  output nor baseline is counted for it; counted and logged as incomplete asset slots).
 The formulas are in `nexwatt_settlement.domain`.
 """

@@ -11,8 +11,10 @@ average battery power p_j [kW]:
                   (0 when sum_j o_j = 0: no telemetry before the window)
     delivered_ik = metered_ik - baseline_i * covered_ik                                 [kW]
 
-so an asset's uncovered time adds neither output nor baseline. The resource's slot values are
-sums over its assets / 1000 [MW]; over the window of length T [s]:
+so an asset's uncovered time adds neither output nor baseline. Only measured intervals (quality
+actual or estimated) cover time: one reported missing, or questionable, is uncovered time, never
+a metered 0 kW (that would count the baseline against the asset as if it had stopped). The
+resource's slot values are sums over its assets / 1000 [MW]; over the window of length T [s]:
 
     delivered_mw    = sum_k delivered_k * L_k / T        (time-weighted mean)          [MW]
     delivered_mwh   = sum_k delivered_k * L_k / 3600                                    [MWh]
@@ -30,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nexwatt_shared.contracts import CohortSettlement, SettlementFiled
+from nexwatt_shared.contracts import CohortSettlement, Quality, SettlementFiled
 
 BASELINE_METHOD = "mgo-pre-window-mean"
 SLOT_S = 300.0  # settlement slot [s]
@@ -38,15 +40,21 @@ KW_PER_MW = 1000.0
 S_PER_H = 3600.0
 MW_DECIMALS = 6  # reports are filed to the watt and watt-hour: no float noise on them
 PCT_DECIMALS = 3
+MEASURED = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # what counts as metered
 
 
 class Reading(NamedTuple):
-    """One metered interval of one asset."""
+    """One battery interval of one asset, as reported: `battery_kw` is None when missing."""
 
     asset_id: str
     interval_start: datetime
     interval_s: int
-    battery_kw: float
+    battery_kw: float | None
+    quality: str = Quality.ACTUAL
+
+    @property
+    def measured(self) -> bool:
+        return self.battery_kw is not None and self.quality in MEASURED
 
 
 @dataclass(frozen=True)
@@ -213,9 +221,10 @@ def build_report(
     filed_at: datetime,
 ) -> tuple[SettlementFiled, Settlement]:
     """The report for `due` from the resource's enrolled assets ((asset_id, cohort) pairs) and
-    their readings around the window; readings of other assets are ignored."""
+    their readings around the window; readings of other assets, and intervals not measured
+    (missing, questionable), are left out: their time is uncovered."""
     index = {asset_id: i for i, (asset_id, _) in enumerate(assets)}
-    counted = [r for r in readings if r.asset_id in index]
+    counted = [r for r in readings if r.asset_id in index and r.measured]
     start_s = np.array(
         [(r.interval_start - due.window_start).total_seconds() for r in counted], dtype=float
     )

@@ -39,13 +39,14 @@ def make_handler(
     pool: asyncpg.Pool, producer: EventProducer, grace_s: float, lookback_s: float
 ) -> BatchHandler:
     async def handle(batch: list[Delivery]) -> None:
-        # One series per asset: repeats are dropped, overlaps refused (never summed twice).
-        new_telemetry, _ = await series.admit(pool, "telemetry", store.TELEMETRY_VALUES, batch)
+        # One series per asset and channel: repeats are dropped, overlaps refused (never summed
+        # twice); channels of one asset may come at different resolutions.
+        new_telemetry, _ = await series.admit(pool, store.TABLE, store.CHANNELS, batch)
         payloads = [d.payload for d in batch if not isinstance(d.payload, TelemetryInterval)]
         confirmed = await store.save_inputs(
             pool,
             newest_versions([p for p in payloads if isinstance(p, AssetRegistered)]),
-            [r for d in new_telemetry if isinstance(r := d.payload, TelemetryInterval)],
+            [interval for _, interval in new_telemetry],
             [p for p in payloads if isinstance(p, DispatchInstruction)],
             [p for p in payloads if isinstance(p, DispatchConfirmed)],
         )

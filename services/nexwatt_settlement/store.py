@@ -10,15 +10,17 @@ import asyncpg
 from nexwatt_settlement.domain import Due, Reading
 from nexwatt_shared.contracts import (
     AssetRegistered,
+    Channel,
     DispatchConfirmed,
     DispatchInstruction,
     SettlementFiled,
-    TelemetryInterval,
 )
 from nexwatt_shared.event_time import MOST_ASSETS
-from nexwatt_shared.series import MAX_INTERVAL
+from nexwatt_shared.series import MAX_INTERVAL, Interval
 
-TELEMETRY_VALUES = ("battery_kw", "net_kw")  # what settlement keeps of a reading
+TABLE = "telemetry"  # one row per asset, channel and interval (`nexwatt_shared.series`)
+CHANNELS = (Channel.BATTERY_KW, Channel.NET_KW)  # what settlement keeps of a reading
+METERED = Channel.BATTERY_KW  # what it settles on, and what its watermark follows
 
 # A replayed or out-of-order older version never overwrites a newer one.
 _UPSERT_ASSETS = """
@@ -30,9 +32,10 @@ ON CONFLICT (asset_id) DO UPDATE SET
 WHERE assets.version < excluded.version
 """
 _INSERT_TELEMETRY = """
-INSERT INTO telemetry (asset_id, interval_start, interval_s, battery_kw, net_kw)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::float8[], $5::float8[])
-ON CONFLICT (asset_id, interval_start) DO NOTHING
+INSERT INTO telemetry (asset_id, channel, interval_start, interval_s, value, quality)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::float8[],
+                     $6::text[])
+ON CONFLICT (asset_id, channel, interval_start) DO NOTHING
 """
 _INSERT_INSTRUCTIONS = """
 INSERT INTO instructions (instruction_id, resource_id, mw, window_start, window_end, issued_at)
@@ -54,11 +57,12 @@ RETURNING instruction_id, resource_id, status, reason
 async def save_inputs(
     pool: asyncpg.Pool,
     assets: list[AssetRegistered],
-    readings: list[TelemetryInterval],
+    intervals: list[Interval],
     instructions: list[DispatchInstruction],
     confirmations: list[DispatchConfirmed],
 ) -> list[asyncpg.Record]:
-    """Store a batch's inputs (at most one record per asset) in one transaction. Returns the
+    """Store a batch's inputs (at most one record per asset; channel intervals admitted by
+    `nexwatt_shared.series.admit`) in one transaction. Returns the
     confirmations stored for the first time (instruction_id, resource_id, status, reason)."""
     async with pool.acquire() as conn, conn.transaction():
         if assets:
@@ -70,14 +74,15 @@ async def save_inputs(
                 [a.status.value for a in assets],
                 [a.version for a in assets],
             )
-        if readings:
+        if intervals:
             await conn.execute(
                 _INSERT_TELEMETRY,
-                [r.asset_id for r in readings],
-                [r.interval_start for r in readings],
-                [r.interval_s for r in readings],
-                [r.battery_kw for r in readings],
-                [r.net_kw for r in readings],
+                [i.asset_id for i in intervals],
+                [i.channel for i in intervals],
+                [i.start for i in intervals],
+                [i.interval_s for i in intervals],
+                [i.value for i in intervals],
+                [i.quality for i in intervals],
             )
         if instructions:
             await conn.execute(
@@ -109,10 +114,12 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
     that ended at least `grace_s` before their resource's watermark, with that watermark;
     oldest window first.
 
-    A resource's watermark is the time most of its enrolled assets' telemetry has reached
-    (`nexwatt_shared.event_time.resource_clock`, here in SQL): its own event
+    A resource's watermark is the time most of its enrolled assets' battery telemetry has
+    reached (`nexwatt_shared.event_time.resource_clock`, here in SQL): its own event
     clock, so neither another fleet's telemetry (running ahead, or a replay) nor one of its
-    own assets whose clock runs ahead can settle it before its data is in."""
+    own assets whose clock runs ahead can settle it before its data is in. It follows the
+    channel settled on, `battery_kw` (an interval reported missing has been reached too),
+    not `net_kw`, which may come at another resolution (SolarEdge: 15 minutes against 5)."""
     rows = await pool.fetch(
         """
         WITH pending AS (
@@ -130,7 +137,7 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
             FROM assets a
             CROSS JOIN LATERAL (  -- one primary-key lookup per asset
                 SELECT t.interval_start + make_interval(secs => t.interval_s) AS interval_end
-                FROM telemetry t WHERE t.asset_id = a.asset_id
+                FROM telemetry t WHERE t.asset_id = a.asset_id AND t.channel = $3
                 ORDER BY t.interval_start DESC LIMIT 1
             ) latest
             WHERE a.resource_id IN (SELECT resource_id FROM pending) AND a.status = 'enrolled'
@@ -144,6 +151,7 @@ async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
         """,
         grace_s,
         MOST_ASSETS,
+        METERED.value,
     )
     return [(Due(**{k: v for k, v in r.items() if k != "watermark"}), r["watermark"]) for r in rows]
 
@@ -161,12 +169,13 @@ async def enrolled_assets(pool: asyncpg.Pool, resource_id: str) -> list[tuple[st
 async def readings(
     pool: asyncpg.Pool, resource_id: str, start: datetime, end: datetime
 ) -> list[Reading]:
-    """Intervals of the resource's enrolled assets that overlap [start, end)."""
+    """Battery intervals of the resource's enrolled assets that overlap [start, end), with
+    their quality (a missing one has no value)."""
     rows = await pool.fetch(
         """
-        SELECT t.asset_id, t.interval_start, t.interval_s, t.battery_kw
+        SELECT t.asset_id, t.interval_start, t.interval_s, t.value, t.quality
         FROM telemetry t JOIN assets a USING (asset_id)
-        WHERE a.resource_id = $1 AND a.status = 'enrolled'
+        WHERE a.resource_id = $1 AND a.status = 'enrolled' AND t.channel = $5
           AND t.interval_start < $3
           AND t.interval_start > $4  -- a bound the primary key's index can use
           AND t.interval_start + make_interval(secs => t.interval_s) > $2
@@ -175,6 +184,7 @@ async def readings(
         start,
         end,
         start - MAX_INTERVAL,
+        METERED.value,
     )
     return [Reading(*r) for r in rows]
 

@@ -70,7 +70,7 @@ def _to_utc(value: datetime) -> datetime:
     return utc
 
 
-PerAsset = TypeVar("PerAsset", "AssetRegistered", "TelemetryInterval")
+PerAsset = TypeVar("PerAsset", bound="AssetRegistered")
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Name = Annotated[
     str, Field(min_length=1, max_length=256), AfterValidator(_refusing(_CONTROL_IN_NAME))
@@ -244,14 +244,15 @@ class TelemetryInterval(Contract):
     def _consistent(self) -> TelemetryInterval:
         if self.interval_end >= LATEST:
             raise ValueError(f"the interval must end before {LATEST:%Y-%m-%d} UTC")
-        if not self.quality:
+        quality = self.quality
+        if not quality:
             raise ValueError("a reading carries at least one channel")
-        for channel in Channel:
-            value, quality = getattr(self, channel), self.quality.get(channel)
-            if value is not None and quality in (None, Quality.MISSING):
-                raise ValueError(f"{channel} has a value, so its quality cannot be {quality}")
-            if value is None and quality in (Quality.ACTUAL, Quality.ESTIMATED):
-                raise ValueError(f"{channel} is {quality} but has no value")
+        for channel in CHANNELS:
+            value, q = getattr(self, channel), quality.get(channel)
+            if value is not None and (q is None or q is Quality.MISSING):
+                raise ValueError(f"{channel} has a value, so its quality cannot be {q}")
+            if value is None and (q is Quality.ACTUAL or q is Quality.ESTIMATED):
+                raise ValueError(f"{channel} is {q} but has no value")
         if (
             self.devices_reporting is not None
             and self.devices_total is not None
@@ -481,11 +482,6 @@ class DeadLetter(Contract):
 def newest_versions(records: Iterable[AssetRegistered]) -> list[AssetRegistered]:
     """The highest version of each asset's record (ties: the later one)."""
     return _newest_per_asset(records, lambda r: r.version)
-
-
-def newest_readings(readings: Iterable[TelemetryInterval]) -> list[TelemetryInterval]:
-    """The reading with the latest interval start of each asset (ties: the later one)."""
-    return _newest_per_asset(readings, lambda r: r.interval_start)
 
 
 def _newest_per_asset(

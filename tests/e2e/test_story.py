@@ -1,10 +1,11 @@
 """The product's story at small scale, through the five running services on the real stack.
 
 A fleet of 12 assets (some offline, some under-responding, one that refuses) registers through
-onboarding's REST API into a resource of its own, streams telemetry at 120x real time, and gets a
-1.0 MW instruction while onboarding, capacity-model and settlement are stopped (dispatch needs
-only its topics); settlement then comes back and catches up. We check the chain and its
-arithmetic from the outside, on the topics.
+onboarding's REST API into a resource of its own, streams telemetry at 120x real time (its
+SolarEdge sites in SolarEdge's own formats on `telemetry.raw`, normalized by telemetry-ingest),
+and gets a 1.0 MW instruction while onboarding, capacity-model and settlement are stopped
+(dispatch needs only its topics); settlement then comes back and catches up. We check the chain
+and its arithmetic from the outside, on the topics.
 The platform comes from `tests.story`.
 """
 
@@ -20,6 +21,7 @@ import pytest
 from nexwatt_shared.contracts import (
     AssetCommand,
     AssetCommandAck,
+    Channel,
     DispatchInstruction,
     DispatchStatus,
     TelemetryInterval,
@@ -127,21 +129,28 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
         for r in watcher.payloads(ASSET_REGISTERED)
         if r.resource_id == story["resource"]
     }
-    reported: dict[str, TelemetryInterval] = {}
+    # Per asset and channel, the newest value reported before the instruction: SolarEdge sites
+    # report PV every 15 minutes and their battery every 5, in separate readings.
+    reported: dict[tuple[str, Channel], TelemetryInterval] = {}
     for reading in watcher.payloads(TELEMETRY_INTERVAL):
-        if reading.asset_id in registered and reading.interval_end <= good.issued_at:
-            reported[reading.asset_id] = max(
-                reading, reported.get(reading.asset_id, reading), key=lambda r: r.interval_end
-            )
+        if reading.asset_id not in registered or reading.interval_end > good.issued_at:
+            continue
+        for channel in reading.channels:
+            seen = reported.get((reading.asset_id, channel), reading)
+            reported[reading.asset_id, channel] = max(reading, seen, key=lambda r: r.interval_end)
     hours = (good.window_end - good.issued_at).total_seconds() / 3600
     assert len(registered) == story["story"].assets
     assert len(commands) < story["story"].assets, (
         "offline assets (no telemetry) must not be commanded"
     )
     for c in commands:
-        asset, last = registered[c.asset_id], reported[c.asset_id]
-        usable_kwh = (last.soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
-        assert c.setpoint_kw <= asset.capacity_kw - last.pv_kw + 1e-3, c
+        asset = registered[c.asset_id]
+        # A commanded asset's PV and SoC were known (never dispatched on a missing value).
+        pv_kw = reported[c.asset_id, Channel.PV_KW].pv_kw
+        soc_pct = reported[c.asset_id, Channel.SOC_PCT].soc_pct
+        assert pv_kw is not None and soc_pct is not None, c
+        usable_kwh = (soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
+        assert c.setpoint_kw <= asset.capacity_kw - pv_kw + 1e-3, c
         assert c.setpoint_kw * hours <= usable_kwh + 1e-3, c
 
     # Settlement comes back, catches up from its committed offsets and, once event time passes

@@ -1,5 +1,5 @@
-"""The pure rules behind "no message stops a service": one series per asset, a resource's
-event clock, which errors are retried, and letters that always fit in a record."""
+"""The pure rules behind "no message stops a service": one series per asset and channel, a
+resource's event clock, which errors are retried, and letters that always fit in a record."""
 
 from __future__ import annotations
 
@@ -25,8 +25,15 @@ from nexwatt_shared.topics import DEAD_LETTER
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 
-def iv(asset: str, minute: int, length_s: int = 300, battery_kw: float = 1.0) -> Interval:
-    return Interval(asset, T0 + timedelta(minutes=minute), length_s, (battery_kw,))
+def iv(
+    asset: str,
+    minute: int,
+    length_s: int = 300,
+    value: float | None = 1.0,
+    channel: str = "battery_kw",
+    quality: str = "actual",
+) -> Interval:
+    return Interval(asset, channel, T0 + timedelta(minutes=minute), length_s, value, quality)
 
 
 def test_repeats_are_dropped_and_overlaps_refused_against_the_store_and_the_batch() -> None:
@@ -34,7 +41,7 @@ def test_repeats_are_dropped_and_overlaps_refused_against_the_store_and_the_batc
     candidates = [
         iv("A", 10),  # 0: new, right after the stored ones
         iv("A", 5),  # 1: repeats a stored interval (a redelivery)
-        iv("A", 5, battery_kw=2.0),  # 2: same interval, other values: a correction
+        iv("A", 5, value=2.0),  # 2: same interval, other values: a correction
         iv("A", 7),  # 3: overlaps 09:05-09:10 and the new 09:10-09:15
         iv("B", 5),  # 4: another asset: new
         iv("A", 10),  # 5: repeats candidate 0 within the batch
@@ -44,14 +51,44 @@ def test_repeats_are_dropped_and_overlaps_refused_against_the_store_and_the_batc
     assert new == [0, 4]
     assert repeats == [1, 5]
     assert sorted(refused) == [2, 3, 6]
-    assert refused[2].startswith("other values for the stored interval 2026-03-12T09:05:00+00:00")
-    assert refused[3].startswith("overlaps the interval 2026-03-12T09:05:00+00:00 + 300 s")
+    assert refused[2].startswith(
+        "battery_kw: other values for the stored interval 2026-03-12T09:05:00+00:00"
+    )
+    assert refused[3].startswith(
+        "battery_kw: overlaps the interval 2026-03-12T09:05:00+00:00 + 300 s"
+    )
     assert "corrections are not accepted" in refused[6]
 
 
 def test_intervals_that_only_touch_do_not_overlap() -> None:
     new, repeats, refused = sort_out([iv("A", 5), iv("A", 10)], [iv("A", 0)])
     assert (new, repeats, refused) == ([0, 1], [], {})
+
+
+def test_channels_of_one_asset_at_different_resolutions_do_not_clash() -> None:
+    # SolarEdge: power every 15 minutes (net_kw 09:00-09:15), battery every 5 (09:00, 09:05,
+    # 09:10). Each channel is its own series: nothing overlaps, all four are new. A second
+    # 15-minute net_kw reading starting 09:05 overlaps the first net_kw one: refused.
+    stored = [iv("A", 0, 900, value=-1.0, channel="net_kw")]
+    candidates = [
+        iv("A", 0),
+        iv("A", 5),
+        iv("A", 10),
+        iv("A", 15, 900, value=-2.0, channel="net_kw"),  # touches the stored one: new
+        iv("A", 5, 900, value=-2.0, channel="net_kw"),
+    ]
+    new, repeats, refused = sort_out(candidates, stored)
+    assert (new, repeats, sorted(refused)) == ([0, 1, 2, 3], [], [4])
+    assert refused[4].startswith("net_kw: overlaps the interval 2026-03-12T09:00:00+00:00 + 900 s")
+
+
+def test_a_missing_interval_repeats_only_as_missing() -> None:
+    # Reported missing at 09:00, then sent again missing (a repeat), then with a value (a
+    # correction of the stored interval: refused like any other).
+    stored = [iv("A", 0, value=None, quality="missing")]
+    candidates = [iv("A", 0, value=None, quality="missing"), iv("A", 0, value=1.0)]
+    new, repeats, refused = sort_out(candidates, stored)
+    assert (new, repeats, sorted(refused)) == ([], [0], [1])
 
 
 def test_the_resource_clock_ignores_a_minority_running_ahead() -> None:

@@ -187,3 +187,54 @@ async def test_a_replay_from_the_start_publishes_nothing_new(ctx: dict) -> None:
     assert await snapshots(ctx) == published
     assert await ctx["pool"].fetchval("SELECT count(*) FROM assets") == 1
     assert await ctx["pool"].fetchval("SELECT count(*) FROM snapshots") == 1
+
+
+async def test_a_reading_with_a_missing_soc_makes_the_asset_unavailable_until_one_is_known(
+    ctx: dict,
+) -> None:
+    producer = ctx["producer"]
+    a = ctx["assets"]["A"]
+    # A: 7.6 kW, 13.5 kWh, reserve 20 %. 10:00 pv 2.0, soc 80 -> min(5.6, 8.1) = 5.6 kW.
+    # 10:00-10:05 battery reading with the SoC reported missing: unknown as of 10:05 ->
+    #   enrolled, not reporting, 0 kW available (never "soc 0", never the old 80).
+    # 10:00-10:15 PV reading (pv 3.0): carries no SoC, leaves it unknown -> still 0.
+    # 10:15-10:20 battery reading, soc 50: min(7.6 - 3.0 = 4.6, (50 - 20)/100 * 13.5 = 4.05)
+    #   = 4.05 kW, PV (ended 10:15) and SoC (10:20) both fresh.
+    missing = TelemetryInterval(
+        asset_id=a, interval_start=at(0), interval_s=300,
+        quality={"battery_kw": "missing", "soc_pct": "missing"},
+    )  # fmt: skip
+    pv = TelemetryInterval(asset_id=a, interval_start=at(0), interval_s=900, pv_kw=3.0)
+    soc = TelemetryInterval(
+        asset_id=a, interval_start=at(15), interval_s=300, battery_kw=0.0, soc_pct=50.0
+    )
+    await producer.publish(ASSET_REGISTERED, asset(ctx, "A", 1))
+    await producer.publish(TELEMETRY_INTERVAL, telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0))
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, 2)
+        assert (await snapshots(ctx))[-1].data.available_mw == pytest.approx(0.0056, abs=1e-9)
+
+        await producer.publish(TELEMETRY_INTERVAL, missing)
+        await handled(seen, 3)
+        last = (await snapshots(ctx))[-1].data
+        assert (last.assets_enrolled, last.assets_reporting, last.available_mw) == (1, 0, 0.0)
+        assert last.as_of == at(5)
+
+        await producer.publish(TELEMETRY_INTERVAL, pv)
+        await handled(seen, 4)
+        last = (await snapshots(ctx))[-1].data
+        assert (last.assets_reporting, last.available_mw) == (0, 0.0)
+
+        await producer.publish(TELEMETRY_INTERVAL, soc)
+        await handled(seen, 5)
+        last = (await snapshots(ctx))[-1].data
+        assert last.assets_reporting == 1
+        assert last.available_mw == pytest.approx(0.00405, abs=1e-9)
+    rows = await ctx["pool"].fetch(
+        "SELECT channel, interval_end, value, quality FROM latest_channels ORDER BY channel"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("pv_kw", at(15), 3.0, "actual"),
+        ("soc_pct", at(20), 50.0, "actual"),
+    ]

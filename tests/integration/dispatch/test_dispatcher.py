@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from nexwatt_dispatch.availability import Availability
@@ -208,3 +209,54 @@ async def test_a_replayed_registration_restores_membership(ctx: dict) -> None:
     await availability.apply_registrations([asset(ctx, a, version=2, status="suspended")])
     await availability.apply_registrations([asset(ctx, a, version=1)])  # older: ignored
     assert (await availability.fleet(ctx["resource"])).asset_ids == []
+
+
+async def test_an_asset_whose_soc_is_reported_missing_is_not_dispatched(ctx: dict) -> None:
+    a, b = unique("T-A"), unique("T-B")
+    availability: Availability = ctx["availability"]
+    # Both as in the first test's A (headroom 7.6 - 2.6 = 5.0 kW binds, energy 6.86 kW), but
+    # B's newest battery reading (ending at NOW) reports its SoC missing: B is not available,
+    # even though its SoC of 5 minutes before was 90 %. A 15-minute PV reading of B changes
+    # nothing. 0.006 MW asked -> A alone, at its 5.0 kW limit.
+    missing = TelemetryInterval(
+        asset_id=b, interval_start=NOW - timedelta(minutes=5), interval_s=300,
+        quality={"battery_kw": "missing", "soc_pct": "missing"},
+    )  # fmt: skip
+    pv_only = TelemetryInterval(
+        asset_id=b, interval_start=NOW - timedelta(minutes=15), interval_s=900, pv_kw=2.6
+    )
+    await availability.apply_registrations([asset(ctx, a), asset(ctx, b)])
+    await availability.apply_telemetry(
+        [telemetry(a, NOW, 2.6, 90.0), telemetry(b, NOW - timedelta(minutes=5), 2.6, 90.0),
+         missing, pv_only]
+    )  # fmt: skip
+    fleet = await availability.fleet(ctx["resource"])
+    assert fleet.asset_ids == sorted([a, b])
+    at_b = fleet.asset_ids.index(b)
+    assert np.isnan(fleet.soc_pct[at_b]) and fleet.soc_end_epoch[at_b] == NOW.timestamp()
+    instruction = DispatchInstruction(
+        instruction_id=unique("I"), resource_id=ctx["resource"], mw=0.006,
+        window_start=NOW, window_end=NOW + timedelta(hours=1), issued_at=NOW,
+    )  # fmt: skip
+    await asyncio.gather(
+        ctx["dispatcher"].answer(instruction),
+        acknowledge(availability, instruction.instruction_id, {a: 5.0}),
+    )
+    [answer] = await ctx["watcher"].wait_for(
+        DISPATCH_CONFIRMED, instruction_id=instruction.instruction_id
+    )
+    assert answer.assets_commanded == 1 and answer.mw_confirmed == pytest.approx(0.005)
+    assert answer.reason == "fleet limit 0.005 MW"
+
+    # A resource whose only asset's SoC is missing: nothing to command, and the reason says so.
+    alone = {**ctx, "resource": unique("NXW-PJM-T")}
+    await availability.apply_registrations([asset(alone, b, version=2)])
+    lonely = instruction.model_copy(
+        update={"instruction_id": unique("I"), "resource_id": alone["resource"]}
+    )
+    await ctx["dispatcher"].answer(lonely)
+    [rejected] = await ctx["watcher"].wait_for(
+        DISPATCH_CONFIRMED, instruction_id=lonely.instruction_id
+    )
+    assert rejected.status == DispatchStatus.REJECTED
+    assert rejected.reason == "no asset available: 1 of 1 assets with SoC unknown or stale"

@@ -208,8 +208,14 @@ async def test_report_is_filed_once_after_window_end_plus_grace_with_the_hand_co
             if dict(r.headers)["nexwatt.consumer.group"] == group.encode()
         ]
         assert len(letters) == 2, letters
-        assert letters[0].startswith("overlaps the interval 2026-03-14T10:05:00+00:00 + 60 s")
-        assert letters[1].startswith("other values for the stored interval 2026-03-14T10:05:00")
+        # Both channels kept (battery_kw, net_kw) overlap; the reason names each.
+        assert letters[0].startswith(
+            "battery_kw: overlaps the interval 2026-03-14T10:05:00+00:00 + 60 s"
+        )
+        assert "; net_kw: overlaps the interval" in letters[0]
+        assert letters[1].startswith(
+            "battery_kw: other values for the stored interval 2026-03-14T10:05:00"
+        )
 
         # A reaches 10:18 and B 10:20: the watermark (the median) is 10:20; the window is settled.
         more = [*intervals(ctx, "A", 17, 60, [0.0]), *intervals(ctx, "B", 15, 300, [0.0])]
@@ -231,7 +237,8 @@ async def test_report_is_filed_once_after_window_end_plus_grace_with_the_hand_co
             f"2026-03-14T10:{m:02d}:00Z,-0.0010,0.0080,0.0090" for m in (0, 5, 10)
         ]
         rows = {t: await count(ctx["pool"], t) for t in ("telemetry", "reports")}
-        assert rows == {"telemetry": len(telemetry) + 2, "reports": 1}
+        # One row per reading and channel kept: battery_kw and net_kw.
+        assert rows == {"telemetry": 2 * (len(telemetry) + 2), "reports": 1}
 
         # Redelivered telemetry (new event ids, same intervals) changes nothing.
         await producer.publish_many(TELEMETRY_INTERVAL, telemetry[-5:])
@@ -243,6 +250,49 @@ async def test_report_is_filed_once_after_window_end_plus_grace_with_the_hand_co
         await handled(replayed, len(seen))
     assert await reports(ctx) == filed
     assert {t: await count(ctx["pool"], t) for t in ("telemetry", "reports")} == rows
+
+
+async def test_channels_at_their_own_resolutions_are_admitted_and_a_missing_one_kept_missing(
+    ctx: dict,
+) -> None:
+    # One SolarEdge-like asset: a 15-minute power reading 10:00-10:15 (pv, load, net) and
+    # 5-minute battery readings (battery, SoC) at 10:00 and 10:05; 10:10 reported missing.
+    # Settlement keeps net_kw (one 900 s row) and battery_kw (three 300 s rows, the last
+    # without a value, quality missing): none clashes with another, nothing is dead-lettered.
+    a = ctx["assets"]["A"]
+    power = TelemetryInterval(
+        asset_id=a, interval_start=at(0), interval_s=900, pv_kw=3.0, load_kw=1.0, net_kw=2.0
+    )
+    battery = [
+        TelemetryInterval(asset_id=a, interval_start=at(m), interval_s=300, battery_kw=kw,
+                          soc_pct=80.0)
+        for m, kw in ((0, 1.5), (5, 2.5))
+    ] + [
+        TelemetryInterval(asset_id=a, interval_start=at(10), interval_s=300,
+                          quality={"battery_kw": "missing", "soc_pct": "missing"})
+    ]  # fmt: skip
+    await ctx["producer"].publish(ASSET_REGISTERED, asset(ctx, "A", "east"))
+    await ctx["producer"].publish_many(TELEMETRY_INTERVAL, [power, *battery])
+    seen: list[str] = []
+    async with service_running(ctx, seen) as group:
+        await handled(seen, 5)
+        letters = [
+            r
+            for r in await read_all(ctx["bootstrap"], DEAD_LETTER.name)
+            if dict(r.headers)["nexwatt.consumer.group"] == group.encode()
+        ]
+    assert letters == []
+    rows = await ctx["pool"].fetch(
+        "SELECT channel, interval_start, interval_s, value, quality FROM telemetry"
+        " WHERE asset_id = $1 ORDER BY channel, interval_start",
+        a,
+    )
+    assert [tuple(r) for r in rows] == [
+        ("battery_kw", at(0), 300, 1.5, "actual"),
+        ("battery_kw", at(5), 300, 2.5, "actual"),
+        ("battery_kw", at(10), 300, None, "missing"),
+        ("net_kw", at(0), 900, 2.0, "actual"),
+    ]
 
 
 def free_port() -> int:
@@ -288,7 +338,8 @@ async def test_the_service_process_stores_what_it_consumes_and_stops_cleanly(
         try:
             await eventually(
                 lambda: conn.fetchval(
-                    "SELECT count(*) FROM telemetry WHERE asset_id = $1", ctx["assets"]["A"]
+                    "SELECT count(*) FROM telemetry WHERE asset_id = $1 AND channel = 'battery_kw'",
+                    ctx["assets"]["A"],
                 ),
                 lambda n: n == 2,
             )

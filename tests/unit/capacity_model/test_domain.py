@@ -10,15 +10,18 @@ import pytest
 
 from nexwatt_capacity_model.domain import (
     AssetState,
+    ChannelValue,
     changed,
+    latest_channels,
     resource_capacity,
     snapshot,
     snapshot_event_id,
 )
 from nexwatt_shared.contracts import (
     AssetRegistered,
+    Channel,
+    Quality,
     TelemetryInterval,
-    newest_readings,
     newest_versions,
 )
 
@@ -41,17 +44,19 @@ def test_available_mw_is_the_smaller_of_headroom_and_usable_energy_of_fresh_asse
     #   B 5.0 kW, 10 kWh, reserve 30 %, ends 09:50 (600 s old, fresh), pv 0.5, soc 50:
     #     headroom 4.5 kW; energy (50 - 30)/100 * 10 = 2.0 kWh -> 2.0 kW; min 2.0
     #   C 10 kW, 20 kWh, soc 100, ends 09:40 (1200 s old > 900 s): not reporting -> 0
-    #   D 3.0 kW solar only (0 kWh, soc unknown), ends 10:00: reporting, no energy -> 0
+    #   D 3.0 kW solar only (0 kWh, no SoC to report), ends 10:00: reporting, no energy -> 0
     #   E 5.0 kW, 10 kWh, reserve 20 %, soc 10 (below its reserve), ends 10:00: reporting -> 0
     # available = 5.6 + 2.0 = 7.6 kW = 0.0076 MW
     # nameplate = 7.6 + 5 + 10 + 3 + 5 = 30.6 kW = 0.0306 MW
     # storage = 13.5 + 10 + 20 + 0 + 10 = 53.5 kWh = 0.0535 MWh
+    ends = ends_s(0, -10, -20, 0, 0)
     got = resource_capacity(
         capacity_kw=np.array([7.6, 5.0, 10.0, 3.0, 5.0]),
         storage_kwh=np.array([13.5, 10.0, 20.0, 0.0, 10.0]),
         reserve_pct=np.array([20.0, 30.0, 20.0, 20.0, 20.0]),
-        telemetry_end_s=ends_s(0, -10, -20, 0, 0),
+        pv_end_s=ends,
         pv_kw=np.array([2.0, 0.5, 0.0, 1.0, 0.0]),
+        soc_end_s=np.where([True, True, True, False, True], ends, NAN),
         soc_pct=np.array([80.0, 50.0, 100.0, NAN, 10.0]),
         freshness_s=900.0,
     )
@@ -71,8 +76,9 @@ def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
         "capacity_kw": np.array([5.0, 5.0]),
         "storage_kwh": np.array([20.0, 20.0]),
         "reserve_pct": np.array([0.0, 0.0]),
-        "telemetry_end_s": ends_s(0, -15),
+        "pv_end_s": ends_s(0, -15),
         "pv_kw": np.array([1.0, 1.0]),
+        "soc_end_s": ends_s(0, -15),
         "soc_pct": np.array([100.0, 100.0]),
     }
     both = resource_capacity(**kwargs, freshness_s=900.0)
@@ -98,8 +104,9 @@ def test_one_asset_ahead_or_half_the_fleet_silent_moves_no_one(ends_min, reporti
         capacity_kw=np.full(4, 5.0),
         storage_kwh=np.full(4, 20.0),
         reserve_pct=np.zeros(4),
-        telemetry_end_s=ends_s(*ends_min),
+        pv_end_s=ends_s(*ends_min),
         pv_kw=np.ones(4),
+        soc_end_s=ends_s(*ends_min),
         soc_pct=np.full(4, 100.0),
         freshness_s=900.0,
     )
@@ -113,8 +120,9 @@ def test_assets_without_telemetry_are_enrolled_but_neither_report_nor_add_capaci
         capacity_kw=np.array([5.0, 3.0]),
         storage_kwh=np.array([10.0, 0.0]),
         reserve_pct=np.array([20.0, 20.0]),
-        telemetry_end_s=np.array([NAN, NAN]),
+        pv_end_s=np.array([NAN, NAN]),
         pv_kw=np.array([NAN, NAN]),
+        soc_end_s=np.array([NAN, NAN]),
         soc_pct=np.array([NAN, NAN]),
         freshness_s=900.0,
     )
@@ -122,6 +130,53 @@ def test_assets_without_telemetry_are_enrolled_but_neither_report_nor_add_capaci
     assert got.nameplate_mw == pytest.approx(0.008, abs=1e-9)
     assert got.storage_mwh == pytest.approx(0.010, abs=1e-9)
     assert got.available_mw == 0.0
+
+
+def test_a_missing_soc_or_pv_makes_an_asset_report_nothing_however_fresh() -> None:
+    # Four identical assets, 5 kW, 20 kWh, reserve 0, every channel ending 10:00 (fresh):
+    #   A pv 1.0, soc 100: min(5 - 1 = 4.0 kW, 20 kWh / 1 h) = 4.0 kW
+    #   B soc reported missing (NaN, its end known): enrolled, not reporting -> 0, not 4.0
+    #   C pv reported missing: headroom unknown (0 PV would claim 5.0 kW) -> 0
+    #   D pv 1.0 and soc 100 but its SoC interval ended 09:40 (1200 s > 900 s): stale -> 0
+    # available 4.0 kW = 0.004 MW; reporting: A only.
+    got = resource_capacity(
+        capacity_kw=np.full(4, 5.0),
+        storage_kwh=np.full(4, 20.0),
+        reserve_pct=np.zeros(4),
+        pv_end_s=ends_s(0, 0, 0, 0),
+        pv_kw=np.array([1.0, 1.0, NAN, 1.0]),
+        soc_end_s=ends_s(0, 0, 0, -20),
+        soc_pct=np.array([100.0, NAN, 100.0, 100.0]),
+        freshness_s=900.0,
+    )
+    assert (got.assets_enrolled, got.assets_reporting) == (4, 1)
+    assert got.available_mw == pytest.approx(0.004, abs=1e-9)
+
+
+def test_the_latest_value_of_each_channel_comes_from_the_readings_that_carry_it() -> None:
+    # A: a 15-minute PV reading 09:45-10:00 (pv 2.0) and 5-minute battery readings ending 09:55
+    #    (soc 70) and 10:05 (soc reported missing): PV 2.0 as of 10:00, SoC unknown as of 10:05.
+    # B: soc 60 flagged questionable (a value, refused): unknown as of its end, 10:00.
+    # C: a meter-only reading (net_kw alone): says nothing about PV or SoC.
+    readings = [
+        TelemetryInterval(asset_id="A", interval_start=at(-15), interval_s=900, pv_kw=2.0,
+                          load_kw=1.0, net_kw=1.0),
+        TelemetryInterval(asset_id="A", interval_start=at(0), interval_s=300,
+                          quality={"soc_pct": "missing", "battery_kw": "missing"}),
+        TelemetryInterval(asset_id="A", interval_start=at(-10), interval_s=300, soc_pct=70.0,
+                          battery_kw=0.0),
+        TelemetryInterval(asset_id="B", interval_start=at(-5), interval_s=300, soc_pct=60.0,
+                          quality={"soc_pct": "questionable"}),
+        TelemetryInterval(asset_id="C", interval_start=at(-5), interval_s=300, net_kw=-1.0),
+    ]  # fmt: skip
+    got = {(c.asset_id, c.channel): c for c in latest_channels(readings)}
+    assert got == {
+        ("A", Channel.PV_KW): ChannelValue("A", Channel.PV_KW, at(0), 2.0, Quality.ACTUAL),
+        ("A", Channel.SOC_PCT): ChannelValue("A", Channel.SOC_PCT, at(5), None, Quality.MISSING),
+        ("B", Channel.SOC_PCT): ChannelValue(
+            "B", Channel.SOC_PCT, at(0), None, Quality.QUESTIONABLE
+        ),
+    }
 
 
 def state(
@@ -133,8 +188,9 @@ def state(
         "storage_kwh": 10.0,
         "backup_reserve_pct": 20.0,
         "updated_at": at(updated_min),
-        "telemetry_end": None if end_min is None else at(end_min),
+        "pv_end": None if end_min is None else at(end_min),
         "pv_kw": None if end_min is None else 1.0,
+        "soc_end": None if end_min is None else at(end_min),
         "soc_pct": None if end_min is None else 60.0,
     }
     return AssetState(**{**fields, **changes})
@@ -210,5 +266,9 @@ def reading(asset_id: str, minute: int) -> TelemetryInterval:
 def test_a_batch_keeps_the_highest_version_and_the_latest_reading_of_each_asset() -> None:
     records = newest_versions([record("A", 2), record("A", 3), record("A", 1), record("B", 1)])
     assert sorted((r.asset_id, r.version) for r in records) == [("A", 3), ("B", 1)]
-    readings = newest_readings([reading("A", 2), reading("A", 1), reading("B", 0)])
-    assert sorted((r.asset_id, r.interval_start) for r in readings) == [("A", at(2)), ("B", at(0))]
+    channels = latest_channels([reading("A", 2), reading("A", 1), reading("B", 0)])
+    # Each 1-minute reading ends a minute after its start; no SoC was reported.
+    assert sorted((c.asset_id, c.channel, c.interval_end) for c in channels) == [
+        ("A", Channel.PV_KW, at(3)),
+        ("B", Channel.PV_KW, at(1)),
+    ]

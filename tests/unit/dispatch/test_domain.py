@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nexwatt_dispatch.domain import allocate, answer_status, dispatchable_kw, telemetry_age_s
+from nexwatt_dispatch.domain import (
+    allocate,
+    answer_status,
+    dispatchable_kw,
+    telemetry_age_s,
+    unavailable_reason,
+    usable,
+)
+
+NAN = np.nan
 
 
 def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_window() -> None:
@@ -14,23 +23,52 @@ def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_windo
     #   over 0.5 h -> 13.72 kW, so headroom binds: 4.6 kW
     #   over 2 h   ->  3.43 kW, so energy binds:   3.43 kW
     common = dict(capacity_kw=[7.6], pv_kw=[3.0], soc_pct=[90.0], reserve_pct=[20.0],
-                  storage_kwh=[9.8], telemetry_age_s=[60.0], max_age_s=900.0)  # fmt: skip
+                  storage_kwh=[9.8], pv_age_s=[60.0], soc_age_s=[60.0],
+                  max_age_s=900.0)  # fmt: skip
     assert dispatchable_kw(hours=0.5, **common) == pytest.approx([4.6], abs=1e-12)
     assert dispatchable_kw(hours=2.0, **common) == pytest.approx([3.43], abs=1e-12)
 
 
 def test_stale_telemetry_a_battery_at_reserve_or_pv_above_rating_deliver_nothing() -> None:
+    # Stale SoC, stale PV, at reserve, PV above rating, never reported.
     got = dispatchable_kw(
-        capacity_kw=[7.6, 7.6, 5.0, 7.6],
-        pv_kw=[1.0, 1.0, 5.5, 1.0],
-        soc_pct=[90.0, 15.0, 90.0, 90.0],
-        reserve_pct=[20.0, 20.0, 20.0, 20.0],
-        storage_kwh=[9.8, 9.8, 9.8, 9.8],
+        capacity_kw=[7.6, 7.6, 7.6, 5.0, 7.6],
+        pv_kw=[1.0, 1.0, 1.0, 5.5, 1.0],
+        soc_pct=[90.0, 90.0, 15.0, 90.0, 90.0],
+        reserve_pct=[20.0] * 5,
+        storage_kwh=[9.8] * 5,
         hours=1.0,
-        telemetry_age_s=[901.0, 0.0, 0.0, np.inf],
+        pv_age_s=[0.0, 901.0, 0.0, 0.0, np.inf],
+        soc_age_s=[901.0, 0.0, 0.0, 0.0, np.inf],
         max_age_s=900.0,
     )
-    assert got.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert got.tolist() == [0.0] * 5
+
+
+def test_an_unknown_soc_or_pv_is_never_taken_as_zero() -> None:
+    # Same asset as above, 1 h window, fresh: headroom 7.6 - 1.0 = 6.6 kW binds (energy 6.86).
+    #   0: all known -> 6.6 kW
+    #   1: SoC reported missing (NaN) -> 0, not a guess
+    #   2: PV reported missing: 0 PV would claim 7.6 kW of headroom -> 0
+    got = dispatchable_kw(
+        capacity_kw=[7.6] * 3, pv_kw=[1.0, 1.0, NAN], soc_pct=[90.0, NAN, 90.0],
+        reserve_pct=[20.0] * 3, storage_kwh=[9.8] * 3, hours=1.0, pv_age_s=[0.0] * 3,
+        soc_age_s=[0.0] * 3, max_age_s=900.0,
+    )  # fmt: skip
+    assert got == pytest.approx([6.6, 0.0, 0.0], abs=1e-12)
+
+
+def test_why_no_asset_is_available_is_counted_per_cause() -> None:
+    # Ages 0 s (fresh), 1000 s (stale), inf (never); NaN = reported missing.
+    pv_ok = usable([1.0, 1.0, NAN, 1.0], [0.0, 0.0, 0.0, np.inf], 900.0)
+    soc_ok = usable([90.0, NAN, 90.0, 90.0], [0.0, 0.0, 1000.0, np.inf], 900.0)
+    assert pv_ok.tolist() == [True, True, False, False]
+    assert soc_ok.tolist() == [True, False, False, False]
+    assert unavailable_reason(pv_ok, soc_ok) == (
+        "no asset available: 3 of 4 assets with SoC unknown or stale;"
+        " 2 of 4 assets with PV unknown or stale;"
+        " 1 of 4 assets at their reserve or without inverter headroom"
+    )
 
 
 def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
@@ -50,17 +88,17 @@ def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
 
 def test_a_window_already_over_is_refused() -> None:
     with pytest.raises(ValueError, match="hours"):
-        dispatchable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], 900.0)
+        dispatchable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], [0.0], 900.0)
 
 
 def test_telemetry_from_a_clock_running_ahead_counts_as_stale() -> None:
     # Same asset as above, 1 h window: energy binds at (90 - 20) / 100 * 9.8 = 6.86 kW, and
     # headroom 7.6 - 1.0 = 6.6 kW binds first. Ages: 0 s, 200 s ahead (within 300 s of skew),
-    # 301 s ahead, and 70 years ahead (a clock stamped 2096).
+    # PV 301 s ahead, and SoC 70 years ahead (a clock stamped 2096): each channel is judged.
     got = dispatchable_kw(
         capacity_kw=[7.6] * 4, pv_kw=[1.0] * 4, soc_pct=[90.0] * 4, reserve_pct=[20.0] * 4,
-        storage_kwh=[9.8] * 4, hours=1.0, telemetry_age_s=[0.0, -200.0, -301.0, -2.2e9],
-        max_age_s=900.0, max_ahead_s=300.0,
+        storage_kwh=[9.8] * 4, hours=1.0, pv_age_s=[0.0, -200.0, -301.0, 0.0],
+        soc_age_s=[0.0, -200.0, 0.0, -2.2e9], max_age_s=900.0, max_ahead_s=300.0,
     )  # fmt: skip
     assert got == pytest.approx([6.6, 6.6, 0.0, 0.0], abs=1e-12)
 
@@ -91,3 +129,7 @@ def test_telemetry_age_runs_from_the_later_of_issue_time_and_the_resources_clock
     assert got.tolist() == [200.0, 0.0, 0.0, -7900.0, np.inf]
     # Issued after every end: ages from the issue time.
     assert telemetry_age_s(2000.0, [900.0, 1100.0]).tolist() == [1100.0, 900.0]
+    # One channel's ages, on the clock of every asset's newest end: newest ends 900 and 1100,
+    # issued at 1000 -> clock max(1000, 1100) = 1100; SoC ended 600 and never: 500 and inf.
+    got = telemetry_age_s(1000.0, [900.0, 1100.0], [600.0, -np.inf])
+    assert got.tolist() == [500.0, np.inf]

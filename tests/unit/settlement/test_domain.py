@@ -173,3 +173,26 @@ def test_csv_never_prints_a_negative_zero() -> None:
         np.array([0.00001]),
     )
     assert csv.splitlines()[1] == "2026-03-12T10:00:00Z,0.0000,0.0000,0.0000"
+
+
+def test_a_missing_battery_interval_is_uncovered_time_not_a_delivered_zero() -> None:
+    # One asset, window 10:00-10:10 (two slots), lookback 30 min at 1.0 kW -> baseline 1.0 kW.
+    # 10:00-10:05 at 5.0 kW -> delivered 5.0 - 1.0 = 4.0 kW.
+    # 10:05-10:10 reported missing: uncovered, delivered 0 (a metered 0 kW would give
+    #   0 - 1.0 = -1.0 kW). A questionable 9.0 kW over the same slot counts no more.
+    # delivered_mw = (4.0 + 0) / 2 = 2.0 kW = 0.002 MW; delivered_mwh = 4.0 kW * 5/60 h
+    #   = 0.3333 kWh = 0.000333 MWh (rounded to the Wh: 0.000333)
+    readings = [
+        *five_minute("A", -30, [1.0] * 6),
+        Reading("A", at(0), 300, 5.0),
+        Reading("A", at(5), 300, None, "missing"),
+        Reading("A", at(5), 300, 9.0, "questionable"),
+    ]
+    due = Due("I-3", "R", at(0), at(10), mw_requested=0.004, mw_confirmed=0.004)
+    report, result = build_report(due, [("A", "east")], readings, 1800.0, filed_at=at(13))
+    assert result.delivered_mw == pytest.approx([0.004, 0.0], abs=1e-9)
+    assert result.baseline_mw == pytest.approx([0.001, 0.0], abs=1e-9)
+    assert report.delivered_mw == pytest.approx(0.002, abs=1e-9)
+    assert report.delivered_mwh == pytest.approx(0.000333, abs=1e-9)
+    assert result.incomplete_asset_slots == 1  # the asset's coverage shows the gap
+    assert report.assets_metered == 1
