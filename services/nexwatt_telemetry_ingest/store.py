@@ -1,54 +1,163 @@
-"""The service's stores: interval readings in PostgreSQL, latest reading per asset in Redis."""
+"""The service's stores: the historian in PostgreSQL (one row per reading, partitioned by
+month) and, in Redis, each asset's newest reading of each channel."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
 import asyncpg
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from nexwatt_shared.contracts import TelemetryInterval
-from nexwatt_shared.redis_client import NewerOnly
+from nexwatt_shared.contracts import CHANNELS, Channel, Quality, TelemetryInterval
+from nexwatt_shared.kafka.consumer import Delivery
+from nexwatt_shared.redis_client import NewerFields
+from nexwatt_shared.series import MAX_INTERVAL, Interval, StoredFetch
 
 LATEST_KEY = "ingest:latest:{asset_id}"
-# The stored values of a reading, beyond its asset, start and length: a repeat matches them all.
-READING_VALUES = ("pv_kw", "load_kw", "battery_kw", "net_kw", "soc_pct")
+_COLUMNS = (
+    "asset_id", "interval_start", "interval_s", "channels", *CHANNELS,
+    *(f"{c}_quality" for c in CHANNELS), "devices_reporting", "devices_total", "vendor",
+    "endpoint", "event_id",
+)  # fmt: skip
+_TYPES = (
+    "text", "timestamptz", "int", "text", *["float8"] * len(CHANNELS),
+    *["text"] * len(CHANNELS), "int", "int", "text", "text", "text",
+)  # fmt: skip
+_INSERT = f"""
+INSERT INTO readings ({", ".join(_COLUMNS)})
+SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))})
+ON CONFLICT (asset_id, interval_start, channels) DO NOTHING
+"""
 
 
-async def insert_readings(pool: asyncpg.Pool, rows: list[tuple[str, TelemetryInterval]]) -> int:
-    """Insert (event_id, reading) rows; already-stored intervals are skipped. Returns rows added."""
-    if not rows:
-        return 0
-    columns = list(zip(*[(eid, *_values(r)) for eid, r in rows], strict=True))
-    status = await pool.execute(
-        """
-        INSERT INTO interval_readings (event_id, asset_id, interval_start, interval_s, pv_kw,
-                                       load_kw, battery_kw, net_kw, soc_pct)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[],
-                             $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
-        ON CONFLICT (asset_id, interval_start) DO NOTHING
-        """,
-        *[list(c) for c in columns],
-    )
-    return int(status.split()[-1])
+class Partitions:
+    """Creates the historian's month partitions as readings need them (once per process)."""
 
+    def __init__(self) -> None:
+        self._known: set[tuple[int, int]] = set()
 
-def _values(r: TelemetryInterval) -> tuple[object, ...]:
-    return (r.asset_id, r.interval_start, r.interval_s, r.pv_kw, r.load_kw, r.battery_kw,
-            r.net_kw, r.soc_pct)  # fmt: skip
-
-
-async def remember_latest(redis: Redis, readings: list[TelemetryInterval]) -> None:
-    """Keep each asset's newest reading; an older one (a replay) changes nothing."""
-    newer = NewerOnly(redis)
-    async with redis.pipeline(transaction=False) as pipe:
-        for r in readings:
-            key = LATEST_KEY.format(asset_id=r.asset_id)
-            start = r.interval_start.timestamp()
-            await newer.hset(
-                pipe, key, "interval_start_epoch", start, {"json": r.model_dump_json()}
+    async def ensure(self, conn: asyncpg.Connection, starts: Sequence[datetime]) -> None:
+        months = {(s.year, s.month) for s in starts} - self._known
+        for year, month in sorted(months):
+            await conn.execute(
+                "SELECT readings_partition(make_timestamptz($1, $2, 1, 0, 0, 0, 'UTC'))",
+                year,
+                month,
             )
-        await pipe.execute()
+        self._known |= months
 
 
-async def latest(redis: Redis, asset_id: str) -> TelemetryInterval | None:
-    raw = await redis.hget(LATEST_KEY.format(asset_id=asset_id), "json")
-    return TelemetryInterval.model_validate_json(raw) if raw else None
+def stored_intervals(pool: asyncpg.Pool) -> StoredFetch:
+    """The historian's stored channel intervals overlapping spans of assets (`series`)."""
+
+    async def fetch(spans: list[tuple[str, datetime, datetime]]) -> list[Interval]:
+        rows = await pool.fetch(
+            f"""
+            SELECT t.asset_id, t.interval_start, t.interval_s, {", ".join(CHANNELS)},
+                   {", ".join(f"{c}_quality" for c in CHANNELS)}
+            FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS b(asset_id, lo, hi)
+            JOIN readings t ON t.asset_id = b.asset_id
+             AND t.interval_start < b.hi AND t.interval_start > b.lo - $4::interval
+             AND t.interval_start + make_interval(secs => t.interval_s) > b.lo
+            """,
+            *[list(column) for column in zip(*spans, strict=True)],
+            MAX_INTERVAL,
+        )
+        n = len(CHANNELS)
+        return [
+            Interval(r[0], channel, r[1], r[2], r[3 + k], r[3 + n + k])
+            for r in rows
+            for k, channel in enumerate(CHANNELS)
+            if r[3 + n + k] is not None
+        ]
+
+    return fetch
+
+
+async def insert_readings(
+    pool: asyncpg.Pool, partitions: Partitions, new: Sequence[tuple[Delivery, Interval]]
+) -> int:
+    """Store the admitted channel intervals `new` (see `series.admit_with`) as one row per
+    reading, holding its new channels only. Binary COPY; a row another replica stored
+    meanwhile falls back to an insert that skips it. Returns the rows added."""
+    if not new:
+        return 0
+    by_reading: dict[tuple[str, int, int], tuple[Delivery, dict[str, Interval]]] = {}
+    for delivery, interval in new:
+        by_reading.setdefault(delivery.where, (delivery, {}))[1][interval.channel] = interval
+    rows = [_row(delivery, intervals) for delivery, intervals in by_reading.values()]
+    async with pool.acquire() as conn:
+        await partitions.ensure(conn, [row[1] for row in rows])
+        try:
+            await conn.copy_records_to_table("readings", records=rows, columns=_COLUMNS)
+            return len(rows)
+        except asyncpg.UniqueViolationError:
+            status = await conn.execute(_INSERT, *[list(c) for c in zip(*rows, strict=True)])
+            return int(status.split()[-1])
+
+
+def _row(delivery: Delivery, intervals: dict[str, Interval]) -> tuple[object, ...]:
+    r = delivery.payload
+    assert isinstance(r, TelemetryInterval)
+    carried = [c for c in CHANNELS if c in intervals]
+    values = [intervals[c].value if c in intervals else None for c in CHANNELS]
+    qualities = [intervals[c].quality if c in intervals else None for c in CHANNELS]
+    source = r.source
+    return (
+        r.asset_id, r.interval_start, r.interval_s, "+".join(carried), *values, *qualities,
+        r.devices_reporting, r.devices_total, source.vendor if source else None,
+        source.endpoint if source else None, delivery.event.id,
+    )  # fmt: skip
+
+
+class LatestValue(BaseModel):
+    """A channel's newest interval as the historian's cache holds it."""
+
+    interval_start: datetime
+    interval_s: int
+    value: float | None
+    quality: Quality
+
+
+async def remember_latest(redis: Redis, intervals: Sequence[Interval]) -> None:
+    """Keep each asset's newest interval of each channel; an older one (a replay) changes
+    nothing. One hash per asset, one field per channel."""
+    newest: dict[tuple[str, str], Interval] = {}
+    for iv in intervals:
+        seen = newest.get((iv.asset_id, iv.channel))
+        if seen is None or iv.start >= seen.start:
+            newest[iv.asset_id, iv.channel] = iv
+    entries = [
+        (
+            LATEST_KEY.format(asset_id=iv.asset_id),
+            iv.channel,
+            iv.start.timestamp(),
+            json.dumps([iv.start.isoformat(), iv.interval_s, iv.value, iv.quality]),
+        )
+        for iv in newest.values()
+    ]
+    await NewerFields(redis).set(redis, entries)
+
+
+async def latest(redis: Redis, asset_id: str) -> dict[Channel, LatestValue]:
+    """The asset's newest interval of each channel it has reported."""
+    found = await redis.hgetall(LATEST_KEY.format(asset_id=asset_id))
+    latest: dict[Channel, LatestValue] = {}
+    for channel in CHANNELS:
+        if channel in found:
+            start, interval_s, value, quality = json.loads(found[channel])
+            latest[channel] = LatestValue(
+                interval_start=start, interval_s=interval_s, value=value, quality=quality
+            )
+    return latest
+
+
+async def channel_intervals(
+    pool: asyncpg.Pool, asset_id: str, start: datetime, end: datetime
+) -> list[Interval]:
+    """The asset's stored channel intervals overlapping [start, end), in time order."""
+    found = await stored_intervals(pool)([(asset_id, start, end)])
+    return sorted(found, key=lambda i: (i.channel, i.start))

@@ -60,6 +60,17 @@ def decode(topic: Topic, value: bytes | None) -> CloudEvent[BaseModel]:
     nothing a producer sends escapes as another exception and stops a consumer."""
     if value is None:
         raise UndecodableMessage("empty value (tombstone) on a topic that carries events")
+    # Fast path, the common case: a valid event of the topic's current type, parsed and
+    # validated in one pass of pydantic-core. Anything else takes the path below, which says
+    # precisely what is wrong (or reads an older version).
+    try:
+        event = _current(topic).model_validate_json(value, extra="ignore")
+        if event.type == topic.event_type or (
+            topic.formats and topic.payload_for(event.type) is not None
+        ):
+            return event
+    except Exception:  # whatever it is, the slow path below finds and reports the reason
+        pass
     try:
         raw = json.loads(value)
     except RecursionError as exc:
@@ -99,23 +110,36 @@ def raw_envelope(
     site_timezone: str,
     source: str,
     event_id: str | None = None,
+    topic: Topic = TELEMETRY_RAW,
 ) -> CloudEvent[BaseModel]:
-    """Wrap a vendor's own payload for `telemetry.raw`: the type names its format (e.g.
-    `solaredge.storage-data.v1`), the subject is the asset and `sitetimezone` the site's IANA
-    time zone, which local timestamps without an offset are read in."""
+    """Wrap a vendor's own payload for `telemetry.raw` (or another topic of formats): the type
+    names its format (e.g. `solaredge.storage-data.v1`), the subject is the asset and
+    `sitetimezone` the site's IANA time zone, which local timestamps without an offset are
+    read in."""
     fields: dict[str, object] = {
         "source": f"{SOURCE_PREFIX}{source}",
-        "type": f"{TELEMETRY_RAW.event_type}{fmt}",
-        "dataschema": TELEMETRY_RAW.dataschema,
+        "type": f"{topic.event_type}{fmt}",
+        "dataschema": topic.dataschema,
         "subject": asset_id,
         "sitetimezone": site_timezone,
         "data": VendorPayload(data),
     }
     if event_id is not None:
         fields["id"] = event_id
-    if TELEMETRY_RAW.payload_for(fields["type"]) is None:
+    if topic.payload_for(fields["type"]) is None:
         raise ValueError(f"not a format name: {fmt!r} (expected <vendor>.<format>.v<n>)")
     return CloudEvent[VendorPayload](**fields)  # type: ignore[arg-type]
+
+
+_CURRENT: dict[str, type[CloudEvent[Any]]] = {}
+
+
+def _current(topic: Topic) -> type[CloudEvent[Any]]:
+    """The event model of the topic's current payload (parametrizing a generic is not free)."""
+    model = _CURRENT.get(topic.name)
+    if model is None:
+        model = _CURRENT[topic.name] = CloudEvent[topic.payload]  # type: ignore[name-defined]
+    return model
 
 
 def refuse_if_ahead(event: CloudEvent[BaseModel], now: datetime, max_ahead: timedelta) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from nexwatt_shared.envelope import SPEC_VERSION
@@ -19,6 +20,18 @@ def payload_schema(topic: Topic) -> dict[str, Any]:
 
 
 def _message(topic: Topic) -> dict[str, Any]:
+    event_type: dict[str, Any] = {"const": topic.event_type}
+    extensions: dict[str, Any] = {}
+    if topic.formats:  # telemetry.raw: the type names the vendor format; the site's time zone
+        event_type = {
+            "type": "string",
+            "pattern": f"^{re.escape(topic.event_type)}[a-z0-9]+([.-][a-z0-9]+)*\\.v[0-9]+$",
+            "description": "The format, e.g. nexwatt.telemetry.raw.solaredge.storage-data.v1",
+        }
+        extensions["sitetimezone"] = {
+            "type": "string",
+            "description": "The site's IANA time zone (local vendor times are read in it)",
+        }
     return {
         "name": topic.payload.__name__,
         "title": topic.event_type,
@@ -33,12 +46,13 @@ def _message(topic: Topic) -> dict[str, Any]:
                 "specversion": {"const": SPEC_VERSION},
                 "id": {"type": "string"},
                 "source": {"type": "string", "format": "uri"},
-                "type": {"const": topic.event_type},
+                "type": event_type,
                 "time": {"type": "string", "format": "date-time"},
                 "subject": {"type": "string", "description": "The message key"},
                 "datacontenttype": {"const": "application/json"},
                 "dataschema": {"const": topic.dataschema},
                 "data": {"$ref": f"./{topic.name}.json"},
+                **extensions,
             },
         },
     }
@@ -61,7 +75,7 @@ def asyncapi() -> dict[str, Any]:
                     },
                 }
             },
-            "x-key": t.key or None,
+            "x-key": t.key or ("asset id, also the subject" if t.formats else None),
             "x-producers": list(t.producers),
             "x-consumers": list(t.consumers),
         }

@@ -97,7 +97,7 @@ class Ingest:
         conn = await asyncpg.connect(self.db_url)
         try:
             return await conn.fetchval(
-                "SELECT count(*) FROM interval_readings WHERE asset_id = ANY($1)", self.assets
+                "SELECT count(*) FROM readings WHERE asset_id = ANY($1)", self.assets
             )
         finally:
             await conn.close()
