@@ -176,10 +176,11 @@ class Channel(StrEnum):
 
 
 class Quality(StrEnum):
-    """How a channel's value was obtained. ESPI `ReadingQuality` maps onto these:
-    0 valid, 8 forecast-free validated, 17 (and other validated codes) -> actual; 7 estimated,
-    9 manually edited, 10 ... 13 substituted -> estimated; 14 raw/unvalidated, 15, 16, 19
-    (questionable) -> questionable; a reading the source sent without a value -> missing."""
+    """How a channel's value was obtained. ESPI `ReadingQuality` codes map onto these:
+    0 valid, 14 raw (not yet validated, but measured), 17 validated, 18 verified, 19 revenue
+    quality -> actual; 7 manually edited, 8 estimated from a reference day, 9 interpolated,
+    11 derived, 12 projected, 13 mixed, 15 weather-normalized -> estimated; 10 questionable,
+    16 other -> questionable; a reading the source sent without a value -> missing."""
 
     ACTUAL = "actual"  # measured
     ESTIMATED = "estimated"  # filled in or substituted by the source
