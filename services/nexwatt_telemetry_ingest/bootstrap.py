@@ -26,7 +26,9 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
     assert res.pool is not None and res.redis is not None
     pool, redis = res.pool, res.redis
     max_ahead = timedelta(seconds=settings.event_time_max_ahead_s)
-    normalizer = res.consumer([TELEMETRY_RAW], make_normalizer(res.producer, max_ahead), "raw")
+    normalizer = res.consumer(
+        [TELEMETRY_RAW], make_normalizer(res.producer, max_ahead), "raw", settings.raw_max_records
+    )
     historian = res.consumer([TELEMETRY_INTERVAL], make_historian(pool, redis))
     app = FastAPI(title="Nexwatt telemetry-ingest")
 

@@ -6,11 +6,14 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from nexwatt_shared.contracts import VendorPayload
+from nexwatt_shared.contracts import Name, UtcDatetime, VendorPayload
 from nexwatt_shared.envelope import SOURCE_PREFIX, CloudEvent
 from nexwatt_shared.topics import TELEMETRY_RAW, Topic
+
+_NAME: TypeAdapter[str] = TypeAdapter(Name)
+_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
 
 class UndecodableMessage(ValueError):
@@ -26,21 +29,24 @@ def envelope(
     time: datetime | None = None,
 ) -> CloudEvent[BaseModel]:
     """Wrap a payload in a CloudEvent for `topic`. Pass `event_id` when the event must be
-    idempotent across retries (e.g. derived from the instruction id)."""
+    idempotent across retries (e.g. derived from the instruction id).
+
+    The payload is a contract instance, validated when it was made: it is not validated again
+    (that doubled the cost of publishing readings); the envelope's own values are."""
     if not isinstance(payload, topic.payload):
         raise TypeError(f"{topic.name} carries {topic.payload.__name__}, not {type(payload)}")
     fields: dict[str, object] = {
-        "source": f"{SOURCE_PREFIX}{source}",
+        "source": _NAME.validate_python(f"{SOURCE_PREFIX}{source}"),
         "type": topic.event_type,
         "dataschema": topic.dataschema,
         "subject": record_key(topic, payload),
         "data": payload,
     }
     if event_id is not None:
-        fields["id"] = event_id
+        fields["id"] = _NAME.validate_python(event_id)
     if time is not None:
-        fields["time"] = time
-    return CloudEvent[topic.payload](**fields)  # type: ignore[name-defined]
+        fields["time"] = _TIME.validate_python(time)
+    return _current(topic).model_construct(**fields)
 
 
 def record_key(topic: Topic, payload: BaseModel) -> str | None:

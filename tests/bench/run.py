@@ -1,8 +1,13 @@
 """`make bench`: measured numbers, on the real local stack, written to tests/bench/results/.
 
 1. allocation: the pure dispatch math over 100k assets (median of repeats) [ms];
-2. ingest: telemetry records/s through the consumer runner and telemetry-ingest's real handler
-   (PostgreSQL batch insert + Redis latest) on a topic of its own;
+2. ingest: standard readings/s through the consumer runner and telemetry-ingest's historian
+   (series check, PostgreSQL COPY, Redis latest) on a topic of its own, against a bare aiokafka
+   consumer of the same backlog (no decoding, no writes): the ratio is the figure to watch;
+   normalize: Enphase payloads (288 readings each) through the normalizer and the historian
+   running together in one process [readings/s];
+   backfill: a year of 15-minute meter data per meter (Download My Data CSV) through
+   `nexwatt-ingest import`'s own code, parsing alone and parsing + publishing [readings/s];
 3. dead letters: refused records/s through the runner (malformed JSON on a topic of its own,
    each turned into a letter on `dead.letter`): how fast a flood of bad records drains;
 4. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
@@ -30,8 +35,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from nexwatt_admin.launcher import Launcher
 from nexwatt_dispatch.domain import allocate, dispatchable_kw
-from nexwatt_shared.codec import encode, envelope
-from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval
+from nexwatt_shared.codec import encode, envelope, raw_envelope
+from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval, VendorPayload
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
@@ -43,12 +48,17 @@ from nexwatt_shared.topics import (
     DISPATCH_INSTRUCTION,
     Topic,
 )
+from nexwatt_shared.wiring import tune_gc
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS as INGEST_MIGRATIONS
-from nexwatt_telemetry_ingest.handlers import make_historian
+from nexwatt_telemetry_ingest.handlers import make_historian, make_normalizer
+from tests.bench.backfill import bench_backfill
 from tests.helpers import TopicWatcher, committed_total, eventually, unique
 from tests.story import Story
 
 ROOT = Path(__file__).resolve().parents[2]
+# 100 meters = 3.5 M readings, a few minutes; the rate is per reading, so 1,000 meters (35 M)
+# takes ten times as long at the same rate: NEXWATT_BENCH_BACKFILL_METERS=1000 to measure it.
+BACKFILL_METERS = int(os.environ.get("NEXWATT_BENCH_BACKFILL_METERS", "100"))
 RESULTS = Path(__file__).with_name("results")
 BOOTSTRAP = os.environ.get("NEXWATT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 POSTGRES = os.environ.get("NEXWATT_POSTGRES_URL", "postgresql://nexwatt:nexwatt@127.0.0.1:15432")
@@ -141,7 +151,7 @@ async def bench_ingest(records: int = 200_000) -> dict[str, float]:
     redis = open_redis(REDIS)
     elapsed = await drain_s(topic, make_historian(pool, redis), producer, records)
     stored = await pool.fetchval("SELECT count(*) FROM readings")
-    assert stored == records * 5, stored
+    assert stored == records, stored
     await producer.stop()
     await pool.close()
     await redis.aclose()
@@ -150,6 +160,59 @@ async def bench_ingest(records: int = 200_000) -> dict[str, float]:
         "raw_consume_per_s": records / raw_s,
         "ingest_per_s": records / elapsed,
         "ingest_over_raw": raw_s / elapsed,
+    }
+
+
+def enphase_day(end_at_first: int, intervals: int = 288) -> dict:
+    """An Enphase `telemetry/production_micro` day: 288 five-minute intervals of 24 micros."""
+    return {
+        "system_id": 1, "granularity": "day", "total_devices": 24, "items": "intervals",
+        "intervals": [
+            {"end_at": end_at_first + 300 * k, "devices_reporting": 24, "powr": 3000, "enwh": 250}
+            for k in range(intervals)
+        ],
+    }  # fmt: skip
+
+
+async def bench_normalize(sites: int = 500) -> dict[str, float]:
+    """Vendor payloads to the historian in one process: the normalizer (telemetry.raw ->
+    telemetry.interval) and the historian loop running together, each on its own topic."""
+    raw = Topic(unique("bench.raw"), VendorPayload, "bench", partitions=3, formats=True)
+    out = Topic(unique("bench.interval"), TelemetryInterval, "bench", "asset_id", 3, version=2)
+    await create_topics(BOOTSTRAP, [raw, out])
+    producer = EventProducer(BOOTSTRAP, "bench")
+    await producer.start()
+    first_end = int(datetime(2026, 7, 1, 0, 5, tzinfo=UTC).timestamp())
+    for start in range(0, sites, 50):
+        await producer.send_raw_many(raw.name, [
+            (f"E-{k}", encode(raw_envelope("enphase.production-micro.v1", f"E-{k}",
+             enphase_day(first_end), site_timezone="UTC", source="bench", topic=raw)), ())
+            for k in range(start, min(start + 50, sites))
+        ])  # fmt: skip
+    readings = sites * 288
+    pool = await open_pool(POSTGRES, unique("bench_norm").replace("-", "_"), INGEST_MIGRATIONS)
+    redis = open_redis(REDIS)
+    normalizer = ConsumerRunner(
+        bootstrap_servers=BOOTSTRAP, group_id=unique("bench"), topics=[raw],
+        handler=make_normalizer(producer, timedelta(minutes=5), out), dead_letters=producer,
+        max_records=20,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    task = asyncio.create_task(normalizer.run(stop))
+    elapsed = await drain_s(out, make_historian(pool, redis), producer, readings)
+    total = time.perf_counter() - t0
+    stop.set()
+    await task
+    assert await pool.fetchval("SELECT count(*) FROM readings") == readings
+    await producer.stop()
+    await pool.close()
+    await redis.aclose()
+    return {
+        "payloads": sites,
+        "readings": readings,
+        "readings_per_s": readings / total,
+        "historian_drain_s": elapsed,
     }
 
 
@@ -239,9 +302,16 @@ async def main() -> None:
     print("allocation (pure numpy) ...", flush=True)
     results["allocation"] = bench_allocation()
     print(f"    {results['allocation']}", flush=True)
+    tune_gc()  # as every service does at start: `nexwatt_shared.wiring.tune_gc`
     print("ingest throughput ...", flush=True)
     results["ingest"] = await bench_ingest()
     print(f"    {results['ingest']}", flush=True)
+    print("normalize vendor payloads + historian ...", flush=True)
+    results["normalize"] = await bench_normalize()
+    print(f"    {results['normalize']}", flush=True)
+    print(f"meter-data backfill, {BACKFILL_METERS} meters x 365 days of CSV ...", flush=True)
+    results["backfill"] = await bench_backfill(BACKFILL_METERS, 365)
+    print(f"    {results['backfill']}", flush=True)
     print("dead letters ...", flush=True)
     results["dead_letters"] = await bench_dead_letters()
     print(f"    {results['dead_letters']}", flush=True)
