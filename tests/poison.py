@@ -2,7 +2,9 @@
 
 `poison(topic, now)` lists (name, value) pairs: each must end as a dead letter with a reason.
 Telemetry's include contract v2's rules (quality and values agree, devices reporting within the
-total) and records of the first version (`nexwatt.telemetry.interval.v1`, still read).
+total) and records of the first version (`nexwatt.telemetry.interval.v1`, still read). Vendor
+payloads on `telemetry.raw` are refused by the codec or, once decoded, by telemetry-ingest's
+normalizer.
 `tolerated(topic, asset_or_resource)` lists valid records in forms a newer or different
 producer may send (unknown fields): each must be handled like any other.
 The unit tests check each poison against the codec; the fault suite sends them all to the
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nexwatt_shared.topics import (
     ASSET_COMMAND_ACK,
@@ -21,12 +24,15 @@ from nexwatt_shared.topics import (
     DISPATCH_CONFIRMED,
     DISPATCH_INSTRUCTION,
     TELEMETRY_INTERVAL,
+    TELEMETRY_RAW,
     Topic,
 )
 
+SITE_TZ = ZoneInfo("America/New_York")  # the raw payloads' site: local times are read in it
 # Every topic a service consumes.
 CONSUMED = (
     ASSET_REGISTERED,
+    TELEMETRY_RAW,
     TELEMETRY_INTERVAL,
     DISPATCH_INSTRUCTION,
     DISPATCH_CONFIRMED,
@@ -46,6 +52,13 @@ def valid_data(topic: Topic, key: str, when: datetime) -> dict[str, Any]:
             "iso": "PJM", "iso_zone": "PJM-PEPCO", "resource_id": f"NXW-PJM-{key}",
             "cohort": "residential", "telemetry_interval_s": 300, "version": 1,
             "updated_at": at,
+        },
+        # A SolarEdge powerDetails response: one quarter hour, local time of the site.
+        TELEMETRY_RAW.name: {
+            "powerDetails": {"timeUnit": "QUARTER_OF_AN_HOUR", "unit": "W", "meters": [
+                {"type": "Production", "values": [{"date": f"{when.astimezone(SITE_TZ):%F %T}",
+                                                   "value": 3000.0}]},
+            ]},
         },
         TELEMETRY_INTERVAL.name: {
             "asset_id": key, "interval_start": at, "interval_s": 300, "pv_kw": 3.0,
@@ -69,13 +82,20 @@ def valid_data(topic: Topic, key: str, when: datetime) -> dict[str, Any]:
     return payloads[topic.name]
 
 
+RAW_FORMAT = f"{TELEMETRY_RAW.event_type}solaredge.power-details.v1"
+
+
 def event_bytes(topic: Topic, data: Any, event_id: str, **envelope: Any) -> bytes:
-    """A CloudEvent of `topic` around `data`, as raw JSON bytes (no validation on the way)."""
+    """A CloudEvent of `topic` around `data`, as raw JSON bytes (no validation on the way).
+    On `telemetry.raw`: a SolarEdge format, about the asset the data's key names (`subject`),
+    in New York."""
     body = {
         "specversion": "1.0", "id": event_id, "source": "urn:test:poison",
-        "type": topic.event_type, "time": "2026-03-12T09:00:00Z", "data": data, **envelope,
+        "type": topic.event_type, "time": "2026-03-12T09:00:00Z", "data": data,
     }  # fmt: skip
-    return json.dumps(body).encode()
+    if topic is TELEMETRY_RAW:
+        body |= {"type": RAW_FORMAT, "subject": "P-raw", "sitetimezone": SITE_TZ.key}
+    return json.dumps(body | envelope).encode()
 
 
 TELEMETRY_V1 = "nexwatt.telemetry.interval.v1"
@@ -106,6 +126,50 @@ _BAD_FIELDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("quality on no channel", {**_NO_VALUES, "quality": {}}),
         ("devices reporting beyond the total", {"devices_reporting": 24, "devices_total": 23}),
         ("quality as a list", {"quality": ["pv_kw", "actual"]}),
+    ],
+    # Vendor payloads are checked by telemetry-ingest's formats once decoded: each of these
+    # is refused by the codec or by the normalizer, with the vendor, the field and the reason.
+    TELEMETRY_RAW.name: [
+        (
+            "meters as an object",
+            {"powerDetails": {"timeUnit": "QUARTER_OF_AN_HOUR", "unit": "W", "meters": {"a": 1}}},
+        ),
+        (
+            "a string for a power",
+            {
+                "powerDetails": {
+                    "timeUnit": "QUARTER_OF_AN_HOUR",
+                    "unit": "W",
+                    "meters": [
+                        {
+                            "type": "Production",
+                            "values": [{"date": "2026-03-12 09:00:00", "value": "lots"}],
+                        }
+                    ],
+                }
+            },
+        ),
+        (
+            "a time in the spring DST gap",
+            {
+                "powerDetails": {
+                    "timeUnit": "QUARTER_OF_AN_HOUR",
+                    "unit": "W",
+                    "meters": [
+                        {
+                            "type": "Production",
+                            "values": [{"date": "2026-03-08 02:15:00", "value": 1.0}],
+                        }
+                    ],
+                }
+            },
+        ),
+        (
+            "horsepower",
+            {"powerDetails": {"timeUnit": "QUARTER_OF_AN_HOUR", "unit": "hp", "meters": []}},
+        ),
+        ("a day-long interval", {"powerDetails": {"timeUnit": "DAY", "unit": "W", "meters": []}}),
+        ("a JSON string for a payload", "powerDetails"),
     ],
     ASSET_REGISTERED.name: [
         ("NaN", {"capacity_kw": float("nan")}),
@@ -170,19 +234,33 @@ def poison(topic: Topic, key: str, now: datetime) -> list[tuple[str, bytes | Non
         ),
     ]
     for name, changes in _BAD_FIELDS[topic.name]:
-        records.append((name, event_bytes(topic, {**good, **changes}, f"p-{name}")))
+        data = changes if topic is TELEMETRY_RAW else {**good, **changes}
+        records.append((name, event_bytes(topic, data, f"p-{name}")))
+    if topic is TELEMETRY_RAW:  # what the envelope says of the payload
+        for name, envelope in (
+            ("a format nobody reads", {"type": f"{TELEMETRY_RAW.event_type}nobody.thing.v1"}),
+            ("no asset (subject)", {"subject": None}),
+            ("an asset id the contract refuses", {"subject": "A B/C"}),
+            ("a time zone that does not exist", {"sitetimezone": "Mars/Olympus_Mons"}),
+            ("a time zone that is a path", {"sitetimezone": "../../etc/passwd"}),
+            ("no time zone for local times", {"sitetimezone": None}),
+        ):
+            records.append((name, event_bytes(topic, good, f"p-{name}", **envelope)))
     if topic is TELEMETRY_INTERVAL:  # the first version is still read: and still checked
         for name, changes in _BAD_V1_TELEMETRY:
             data = {**good, **changes}
             records.append((name, event_bytes(topic, data, f"p-{name}", type=TELEMETRY_V1)))
-    future = (now + timedelta(days=365 * 70)).isoformat()  # a clock stamped around 2096
-    records.append(
-        ("70 years ahead", event_bytes(topic, {**good, _EVENT_TIME_FIELD[topic.name]: future}, "f"))
-    )
+    future = now + timedelta(days=365 * 70)  # a clock stamped around 2096
+    if topic is TELEMETRY_RAW:
+        ahead = valid_data(topic, key, future.replace(minute=0, second=0, microsecond=0))
+    else:
+        ahead = {**good, _EVENT_TIME_FIELD[topic.name]: future.isoformat()}
+    records.append(("70 years ahead", event_bytes(topic, ahead, "f")))
     return records
 
 
 def tolerated(topic: Topic, key: str, when: datetime, event_id: str) -> bytes:
     """A valid record of `topic` as a newer producer sends it: with fields we don't know."""
     data = {**valid_data(topic, key, when), "firmware": "4.2.1", "site": {"tilt_deg": 30}}
-    return event_bytes(topic, data, event_id, traceparent="00-abc-def-01")
+    subject = {"subject": key} if topic is TELEMETRY_RAW else {}
+    return event_bytes(topic, data, event_id, traceparent="00-abc-def-01", **subject)

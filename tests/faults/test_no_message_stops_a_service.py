@@ -28,6 +28,7 @@ from nexwatt_shared.topics import (
     DISPATCH_CONFIRMED,
     DISPATCH_INSTRUCTION,
     TELEMETRY_INTERVAL,
+    TELEMETRY_RAW,
     Topic,
 )
 from tests.helpers import (
@@ -51,6 +52,7 @@ INGEST, CAPACITY, SETTLEMENT = (
 DISPATCH, DISPATCH_STATE = "nexwatt.dispatch", "nexwatt.dispatch.state"
 GROUPS: dict[str, tuple[str, ...]] = {
     ASSET_REGISTERED.name: (CAPACITY, DISPATCH_STATE, SETTLEMENT),
+    TELEMETRY_RAW.name: (f"{INGEST}.raw",),
     TELEMETRY_INTERVAL.name: (INGEST, CAPACITY, DISPATCH_STATE, SETTLEMENT),
     DISPATCH_INSTRUCTION.name: (DISPATCH, SETTLEMENT),
     DISPATCH_CONFIRMED.name: (SETTLEMENT,),
@@ -99,6 +101,9 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_the_next_mess
     for asset, codec in zip(assets, (None, "lz4", "zstd", "snappy"), strict=True):
         value = tolerated(TELEMETRY_INTERVAL, asset, when, unique("evt"))
         await send(bootstrap, TELEMETRY_INTERVAL, asset, [value], compression=codec)
+    # A vendor payload, normalized and stored like any standard reading.
+    site = f"S-{run}"
+    await send(bootstrap, TELEMETRY_RAW, site, [tolerated(TELEMETRY_RAW, site, when, unique("e"))])
     registered = f"R-{run}"
     value = tolerated(ASSET_REGISTERED, registered, when, unique("evt"))
     await send(bootstrap, ASSET_REGISTERED, registered, [value])
@@ -138,9 +143,13 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_the_next_mess
     # The valid records were served: stored by ingest, modelled, answered.
     base = {name: f"http://127.0.0.1:{port}" for name, port in story.ports.items()}
     async with httpx.AsyncClient(timeout=5) as client:
-        for asset in assets:
-            response = await client.get(
-                f"{base['telemetry-ingest']}/v1/assets/{asset}/telemetry/latest"
+        for asset in [*assets, site]:
+            response = await eventually(
+                lambda asset=asset: client.get(
+                    f"{base['telemetry-ingest']}/v1/assets/{asset}/telemetry/latest"
+                ),
+                lambda r: r.status_code == 200,
+                timeout_s=10,
             )
             assert response.status_code == 200, (asset, response.text)
         capacity = await client.get(
