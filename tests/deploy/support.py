@@ -30,6 +30,10 @@ COMPONENTS = {
 }
 # Compose-only processes (the `demo` profile); the chart does not deploy them.
 SIMULATORS = {"fleet-sim", "iso-sim"}
+# The vendor connectors (`nexwatt-ingest connect`): optional in both, no HTTP server. The name is
+# the compose service, the chart's values key and its component label.
+CONNECTORS = "connectors"
+SITES_FILE = "/etc/nexwatt/sites.json"  # where both mount the sites file
 # Contract ports (NEXWATT_HTTP_PORT).
 PORTS = {
     "onboarding": 8081,

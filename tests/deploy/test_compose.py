@@ -5,6 +5,7 @@ start order, topics and migrations first, Prometheus and Grafana provisioned fro
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,16 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.deploy.support import COMPONENTS, COMPOSE_FILE, PORTS, ROOT, SIMULATORS, load_yaml
+from tests.deploy.support import (
+    COMPONENTS,
+    COMPOSE_FILE,
+    CONNECTORS,
+    PORTS,
+    ROOT,
+    SIMULATORS,
+    SITES_FILE,
+    load_yaml,
+)
 
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 INFRA = {"kafka", "postgres", "redis", "prometheus", "grafana"}
@@ -53,7 +63,7 @@ def test_the_schema_rejects_what_compose_rejects() -> None:
 
 
 def test_every_process_is_there(compose) -> None:
-    assert set(compose["services"]) == INFRA | SERVICES | SIMULATORS | ONE_SHOTS
+    assert set(compose["services"]) == INFRA | SERVICES | SIMULATORS | ONE_SHOTS | {CONNECTORS}
     assert "x-nexwatt-env" in compose
     assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.2"
     assert compose["services"]["postgres"]["image"] == "postgres:15"
@@ -79,7 +89,7 @@ def test_kafka_is_a_single_kraft_node_without_auto_create(compose) -> None:
 def test_nexwatt_containers_share_one_image_built_from_the_dockerfile(compose) -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     images = set()
-    for name in SERVICES | SIMULATORS | ONE_SHOTS:
+    for name in SERVICES | SIMULATORS | ONE_SHOTS | {CONNECTORS}:
         service = compose["services"][name]
         images.add(service["image"])
         assert service["build"] == {"context": ".", "dockerfile": "deploy/docker/Dockerfile"}
@@ -104,6 +114,8 @@ def test_services_run_their_console_script_on_their_port(compose) -> None:
 def test_simulators_only_in_the_demo_profile(compose) -> None:
     for name, service in compose["services"].items():
         expected = ["demo"] if name in SIMULATORS | {"fleet-register"} else None
+        if name == CONNECTORS:
+            expected = ["connectors"]
         assert service.get("profiles") == expected, name
 
 
@@ -124,6 +136,10 @@ def test_healthchecks_and_start_order(compose) -> None:
     for name, service in services.items():
         check = service.get("healthcheck", {})
         if name in ONE_SHOTS:
+            continue
+        if name == CONNECTORS:
+            # No HTTP server to probe: a fatal error exits it and `restart` brings it back.
+            assert check == {"disable": True} and service["restart"] == "unless-stopped"
             continue
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
     for name, service in services.items():
@@ -182,3 +198,39 @@ def test_redis_keeps_an_append_only_file(compose) -> None:
     redis = compose["services"]["redis"]
     assert "--appendonly" in redis["command"]
     assert any(v.endswith(":/data") for v in redis["volumes"])
+
+
+def test_connectors_poll_the_mounted_sites_with_secrets_from_the_host(compose) -> None:
+    from nexwatt_telemetry_ingest.connectors.runner import ConnectorSettings, load_sites
+
+    service = compose["services"][CONNECTORS]
+    assert service["command"] == ["nexwatt-ingest", "connect", "--sites", SITES_FILE]
+    # Started with `init` (topics, telemetry-ingest's migrations), Kafka and PostgreSQL.
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert {"kafka", "postgres"} <= service["depends_on"].keys()
+    assert "ports" not in service
+    (mount,) = service["volumes"]
+    source, target, mode = mount.rsplit(":", 2)
+    assert (target, mode) == (SITES_FILE, "ro")
+    # Overridable, defaulting to the example: ${NEXWATT_SITES_FILE:-./deploy/connectors/...}
+    match = re.fullmatch(r"\$\{NEXWATT_SITES_FILE:-(.+)\}", source)
+    assert match, source
+    example = ROOT / match.group(1)
+    assert example == ROOT / "deploy" / "connectors" / "sites.example.json"
+    sites = load_sites(example)
+    assert len(sites) == 2
+    env = _env(service)
+    assert env["NEXWATT_POSTGRES_DATABASE"] == "nexwatt_telemetry_ingest"  # its cursors
+    fields = {f"NEXWATT_{name.upper()}" for name in ConnectorSettings.model_fields}
+    unknown = sorted(n for n in env if n.startswith("NEXWATT_") and n not in fields)
+    assert not unknown, f"not connector settings: {unknown}"
+    # Every credential the sites' vendors could need comes from the host, under its own name.
+    secrets = {
+        f"NEXWATT_{name.upper()}"
+        for name, field in ConnectorSettings.model_fields.items()
+        if "SecretStr" in str(field.annotation)
+    }
+    secrets -= {"NEXWATT_KAFKA_SASL_PASSWORD"}
+    assert secrets
+    for name in secrets:
+        assert env[name] == f"${{{name}:-}}", name

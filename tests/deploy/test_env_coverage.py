@@ -3,6 +3,13 @@
 Each services/nexwatt_<svc>/config.py defines Settings(ServiceSettings); pydantic-settings reads
 NEXWATT_ + the field name in upper case. A setting left to its code default in one deployment
 and set in another is how environments drift apart, so all of them are spelled out.
+
+The vendor connectors (`nexwatt-ingest connect`, ConnectorSettings) are a tool of
+telemetry-ingest, not a service: they inherit its Settings, most of which they never read (HTTP,
+consumers, Redis), and their vendor settings (endpoints, plan limits, credentials) matter only
+for the vendors a deployment's sites use. So for them the connection settings and the run-wide
+NEXWATT_CONNECTOR_* knobs are spelled out; vendor settings are set where needed, and every
+NEXWATT_* name given to them must be a setting they read (a misspelled one would be ignored).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from tests.deploy.support import (
     CHART,
     COMPONENTS,
     COMPOSE_FILE,
+    CONNECTORS,
     PORTS,
     SIMULATORS,
     discover_services,
@@ -147,3 +155,88 @@ def test_kafka_sasl_reaches_every_service(helm: str, monkeypatch) -> None:
         assert security["sasl_plain_username"] == "svc-nexwatt"
         assert security["sasl_plain_password"] == "s3cret"
         assert security["security_protocol"] == env["NEXWATT_KAFKA_SECURITY_PROTOCOL"]
+
+
+# --- the vendor connectors -----------------------------------------------------------------------
+
+# Their cursors live beside telemetry-ingest's data.
+CONNECTOR_DATABASE = "nexwatt_telemetry_ingest"
+
+
+def _connector_fields() -> dict[str, Any]:
+    from nexwatt_telemetry_ingest.connectors.runner import ConnectorSettings
+
+    return {
+        f"NEXWATT_{name.upper()}": field.default
+        for name, field in ConnectorSettings.model_fields.items()
+    }
+
+
+def _connector_required() -> set[str]:
+    run_wide = {n for n in _connector_fields() if n.startswith("NEXWATT_CONNECTOR_")}
+    assert run_wide, "ConnectorSettings has no NEXWATT_CONNECTOR_* settings any more"
+    connection = {
+        "NEXWATT_KAFKA_BOOTSTRAP_SERVERS",
+        "NEXWATT_POSTGRES_URL",
+        "NEXWATT_POSTGRES_DATABASE",
+        "NEXWATT_LOG_LEVEL",
+    }
+    return connection | run_wide
+
+
+def _check_connector_env(env: dict[str, str], where: str, monkeypatch) -> Any:
+    from nexwatt_telemetry_ingest.connectors.runner import ConnectorSettings
+
+    fields = _connector_fields()
+    missing = sorted(_connector_required() - set(env))
+    assert not missing, f"{where} does not set {missing}"
+    unknown = sorted(n for n in env if n.startswith("NEXWATT_") and n not in fields)
+    assert not unknown, f"{where} sets {unknown}: not settings the connectors read"
+    for name in [n for n in os.environ if n.startswith("NEXWATT_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("NEXWATT_"):
+            monkeypatch.setenv(name, str(value))
+    settings = ConnectorSettings()
+    assert settings.database == CONNECTOR_DATABASE, where
+    return settings
+
+
+def test_compose_connectors_set_their_settings(monkeypatch) -> None:
+    env = load_yaml(COMPOSE_FILE)["services"][CONNECTORS]["environment"]
+    # Unset credentials (${NEXWATT_...:-}) arrive as empty strings; they still parse.
+    env = {k: "" if str(v).startswith("${") else v for k, v in env.items()}
+    settings = _check_connector_env(env, f"docker-compose.yml {CONNECTORS}", monkeypatch)
+    fields = _connector_fields()
+    for name in _connector_required():
+        if name.startswith("NEXWATT_CONNECTOR_"):  # spelled out at the code's defaults
+            assert float(env[name]) == fields[name], name
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+def test_chart_connectors_set_their_settings(helm: str, monkeypatch) -> None:
+    docs = helm_template(
+        helm,
+        "-f", str(CHART / "ci" / "connectors-values.yaml"),
+        "--set", "global.kafka.sasl.enabled=true",
+        "--set", "global.kafka.sasl.username=svc-nexwatt",
+        "--set", "global.kafka.sasl.password=s3cret",
+    )  # fmt: skip
+    (deployment,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == CONNECTORS
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = _chart_env(docs, container)
+    settings = _check_connector_env(env, "the chart's connectors Deployment", monkeypatch)
+    fields = _connector_fields()
+    values = load_yaml(CHART / "values.yaml")[CONNECTORS]["env"]
+    for name in _connector_required():
+        if name.startswith("NEXWATT_CONNECTOR_"):  # spelled out at the code's defaults
+            assert float(values[name]) == fields[name], name
+    assert settings.solaredge_api_key.get_secret_value() == "change-me"
+    security = settings.kafka_security()
+    assert security["sasl_plain_username"] == "svc-nexwatt"
+    assert security["sasl_plain_password"] == "s3cret"

@@ -193,3 +193,91 @@ Fail early, with a message that says what to set, when an external server is not
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The optional `connectors` component (`nexwatt-ingest connect`). Not a service: no HTTP port, no
+Service; it shares telemetry-ingest's database and migrations.
+*/}}
+{{/* Vendors `nexwatt-ingest connect` knows (runner.VENDORS; a test keeps them equal). */}}
+{{- define "nexwatt.connectorVendors" -}}
+solaredge,enphase,sma-webconnect,sma-ennexos,generac,sunspec
+{{- end }}
+
+{{/* Non-secret settings of the connectors, as a YAML map (the ConfigMap's data). */}}
+{{- define "nexwatt.connectorsConfigData" -}}
+{{- $g := .Values.global }}
+{{- $c := .Values.connectors }}
+{{- $data := dict
+  "NEXWATT_KAFKA_BOOTSTRAP_SERVERS" $g.kafka.bootstrapServers
+  "NEXWATT_POSTGRES_DATABASE" "nexwatt_telemetry_ingest"
+}}
+{{- if $g.kafka.sasl.enabled }}
+{{- $_ := set $data "NEXWATT_KAFKA_SECURITY_PROTOCOL" $g.kafka.sasl.securityProtocol }}
+{{- $_ := set $data "NEXWATT_KAFKA_SASL_MECHANISM" $g.kafka.sasl.mechanism }}
+{{- end }}
+{{- range $k, $v := $g.env }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- range $k, $v := $c.env }}
+{{- $_ := set $data $k (toString $v) }}
+{{- end }}
+{{- range $k := keys $data | sortAlpha }}
+{{ $k }}: {{ index $data $k | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+connectors.sites as the JSON list `--sites` reads; fails rendering on an incomplete site or an
+unknown vendor. Every field is rendered as a string (a site_id written as a YAML number too).
+*/}}
+{{- define "nexwatt.connectorsSites" -}}
+{{- $vendors := splitList "," (include "nexwatt.connectorVendors" .) }}
+{{- $sites := list }}
+{{- if not .Values.connectors.sites }}
+{{- fail "connectors.sites is empty: list the sites to poll (asset_id, vendor, site_id, timezone) or set connectors.enabled=false" }}
+{{- end }}
+{{- range $i, $s := .Values.connectors.sites }}
+{{- $site := dict }}
+{{- range $field := list "asset_id" "vendor" "site_id" "timezone" }}
+{{- $v := index $s $field | default "" }}
+{{- if kindIs "float64" $v }}
+{{- $v = int64 $v }}{{/* YAML numbers arrive as floats: 1234567, not 1.234567e+06 */}}
+{{- end }}
+{{- $v = toString $v | trim }}
+{{- $_ := set $site $field (required (printf "connectors.sites[%d].%s is required" $i $field) $v) }}
+{{- end }}
+{{- if not (has $site.vendor $vendors) }}
+{{- fail (printf "connectors.sites[%d].vendor %q is not one of %s" $i $site.vendor (join ", " $vendors)) }}
+{{- end }}
+{{- $sites = append $sites $site }}
+{{- end }}
+{{- toPrettyJson $sites }}
+{{- end }}
+
+{{/* The Secret with the vendor credentials: connectors.existingSecret, the chart's, or none. */}}
+{{- define "nexwatt.connectorsSecretName" -}}
+{{- if .Values.connectors.existingSecret }}
+{{- .Values.connectors.existingSecret }}
+{{- else if .Values.connectors.secrets }}
+{{- include "nexwatt.componentFullname" (dict "root" . "key" "connectors") }}
+{{- end }}
+{{- end }}
+
+{{/* The chart-made vendor Secret's data (base64); keys must be NEXWATT_* settings. */}}
+{{- define "nexwatt.connectorsSecretData" -}}
+{{- $secrets := .Values.connectors.secrets | default dict }}
+{{- range $k := keys $secrets | sortAlpha }}
+{{- if not (hasPrefix "NEXWATT_" $k) }}
+{{- fail (printf "connectors.secrets.%s: keys are environment variables named NEXWATT_*, e.g. NEXWATT_SOLAREDGE_API_KEY" $k) }}
+{{- end }}
+{{ $k }}: {{ index $secrets $k | toString | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Roll the connectors pod when its settings, sites or credentials change. */}}
+{{- define "nexwatt.connectorsChecksums" -}}
+checksum/config: {{ print (include "nexwatt.connectorsConfigData" .) (include "nexwatt.connectorsSites" .) | sha256sum }}
+{{- $secret := .Values.global.existingSecret | default (include "nexwatt.secretData" .) }}
+{{- $vendor := .Values.connectors.existingSecret | default (include "nexwatt.connectorsSecretData" .) }}
+checksum/secret: {{ print $secret $vendor | sha256sum }}
+{{- end }}
