@@ -101,3 +101,14 @@ def discover_services() -> list[ServiceSettingsInfo]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def deployment(docs: list[dict], component: str) -> dict:
+    """The one Deployment of `component` among rendered manifests."""
+    (found,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found

@@ -27,6 +27,7 @@ from tests.deploy.support import (
     CONNECTORS,
     PORTS,
     SIMULATORS,
+    deployment,
     discover_services,
     helm_template,
     load_yaml,
@@ -104,13 +105,7 @@ def _chart_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[st
 def test_chart_sets_every_setting(rendered, info, monkeypatch) -> None:
     docs = rendered["default-values.yaml"]
     component = info.service
-    (deployment,) = [
-        d
-        for d in docs
-        if d["kind"] == "Deployment"
-        and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
-    ]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = deployment(docs, component)["spec"]["template"]["spec"]["containers"]
     env = _chart_env(docs, container)
     missing = sorted(_required(info) - set(env))
     assert not missing, f"the chart's {component} Deployment does not set {missing}"
@@ -138,13 +133,7 @@ def test_kafka_sasl_reaches_every_service(helm: str, monkeypatch) -> None:
         "--set", "global.kafka.sasl.password=s3cret",
     )  # fmt: skip
     for info in [s for s in SERVICES if s.service in CHART_KEY]:
-        (deployment,) = [
-            d
-            for d in docs
-            if d["kind"] == "Deployment"
-            and d["metadata"]["labels"]["app.kubernetes.io/component"] == info.service
-        ]
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (container,) = deployment(docs, info.service)["spec"]["template"]["spec"]["containers"]
         env = _chart_env(docs, container)
         assert set(env) >= KAFKA_SECURITY, info.service
         for name in [n for n in os.environ if n.startswith("NEXWATT_")]:
@@ -222,13 +211,7 @@ def test_chart_connectors_set_their_settings(helm: str, monkeypatch) -> None:
         "--set", "global.kafka.sasl.username=svc-nexwatt",
         "--set", "global.kafka.sasl.password=s3cret",
     )  # fmt: skip
-    (deployment,) = [
-        d
-        for d in docs
-        if d["kind"] == "Deployment"
-        and d["metadata"]["labels"]["app.kubernetes.io/component"] == CONNECTORS
-    ]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = deployment(docs, CONNECTORS)["spec"]["template"]["spec"]["containers"]
     env = _chart_env(docs, container)
     settings = _check_connector_env(env, "the chart's connectors Deployment", monkeypatch)
     fields = _connector_fields()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexwatt_shared.contracts import Channel, Quality, ReadingSource, TelemetryInterval
+from nexwatt_shared.contracts import Channel, ReadingSource, TelemetryInterval
 from nexwatt_telemetry_ingest.formats import Format, FormatError, RawContext, rules
 
 VENDOR = "generac"
@@ -44,9 +44,7 @@ def parse_devices(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
     for i, item in enumerate(devices):
         where = f"{field}[{i}]"
         device = rules.obj(item, where)
-        kind = rules.member(device, "deviceType", where)
-        if not isinstance(kind, str):
-            raise FormatError(f"{where}.deviceType", f"expected a string, got {kind!r}"[:120])
+        kind = rules.text(rules.member(device, "deviceType", where), f"{where}.deviceType")
         if kind not in (_PV_LINK, _BATTERY):
             continue
         status = rules.obj(rules.member(device, "deviceStatus", where), f"{where}.deviceStatus")
@@ -74,13 +72,10 @@ def parse_devices(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
         raise FormatError(field, "no PV link (PVL) or battery (BATTERY) device")
     powers = pv + battery
     return [
-        rules.reading(
+        polled.reading(
             ctx.asset_id,
-            polled.start,
-            polled.interval_s,
             channels,
             ReadingSource(vendor=VENDOR, endpoint=ENDPOINT),
-            quality=Quality.ESTIMATED,
             devices_reporting=sum(1 for p in powers if p is not None),
             devices_total=len(powers),
         )

@@ -109,6 +109,13 @@ def member(parent: Mapping[str, Any], name: str, field: str) -> Any:
     return parent[name]
 
 
+def text(value: object, field: str) -> str:
+    """A string the format requires at `field`."""
+    if not isinstance(value, str):
+        raise FormatError(field, f"expected a string, got {value!r}"[:120])
+    return value
+
+
 def count(value: object, field: str) -> int | None:
     """A count of devices: None stays None; anything but a whole number 0 ... MAX_COUNT is
     refused."""
@@ -129,6 +136,20 @@ class Polled:
     start: datetime  # polled_at - interval_s
     interval_s: int
     response: object  # the vendor body exactly as received
+
+    def reading(
+        self,
+        asset_id: str,
+        channels: Mapping[Channel, float | None],
+        source: ReadingSource,
+        devices_reporting: int | None = None,
+        devices_total: int | None = None,
+    ) -> TelemetryInterval:
+        """The one reading of a poll: over the poll period, every value `estimated`."""
+        return reading(
+            asset_id, self.start, self.interval_s, channels, source, quality=Quality.ESTIMATED,
+            devices_reporting=devices_reporting, devices_total=devices_total,
+        )  # fmt: skip
 
 
 def polled(data: object) -> Polled:

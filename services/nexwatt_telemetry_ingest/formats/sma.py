@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nexwatt_shared.contracts import Channel, Quality, ReadingSource, TelemetryInterval
+from nexwatt_shared.contracts import Channel, ReadingSource, TelemetryInterval
 from nexwatt_telemetry_ingest.formats import Format, FormatError, RawContext, rules
 
 VENDOR = "sma"
@@ -113,8 +113,8 @@ def parse_ennexos(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
     for i, item in enumerate(rules.array(polled.response, "response")):
         field = f"response[{i}]"
         entry = rules.obj(item, field)
-        channel_id = _text(rules.member(entry, "channelId", field), f"{field}.channelId")
-        component = _text(rules.member(entry, "componentId", field), f"{field}.componentId")
+        channel_id = rules.text(rules.member(entry, "channelId", field), f"{field}.channelId")
+        component = rules.text(rules.member(entry, "componentId", field), f"{field}.componentId")
         quantity = _ENNEXOS.get(channel_id)
         if quantity is None:
             continue  # a channel we do not map
@@ -134,12 +134,6 @@ def _ennexos_value(values: object, field: str) -> float | None:
     return rules.number(first.get("value"), f"{field}[0].value")
 
 
-def _text(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise FormatError(field, f"expected a string, got {type(value).__name__}")
-    return value
-
-
 def _reading(
     devices: Mapping[str, Device],
     polled: rules.Polled,
@@ -152,13 +146,10 @@ def _reading(
         raise FormatError(field, "no device reports PV, battery, SoC or meter values")
     reporting = sum(1 for d in devices.values() if any(v is not None for v in d.values()))
     return [
-        rules.reading(
+        polled.reading(
             ctx.asset_id,
-            polled.start,
-            polled.interval_s,
             channels,
             ReadingSource(vendor=VENDOR, endpoint=endpoint),
-            quality=Quality.ESTIMATED,
             devices_reporting=reporting,
             devices_total=len(devices),
         )

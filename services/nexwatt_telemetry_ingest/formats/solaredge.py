@@ -70,9 +70,7 @@ def _parse_meters(
     for m, meter in enumerate(meters):
         field = f"{root}.meters[{m}]"
         meter = rules.obj(meter, field)
-        kind = rules.member(meter, "type", field)
-        if not isinstance(kind, str):
-            raise FormatError(f"{field}.type", f"expected a meter type, got {kind!r}"[:120])
+        kind = rules.text(rules.member(meter, "type", field), f"{field}.type")
         if kind not in (_PV, _LOAD, _FEED_IN, _PURCHASED):
             continue
         if kind in series:

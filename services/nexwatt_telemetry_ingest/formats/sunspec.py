@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nexwatt_shared.contracts import Channel, Quality, ReadingSource, TelemetryInterval
+from nexwatt_shared.contracts import Channel, ReadingSource, TelemetryInterval
 from nexwatt_telemetry_ingest.formats import Format, FormatError, RawContext, rules
 
 VENDOR = "sunspec"
@@ -85,13 +85,10 @@ def parse_models(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
     if not channels:
         raise FormatError("response.models", "no inverter (101-103) or storage (124, 713, 802)")
     return [
-        rules.reading(
+        polled.reading(
             ctx.asset_id,
-            polled.start,
-            polled.interval_s,
             channels,
             ReadingSource(vendor=VENDOR, endpoint="modbus models"),
-            quality=Quality.ESTIMATED,
         )
     ]
 
