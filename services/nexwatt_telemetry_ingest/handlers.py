@@ -3,7 +3,6 @@ and the historian (`telemetry.interval` -> PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import asyncpg
@@ -78,12 +77,10 @@ def make_historian(pool: asyncpg.Pool, redis: Redis) -> BatchHandler:
     async def handle(batch: list[Delivery]) -> None:
         # One series per asset and channel: repeats are dropped, overlaps refused.
         new, repeats = await series.admit_with(stored, CHANNELS, batch)
-        # The two stores work at once (PostgreSQL and Redis each on their own process).
-        # Repeats go to Redis too: a crash between the insert and Redis leaves them to a replay.
-        added, _ = await asyncio.gather(
-            insert_readings(pool, partitions, new),
-            remember_latest(redis, [iv for _, iv in new + repeats]),
-        )
+        added = await insert_readings(pool, partitions, new)
+        # Redis only after PostgreSQL took the batch: the cache never shows a value the
+        # historian refused. Repeats too: a crash between the two leaves them to a replay.
+        await remember_latest(redis, [iv for _, iv in new + repeats])
         READINGS_STORED.inc(len(new))
         READINGS_DUPLICATE.inc(len(repeats))
         log.debug("readings stored", rows=added, channels=len(new), repeats=len(repeats))

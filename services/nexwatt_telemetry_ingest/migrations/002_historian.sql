@@ -42,8 +42,9 @@ EXCEPTION WHEN duplicate_table THEN
 END $$;
 
 -- Readings stored by contract v1 (every channel but SoC required) move into the historian.
+-- Months in UTC, whatever the session's time zone (the partitions are UTC months).
 SELECT readings_partition(m)
-FROM (SELECT DISTINCT date_trunc('month', interval_start) AS m FROM interval_readings) months;
+FROM (SELECT DISTINCT date_trunc('month', interval_start, 'UTC') AS m FROM interval_readings) months;
 INSERT INTO readings (asset_id, interval_start, interval_s, channels, pv_kw, load_kw,
                       battery_kw, net_kw, soc_pct, pv_kw_quality, load_kw_quality,
                       battery_kw_quality, net_kw_quality, soc_pct_quality, event_id, received_at)

@@ -135,16 +135,20 @@ async def test_coverage_over_a_window(stores: tuple) -> None:
 
 
 async def test_v1_rows_move_into_the_historian(servers: dict[str, str], tmp_path: Path) -> None:
-    """A store written by the first contract keeps its readings, one row per channel."""
+    """A store written by the first contract keeps its readings, one row per channel, even when
+    the database's sessions are not in UTC (partitions are UTC months)."""
     database = unique("test_ingest_v1").replace("-", "_")
     shutil.copy(MIGRATIONS / "001_interval_readings.sql", tmp_path)
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, tmp_path)
+    # 03:00Z on April 1st is still March 31st in Los Angeles.
+    april = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)
     await pool.execute(
-        "INSERT INTO interval_readings VALUES ('A', $1, 300, 3, 1, -0.5, 1.5, NULL, 'e1')", T0
+        "INSERT INTO interval_readings VALUES ('A', $1, 300, 3, 1, -0.5, 1.5, NULL, 'e1')", april
     )
+    await pool.execute(f"ALTER DATABASE {database} SET timezone TO 'America/Los_Angeles'")
     await pool.close()
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
-    stored = await channel_intervals(pool, "A", T0, T0 + timedelta(hours=1))
+    stored = await channel_intervals(pool, "A", april, april + timedelta(hours=1))
     await pool.close()
     # soc_pct was NULL in v1 (not reported): not carried, rather than a stored 0.
     assert sorted((i.channel, i.value, i.quality) for i in stored) == [
