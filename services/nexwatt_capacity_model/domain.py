@@ -66,6 +66,7 @@ class AssetState:
     status: str
     capacity_kw: float
     storage_kwh: float
+    has_pv: bool
     backup_reserve_pct: float
     updated_at: datetime
     pv_end: datetime | None
@@ -97,6 +98,7 @@ def resource_capacity(
     soc_end_s: np.ndarray,
     soc_pct: np.ndarray,
     freshness_s: float,
+    has_pv: np.ndarray | None = None,
 ) -> Capacity:
     """One resource's capacity from its enrolled assets, one array element per asset.
 
@@ -108,6 +110,8 @@ def resource_capacity(
         pv_kw: PV output over that interval [kW]; NaN = unknown (reported missing)
         soc_end_s: end of the newest SoC interval [s since the epoch]; NaN = never reported
         soc_pct: battery state of charge at that end [%]; NaN = unknown
+        has_pv: whether the asset has PV behind its inverter (None: all have); a battery-only
+            asset has no PV to report: its PV is 0, always known
         freshness_s: a channel is fresh when its newest interval ends at most this long
             before the resource's clock [s]: the time most of its assets have reached (each
             asset's newest end over both channels, `nexwatt_shared.event_time.resource_clock`;
@@ -124,8 +128,10 @@ def resource_capacity(
     nothing from the others.
     """
     clock_s = resource_clock(np.fmax(pv_end_s, soc_end_s))
+    no_pv = np.zeros(pv_kw.shape, bool) if has_pv is None else ~np.asarray(has_pv, bool)
+    pv_kw = np.where(no_pv, 0.0, pv_kw)
     with np.errstate(invalid="ignore"):  # NaN (never, unknown) compares False: not fresh
-        fresh_pv = (pv_end_s >= clock_s - freshness_s) & ~np.isnan(pv_kw)
+        fresh_pv = (pv_end_s >= clock_s - freshness_s) & ~np.isnan(pv_kw) | no_pv
         fresh_soc = (soc_end_s >= clock_s - freshness_s) & ~np.isnan(soc_pct)
     reporting = fresh_pv & (fresh_soc | (storage_kwh == 0))
     available_kw = deliverable_kw(
@@ -163,6 +169,7 @@ def snapshot(
         soc_end_s=column(a.soc_end.timestamp() if a.soc_end else None for a in enrolled),
         soc_pct=column(a.soc_pct for a in enrolled),
         freshness_s=freshness_s,
+        has_pv=np.array([a.has_pv for a in enrolled], dtype=bool),
     )
     input_times = [a.updated_at for a in assets]
     input_times += [a.telemetry_end for a in assets if a.telemetry_end is not None]

@@ -13,11 +13,11 @@ from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, Channel
 # A replayed or out-of-order older version never overwrites a newer one.
 _UPSERT_ASSETS = """
 INSERT INTO assets (asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct,
-                    version, updated_at)
+                    version, updated_at, has_pv)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                     $6::float8[], $7::int[], $8::timestamptz[])
+                     $6::float8[], $7::int[], $8::timestamptz[], $9::bool[])
 ON CONFLICT (asset_id) DO UPDATE SET
-    resource_id = excluded.resource_id, status = excluded.status,
+    resource_id = excluded.resource_id, status = excluded.status, has_pv = excluded.has_pv,
     capacity_kw = excluded.capacity_kw, storage_kwh = excluded.storage_kwh,
     backup_reserve_pct = excluded.backup_reserve_pct, version = excluded.version,
     updated_at = excluded.updated_at
@@ -67,6 +67,7 @@ async def save_inputs(
                 [r.backup_reserve_pct for r in records],
                 [r.version for r in records],
                 [r.updated_at for r in records],
+                [r.has_pv for r in records],
             )
         if channels:
             await conn.execute(
@@ -89,7 +90,8 @@ async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, li
     """Every asset now in each resource, whatever its status, with its newest PV and SoC."""
     rows = await pool.fetch(
         """
-        SELECT a.resource_id, a.status, a.capacity_kw, a.storage_kwh, a.backup_reserve_pct,
+        SELECT a.resource_id, a.status, a.capacity_kw, a.storage_kwh, a.has_pv,
+               a.backup_reserve_pct,
                a.updated_at, pv.interval_end AS pv_end, pv.value AS pv_kw,
                soc.interval_end AS soc_end, soc.value AS soc_pct
         FROM assets a
@@ -108,6 +110,7 @@ async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, li
                 status=row["status"],
                 capacity_kw=row["capacity_kw"],
                 storage_kwh=row["storage_kwh"],
+                has_pv=row["has_pv"],
                 backup_reserve_pct=row["backup_reserve_pct"],
                 updated_at=row["updated_at"],
                 pv_end=row["pv_end"],

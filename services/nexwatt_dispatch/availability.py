@@ -44,7 +44,8 @@ if previous and previous ~= ARGV[2] then
   redis.call('SREM', ARGV[7] .. previous, ARGV[8])
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'resource_id', ARGV[2], 'status', ARGV[3],
-           'capacity_kw', ARGV[4], 'storage_kwh', ARGV[5], 'reserve_pct', ARGV[6])
+           'capacity_kw', ARGV[4], 'storage_kwh', ARGV[5], 'reserve_pct', ARGV[6],
+           'has_pv', ARGV[9])
 if ARGV[3] == 'enrolled' then
   redis.call('SADD', ARGV[7] .. ARGV[2], ARGV[8])
 else
@@ -62,6 +63,7 @@ class Fleet:
     capacity_kw: np.ndarray
     storage_kwh: np.ndarray
     reserve_pct: np.ndarray
+    has_pv: np.ndarray  # bool: PV behind the inverter (a battery-only asset reports none)
     pv_kw: np.ndarray  # NaN: unknown (never reported, or reported missing or questionable)
     soc_pct: np.ndarray  # NaN: unknown
     pv_end_epoch: np.ndarray  # -inf: never reported (an infinite age)
@@ -85,7 +87,7 @@ class Availability:
                 await self._apply_registration(
                     keys=[ASSET.format(r.asset_id)],
                     args=[r.version, r.resource_id, r.status, r.capacity_kw, r.storage_kwh,
-                          r.backup_reserve_pct, RESOURCE_PREFIX, r.asset_id],
+                          r.backup_reserve_pct, RESOURCE_PREFIX, r.asset_id, int(r.has_pv)],
                     client=pipe,
                 )  # fmt: skip
             await pipe.execute()
@@ -122,6 +124,8 @@ class Availability:
             capacity_kw=column("capacity_kw", 0.0),
             storage_kwh=column("storage_kwh", 0.0),
             reserve_pct=column("reserve_pct", 100.0),
+            # A record stored before `has_pv` existed: assume PV until its next version.
+            has_pv=column("has_pv", 1.0).astype(bool),
             pv_kw=column(Channel.PV_KW, np.nan),
             soc_pct=column(Channel.SOC_PCT, np.nan),
             pv_end_epoch=column(end_field(Channel.PV_KW), -np.inf),

@@ -50,6 +50,7 @@ def dispatchable_kw(
     soc_age_s: ArrayLike,
     max_age_s: float,
     max_ahead_s: float = 0.0,
+    has_pv: ArrayLike | None = None,
 ) -> FloatArray:
     """Battery discharge each asset can hold for the rest of the window [kW]: what it can
     deliver (`nexwatt_shared.battery.deliverable_kw`: inverter headroom, energy above the
@@ -65,12 +66,27 @@ def dispatchable_kw(
     hours : time from now to the window's end [h], > 0
     pv_age_s, soc_age_s : event time now minus each channel's newest interval end [s]
     max_age_s, max_ahead_s : as in ``usable`` [s]
+    has_pv : whether PV sits behind each asset's inverter (None: all); a battery-only asset
+        has no PV to report: its PV is 0, always known
     """
+    pv_kw, pv_ok = pv_state(pv_kw, pv_age_s, max_age_s, max_ahead_s, has_pv)
     limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
-    known = usable(pv_kw, pv_age_s, max_age_s, max_ahead_s) & usable(
-        soc_pct, soc_age_s, max_age_s, max_ahead_s
-    )
+    known = pv_ok & usable(soc_pct, soc_age_s, max_age_s, max_ahead_s)
     return np.where(known, limit, 0.0)
+
+
+def pv_state(
+    pv_kw: ArrayLike,
+    pv_age_s: ArrayLike,
+    max_age_s: float,
+    max_ahead_s: float,
+    has_pv: ArrayLike | None,
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Each asset's PV [kW] and whether it can be relied on (`usable`): an asset without PV
+    has 0 kW, known whatever its age."""
+    pv = np.asarray(pv_kw, float)
+    no_pv = np.zeros(pv.shape, bool) if has_pv is None else ~np.asarray(has_pv, bool)
+    return np.where(no_pv, 0.0, pv), usable(pv, pv_age_s, max_age_s, max_ahead_s) | no_pv
 
 
 def unavailable_reason(pv_usable: ArrayLike, soc_usable: ArrayLike) -> str:

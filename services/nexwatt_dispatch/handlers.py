@@ -16,6 +16,7 @@ from nexwatt_dispatch.domain import (
     allocate,
     answer_status,
     dispatchable_kw,
+    pv_state,
     shortfall_reason,
     telemetry_age_s,
     unavailable_reason,
@@ -185,7 +186,7 @@ class Dispatcher:
         max_ahead_s = self.settings.event_time_max_ahead_s
         limits = dispatchable_kw(
             fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
-            hours, pv_age_s, soc_age_s, max_age_s, max_ahead_s,
+            hours, pv_age_s, soc_age_s, max_age_s, max_ahead_s, fleet.has_pv,
         )  # fmt: skip
         setpoints = allocate(
             instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw
@@ -196,7 +197,7 @@ class Dispatcher:
                 [],
                 [],
                 unavailable_reason(
-                    usable(fleet.pv_kw, pv_age_s, max_age_s, max_ahead_s),
+                    pv_state(fleet.pv_kw, pv_age_s, max_age_s, max_ahead_s, fleet.has_pv)[1],
                     usable(fleet.soc_pct, soc_age_s, max_age_s, max_ahead_s),
                 ),
             )

@@ -161,6 +161,11 @@ class AssetRegistered(Contract):
     def event_time(self) -> datetime:
         return self.updated_at
 
+    @property
+    def has_pv(self) -> bool:
+        """Whether PV sits behind the asset's inverter: a battery-only asset reports no PV."""
+        return self.asset_type is not AssetType.STORAGE
+
 
 # --- telemetry.interval ---------------------------------------------------------------------
 

@@ -67,6 +67,22 @@ def test_available_mw_is_the_smaller_of_headroom_and_usable_energy_of_fresh_asse
     assert got.available_mw == pytest.approx(0.0076, abs=1e-9)
 
 
+def test_a_battery_only_asset_needs_no_pv_reading() -> None:
+    # Both: 5 kW battery inverter, 10 kWh at 60 % with a 20 % reserve, SoC fresh, no PV ever
+    # reported. A has PV behind its inverter: unknown PV, unknown headroom -> not reporting.
+    # B is battery-only (asset type storage): its PV is 0, known; headroom 5 kW, energy
+    # (60 - 20) / 100 * 10 = 4 kWh -> 4 kW for one hour: available 4 kW.
+    ends = ends_s(0, 0)
+    got = resource_capacity(
+        capacity_kw=np.array([5.0, 5.0]), storage_kwh=np.array([10.0, 10.0]),
+        reserve_pct=np.array([20.0, 20.0]), pv_end_s=np.array([NAN, NAN]),
+        pv_kw=np.array([NAN, NAN]), soc_end_s=ends, soc_pct=np.array([60.0, 60.0]),
+        freshness_s=900.0, has_pv=np.array([True, False]),
+    )  # fmt: skip
+    assert got.assets_reporting == 1
+    assert got.available_mw == pytest.approx(0.004, abs=1e-12)
+
+
 def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
     # Both full batteries far above their headroom: each adds capacity - pv = 4.0 kW when fresh.
     # Ends 10:00 and 09:45: the clock of two assets is the newest end (half of two is one),
@@ -186,6 +202,7 @@ def state(
         "status": status,
         "capacity_kw": 5.0,
         "storage_kwh": 10.0,
+        "has_pv": True,
         "backup_reserve_pct": 20.0,
         "updated_at": at(updated_min),
         "pv_end": None if end_min is None else at(end_min),

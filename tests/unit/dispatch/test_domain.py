@@ -45,6 +45,16 @@ def test_stale_telemetry_a_battery_at_reserve_or_pv_above_rating_deliver_nothing
     assert got.tolist() == [0.0] * 5
 
 
+def test_a_battery_only_asset_is_dispatched_without_pv() -> None:
+    # 5 kW battery inverter, 10 kWh at 60 %, reserve 20 %, 1 h: energy 4 kWh -> 4 kW, headroom
+    # 5 kW. With PV behind it and none reported: unknown headroom -> 0. Battery-only: 4 kW.
+    common = dict(capacity_kw=[5.0] * 2, pv_kw=[NAN] * 2, soc_pct=[60.0] * 2,
+                  reserve_pct=[20.0] * 2, storage_kwh=[10.0] * 2, hours=1.0,
+                  pv_age_s=[np.inf] * 2, soc_age_s=[0.0] * 2, max_age_s=900.0)  # fmt: skip
+    got = dispatchable_kw(**common, has_pv=[True, False])
+    assert got == pytest.approx([0.0, 4.0], abs=1e-12)
+
+
 def test_an_unknown_soc_or_pv_is_never_taken_as_zero() -> None:
     # Same asset as above, 1 h window, fresh: headroom 7.6 - 1.0 = 6.6 kW binds (energy 6.86).
     #   0: all known -> 6.6 kW
