@@ -166,11 +166,17 @@ def parse_storage_data(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
         if interval_s > _MAX_GAP_S or not reporting:
             continue
         flows = [_battery_kw(samples[b][start], samples[b][end], interval_s) for b in reporting]
-        battery_kw = rules.total([kw for kw, _ in flows])
+        # The site's power is the sum over all its batteries: a part of them would understate
+        # it, so it is missing then; their SoC, weighted by what reported, is an estimate.
+        partial = len(reporting) < total
+        battery_kw = None if partial else rules.total([kw for kw, _ in flows])
         estimated = any(q is Quality.ESTIMATED for _, q in flows)
         socs = [(weights[b], _soc(samples[b][end].soc_pct)) for b in reporting]
         channels = {Channel.BATTERY_KW: battery_kw, Channel.SOC_PCT: _weighted(socs)}
-        quality = {Channel.BATTERY_KW: Quality.ESTIMATED if estimated else Quality.ACTUAL}
+        quality = {
+            Channel.BATTERY_KW: Quality.ESTIMATED if estimated else Quality.ACTUAL,
+            Channel.SOC_PCT: Quality.ESTIMATED if partial else Quality.ACTUAL,
+        }
         readings.append(
             rules.reading(
                 ctx.asset_id,

@@ -13,7 +13,8 @@ the register map the connector reads, by each point's offset from the model's ID
 
 Mapping:
 - pv_kw: `W` [W] of the inverter model 101, 102 or 103 (single, split, three phase: the same
-  point), the AC output of a PV inverter. A hybrid inverter's W also carries its battery.
+  point), the AC output of a PV inverter; on a hybrid (an inverter and a battery model in one
+  device) AC output minus the battery's discharge.
 - battery_kw: `W` [W] of model 802 (battery), + = discharging. The model file only says "total
   power flowing to/from the battery bank"; integrations (evcc's SunSpec battery template)
   read it unflipped into a + = discharge convention, as ours: no flip.
@@ -71,10 +72,19 @@ def parse_models(data: Any, ctx: RawContext) -> list[TelemetryInterval]:
     models = rules.obj(rules.member(body, "models", "response"), "response.models")
     channels: dict[Channel, float | None] = {}
     inverter = next((m for m in INVERTERS if str(m) in models), None)
+    battery = (
+        rules.kw_from_w(_value(models, BATTERY, "W", "W_SF")) if str(BATTERY) in models else None
+    )
     if inverter is not None:
-        channels[Channel.PV_KW] = rules.kw_from_w(_value(models, inverter, "W", "W_SF"))
+        ac_kw = rules.kw_from_w(_value(models, inverter, "W", "W_SF"))
+        # One device with an inverter and a battery model is a hybrid (DC-coupled): its AC
+        # output is PV plus the battery's discharge, so PV = AC - battery (losses neglected,
+        # the reading is estimated anyway); unknown when either is.
+        if str(BATTERY) in models:
+            ac_kw = None if ac_kw is None or battery is None else ac_kw - battery
+        channels[Channel.PV_KW] = ac_kw
     if str(BATTERY) in models:
-        channels[Channel.BATTERY_KW] = rules.kw_from_w(_value(models, BATTERY, "W", "W_SF"))
+        channels[Channel.BATTERY_KW] = battery
     soc = next((m for m in (BATTERY, STORAGE_CAPACITY, BASIC_STORAGE) if str(m) in models), None)
     if soc == BATTERY:
         channels[Channel.SOC_PCT] = _value(models, BATTERY, "SoC", "SoC_SF")

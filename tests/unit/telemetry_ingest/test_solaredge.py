@@ -327,12 +327,17 @@ def test_a_battery_counts_only_where_it_has_samples_at_both_ends() -> None:
         nameplate=4900,
     )
     readings = parse_storage_data(storage(a, b, count=3), CTX)
-    # each interval: battery a alone, 250 Wh over 5 min = +3.0 kW, its own SoC; 1 of 3 batteries
+    # Each interval: battery a alone (1 of 3). Its 250 Wh over 5 min = +3.0 kW is not the
+    # site's power (the others' is unknown): missing, never a partial sum; its SoC stands as an
+    # estimate of the site's.
     assert [(r.interval_start, r.battery_kw, r.soc_pct) for r in readings] == [
-        (utc(7, 1, 18, 0), pytest.approx(3.0, abs=1e-9), pytest.approx(60.0, abs=1e-9)),
-        (utc(7, 1, 18, 5), pytest.approx(3.0, abs=1e-9), pytest.approx(59.0, abs=1e-9)),
+        (utc(7, 1, 18, 0), None, pytest.approx(60.0, abs=1e-9)),
+        (utc(7, 1, 18, 5), None, pytest.approx(59.0, abs=1e-9)),
     ]
     assert {(r.devices_reporting, r.devices_total) for r in readings} == {(1, 3)}
+    assert {(r.quality[Channel.BATTERY_KW], r.quality[Channel.SOC_PCT]) for r in readings} == {
+        (Quality.MISSING, Quality.ESTIMATED)
+    }
 
 
 def test_gaps_over_an_hour_and_repeated_samples_make_no_reading() -> None:

@@ -35,13 +35,28 @@ def test_an_inverter_and_its_battery_scaled_to_kw_and_percent() -> None:
     }), CTX))  # fmt: skip
     assert r.interval_start == datetime(2026, 7, 1, 13, 59, tzinfo=UTC)  # 14:00 - 60 s
     assert r.interval_s == 60
-    assert r.pv_kw == pytest.approx(4.2, abs=1e-9)  # 4200 x 10^0 W
     assert r.battery_kw == pytest.approx(1.5, abs=1e-9)  # 15 x 10^2 W = 1500 W, discharging
+    # A hybrid: its AC output 4200 x 10^0 W = 4.2 kW is PV plus the discharge: PV 2.7 kW.
+    assert r.pv_kw == pytest.approx(2.7, abs=1e-9)
     assert r.soc_pct == pytest.approx(55.2, abs=1e-9)  # 5520 x 10^-2 %
     assert r.quality == dict.fromkeys(
         (Channel.PV_KW, Channel.BATTERY_KW, Channel.SOC_PCT), Quality.ESTIMATED
     )
     assert r.source is not None and r.source.vendor == "sunspec"
+
+
+def test_a_hybrid_charging_from_pv_shows_pv_above_its_ac_output() -> None:
+    # AC 1000 W out while the battery charges at 2 kW (802 W = -2000): PV = 1.0 - (-2.0) = 3 kW.
+    r = one(parse_models(envelope({
+        "103": {"W": 1000, "W_SF": 0}, "802": {"SoC": 50, "SoC_SF": 0, "W": -2000, "W_SF": 0},
+    }), CTX))  # fmt: skip
+    assert (r.pv_kw, r.battery_kw) == (pytest.approx(3.0, abs=1e-9), pytest.approx(-2.0))
+    # The battery's power unknown (NaN sentinel): the PV share of the AC output is unknown too.
+    r = one(parse_models(envelope({
+        "103": {"W": 1000, "W_SF": 0}, "802": {"SoC": 50, "SoC_SF": 0, "W": -32768, "W_SF": 0},
+    }), CTX))  # fmt: skip
+    assert (r.pv_kw, r.battery_kw) == (None, None)
+    assert r.quality[Channel.PV_KW] == Quality.MISSING
 
 
 def test_a_milli_scale_factor_and_a_single_phase_inverter() -> None:
