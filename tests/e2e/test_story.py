@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from nexwatt_shared.contracts import (
@@ -152,6 +153,32 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
         usable_kwh = (soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
         assert c.setpoint_kw <= asset.capacity_kw - pv_kw + 1e-3, c
         assert c.setpoint_kw * hours <= usable_kwh + 1e-3, c
+
+    # The SolarEdge sites reported in SolarEdge's own formats: telemetry-ingest normalized them
+    # (PV per quarter hour, battery per 5 minutes) and its historian answers their coverage.
+    solaredge = {a for a, r in registered.items() if r.vendor == "solaredge"}
+    normalized = [r for r in watcher.payloads(TELEMETRY_INTERVAL) if r.asset_id in solaredge]
+    assert normalized and all(r.source and r.source.vendor == "solaredge" for r in normalized)
+    assert {r.interval_s for r in normalized if Channel.PV_KW in r.quality} == {900}
+    assert {r.interval_s for r in normalized if Channel.BATTERY_KW in r.quality} == {300}
+    site = next(c.asset_id for c in commands if c.asset_id in solaredge)
+    quarter = story["start"] + timedelta(minutes=15)  # before the instruction, in every channel
+    window = {"start": story["start"].isoformat(), "end": quarter.isoformat()}
+    url = f"http://127.0.0.1:{story['story'].ports['telemetry-ingest']}/v1/assets/{site}/coverage"
+
+    async def coverage() -> dict[str, dict]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            found = (await client.get(url, params=window)).json()["channels"]
+        return {c["channel"]: c for c in found}
+
+    # The run's first quarter hour: one PV quarter and three 5-minute battery intervals, whole.
+    channels = await eventually(
+        coverage, lambda c: c["pv_kw"]["readings"] == 1 and c["battery_kw"]["readings"] == 3
+    )
+    assert (channels["pv_kw"]["resolution_s"], channels["battery_kw"]["resolution_s"]) == (900, 300)
+    for name in ("pv_kw", "load_kw", "net_kw", "battery_kw", "soc_pct"):
+        assert channels[name]["coverage_pct"] == pytest.approx(100.0, abs=1e-9), channels[name]
+        assert channels[name]["longest_gap_s"] == 0.0
 
     # Settlement comes back, catches up from its committed offsets and, once event time passes
     # the window end plus grace, files a report that agrees with what the
