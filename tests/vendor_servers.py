@@ -3,6 +3,12 @@
 Generac requests with payloads in each vendor's documented shape (written by us), checks their
 authentication, records every request, and can be told to fail (`fail`) or to stall (`stall`)
 the next requests of a path.
+
+Time series are served as a function of time, never of the request: a SolarEdge battery sample
+or an Enphase interval asked for twice (overlapping windows) comes with the same values. SolarEdge
+serves battery samples every 5 minutes (`storage_offset_s` past the 5-minute marks) for any range
+asked; Enphase answers up to its clock (`now`), its intervals ending in the last 15 minutes
+still filling in (fewer devices reporting, less energy), as the real API does.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class VendorState:
     sma_sessions: set[str] = field(default_factory=set)
     ennexos_tokens: set[str] = field(default_factory=set)
     now: float | None = None  # the vendor's clock (epoch s) for Enphase's end_at; None: real
+    storage_offset_s: int = 0  # SolarEdge battery samples fall this long past 5-minute marks
     ids: Iterator[int] = field(default_factory=itertools.count)
 
 
@@ -158,7 +165,7 @@ def _route(
 ) -> Response:
     parts = path.strip("/").split("/")
     if parts[0] == "site" and len(parts) == 3:
-        return _solaredge(parts[1], parts[2], query)
+        return _solaredge(state, parts[1], parts[2], query)
     if parts[:3] == ["api", "v4", "systems"] and len(parts) == 6:
         return _enphase(state, parts[3], parts[5], query, headers)
     if parts[0] == "dyn":
@@ -184,13 +191,50 @@ def _quarters(query: dict[str, str], step_min: int) -> list[str]:
     return out
 
 
-def _solaredge(site_id: str, endpoint: str, query: dict[str, str]) -> Response:
+STORAGE_STEP_S = 300  # SolarEdge battery samples, about every 5 minutes
+STORAGE_EPOCH = datetime(2026, 1, 1)  # site-local wall clock where the served counters start
+
+
+def storage_sample(at: datetime) -> dict[str, Any]:
+    """The battery sample SolarEdge serves at local time `at`, whatever range was asked:
+    charging 100 Wh per 5 minutes (lifetime counter, so -1.2 kW), SoC moving by 1 % a sample."""
+    n = int((at - STORAGE_EPOCH).total_seconds()) // STORAGE_STEP_S
+    return {
+        "timeStamp": at.strftime(_LOCAL),
+        "power": 1200.0,
+        "batteryState": 3,
+        "lifeTimeEnergyCharged": 1_250_000.0 + 100.0 * n,
+        "lifeTimeEnergyDischarged": 1_100_000.0,
+        "fullPackEnergyAvailable": 9800.0,
+        "internalTemp": 31.0,
+        "ACGridCharging": 0.0,
+        "batteryPercentageState": float(20 + n % 60),
+    }
+
+
+def _storage_times(query: dict[str, str], offset_s: int) -> list[datetime]:
+    """The sample times in [startTime, endTime] (both included, site-local)."""
+    start = datetime.strptime(query["startTime"], _LOCAL)
+    end = datetime.strptime(query["endTime"], _LOCAL)
+    since_epoch = int((start - STORAGE_EPOCH).total_seconds()) - offset_s
+    t = start + timedelta(seconds=-since_epoch % STORAGE_STEP_S)  # the first at or after start
+    out = []
+    while t <= end:
+        out.append(t)
+        t += timedelta(seconds=STORAGE_STEP_S)
+    return out
+
+
+def _solaredge(state: VendorState, site_id: str, endpoint: str, query: dict[str, str]) -> Response:
     if query.get("api_key") != SOLAREDGE_KEY:
         return JSONResponse({"String": "Invalid token"}, 403)
     if not site_id.isdigit():
         return JSONResponse({"String": f"Invalid site ID {site_id}"}, 403)
     try:
-        dates = _quarters(query, 5 if endpoint == "storageData" else 15)
+        if endpoint == "storageData":
+            times = _storage_times(query, state.storage_offset_s)
+        else:
+            dates = _quarters(query, 15)
     except (KeyError, ValueError):
         return JSONResponse({"String": "startTime and endTime are required"}, 400)
     if endpoint in ("powerDetails", "energyDetails"):
@@ -204,20 +248,7 @@ def _solaredge(site_id: str, endpoint: str, query: dict[str, str]) -> Response:
             {endpoint: {"timeUnit": "QUARTER_OF_AN_HOUR", "unit": unit, "meters": meters}}
         )
     if endpoint == "storageData":
-        telemetries = [
-            {
-                "timeStamp": d,
-                "power": 1200.0,
-                "batteryState": 3,
-                "lifeTimeEnergyCharged": 1_250_000.0 + 100.0 * i,
-                "lifeTimeEnergyDischarged": 1_100_000.0,
-                "fullPackEnergyAvailable": 9800.0,
-                "internalTemp": 31.0,
-                "ACGridCharging": 0.0,
-                "batteryPercentageState": 55.0,
-            }
-            for i, d in enumerate(dates)
-        ]
+        telemetries = [storage_sample(t) for t in times]
         battery = {
             "nameplate": 9800.0,
             "serialNumber": "T-0A1B2C3D",
@@ -230,6 +261,8 @@ def _solaredge(site_id: str, endpoint: str, query: dict[str, str]) -> Response:
 
 
 # --- Enphase Monitoring API v4 --------------------------------------------------------------
+
+ENPHASE_SETTLE_S = 900  # an interval is complete 15 minutes after it ends
 
 
 def _enphase(
@@ -247,22 +280,30 @@ def _enphase(
     end = int(min(now, start + 86_400))
     step = 300 if kind == "production_micro" else 900
     ends = range(start - start % step + step, end + 1, step)
+    # Intervals ending in the last 15 minutes are still filling in: fewer devices, less energy.
+    done = [t <= now - ENPHASE_SETTLE_S for t in ends]
     if kind == "production_micro":
         intervals: list[dict[str, Any]] = [
-            {"end_at": t, "devices_reporting": 23, "powr": 3600, "enwh": 300} for t in ends
+            {"end_at": t, "devices_reporting": 23, "powr": 3600, "enwh": 300}
+            if ok
+            else {"end_at": t, "devices_reporting": 17, "powr": 2640, "enwh": 220}
+            for t, ok in zip(ends, done, strict=True)
         ]
     elif kind == "battery":
         intervals = [
             {
                 "end_at": t,
-                "charge": {"enwh": 0, "devices_reporting": 2},
-                "discharge": {"enwh": 250, "devices_reporting": 2},
-                "soc": {"percent": 80, "devices_reporting": 2},
+                "charge": {"enwh": 0, "devices_reporting": 2 if ok else 1},
+                "discharge": {"enwh": 250 if ok else 125, "devices_reporting": 2 if ok else 1},
+                "soc": {"percent": 80, "devices_reporting": 2 if ok else 1},
             }
-            for t in ends
+            for t, ok in zip(ends, done, strict=True)
         ]
     elif kind == "consumption_meter":
-        intervals = [{"end_at": t, "devices_reporting": 1, "enwh": 375} for t in ends]
+        intervals = [
+            {"end_at": t, "devices_reporting": 1, "enwh": 375 if ok else 200}
+            for t, ok in zip(ends, done, strict=True)
+        ]
     else:
         return JSONResponse({"message": "Not Found"}, 404)
     answer: dict[str, Any] = {

@@ -71,3 +71,10 @@ class PacedConnector(Connector, Protocol):
     ) -> Fetched: ...
 
     async def aclose(self) -> None: ...
+
+
+def live_payload(until: datetime, interval_s: int, body: object) -> dict[str, Any]:
+    """Live values (no time of their own) in our polling envelope, labelled on the runner's
+    grid: the reading covers [until - interval_s, until), so consecutive polls, a slow one, or
+    the first after a restart never overlap (the cursor already moved past earlier ones)."""
+    return {"polled_at": int(until.timestamp()), "interval_s": interval_s, "response": body}

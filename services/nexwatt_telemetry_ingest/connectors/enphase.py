@@ -71,7 +71,7 @@ class Enphase(HttpConnector):
             },
             headers={"Authorization": f"Bearer {self._access_token.get_secret_value()}"},
         )
-        return self.fetched(site, fmt, since, until, body)
+        return self.fetched(site, fmt, since, until, _ending_by(body, until))
 
 
 def client(
@@ -81,3 +81,19 @@ def client(
     `options` go to VendorClient."""
     budget = RequestBudget([Quota(per_minute, 60), Quota(per_month, MONTH_S)])
     return VendorClient("enphase", base_url, budget=budget, **options)
+
+
+def _ending_by(body: object, until: datetime) -> object:
+    """The body without the intervals ending after `until`: the API has no end parameter and
+    answers up to now, where the newest intervals are still filling in (fewer devices
+    reporting, less energy). Published now, they would be stored and their complete values,
+    fetched with the next window, refused as corrections."""
+    if not isinstance(body, dict) or not isinstance(body.get("intervals"), list):
+        return body  # not ours to judge: the format refuses it with the reason
+    limit = until.timestamp()
+    kept = [
+        i for i in body["intervals"]
+        if not (isinstance(i, dict) and isinstance(i.get("end_at"), int | float)
+                and i["end_at"] > limit)
+    ]  # fmt: skip
+    return {**body, "intervals": kept}

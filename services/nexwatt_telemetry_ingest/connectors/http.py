@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from nexwatt_telemetry_ingest.connectors.base import Fetched, Site, window_event_id
+from nexwatt_telemetry_ingest.connectors.base import Fetched, Site, live_payload, window_event_id
 
 DAY_S = 86_400
 MONTH_S = 31 * DAY_S  # a sliding 31 days holds every calendar month
@@ -298,7 +298,5 @@ class HttpConnector:
     def fetched_live(
         self, site: Site, fmt: str, since: datetime, until: datetime, body: Any
     ) -> Fetched:
-        """Live values carry no time of their own: our envelope says when they were read
-        [epoch s] and the poll period they stand for [s], around the body as received."""
-        wrapped = {"polled_at": int(self.clock()), "interval_s": self.align_s, "response": body}
-        return self.fetched(site, fmt, since, until, wrapped)
+        """Live values carry no time of their own: `live_payload` labels them on the grid."""
+        return self.fetched(site, fmt, since, until, live_payload(until, self.align_s, body))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from nexwatt_telemetry_ingest.connectors.base import Fetched, Site, window_event_id
+from nexwatt_telemetry_ingest.connectors.base import Fetched, Site, live_payload, window_event_id
 from nexwatt_telemetry_ingest.formats.sunspec import FORMAT, POINTS, Point
 
 MARKER = [0x5375, 0x6E53]  # "SunS"
@@ -84,7 +83,6 @@ class SunSpecModbusConnector:
         timeout_s: float = 3.0,
         attempts: int = 3,
         backoff_s: float = 1.0,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         if not 0 < interval_s <= 3600:
             raise ValueError("interval_s (the poll period) must lie in 1..3600 s")
@@ -92,7 +90,6 @@ class SunSpecModbusConnector:
         self.timeout_s = timeout_s
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
-        self.clock = clock
 
     def max_window(self, fmt: str) -> timedelta | None:
         return None  # any window is read as now
@@ -104,13 +101,9 @@ class SunSpecModbusConnector:
         return [await self.fetch_format(site, FORMAT, since, until)]
 
     async def fetch_format(self, site: Site, fmt: str, since: datetime, until: datetime) -> Fetched:
-        """The device's values now (`since` and `until` only name the event id)."""
+        """The device's values now, labelled as the poll period ending `until`."""
         models = await self._poll_with_retries(endpoint(site.site_id))
-        data = {
-            "polled_at": int(self.clock()),
-            "interval_s": self.align_s,
-            "response": {"models": models},
-        }
+        data = live_payload(until, self.align_s, {"models": models})
         return Fetched(fmt, data, window_event_id(self.vendor, site.site_id, fmt, since, until))
 
     async def aclose(self) -> None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
@@ -82,28 +83,40 @@ async def test_a_restart_resumes_at_the_cursor_and_refetches_nothing(
 ) -> None:
     site = Site(unique("BTM"), "solaredge", "1234567", NY)
     first, connector = runner(ctx, vendor, site, T0)
-    assert first.poll_s == {"solaredge": 900}  # 3 endpoints, 300 a day: 96 polls -> 900 s
+    # 2 endpoints, 300 a day less 4 %: 144 polls -> 600 s, rounded up to the 900 s grid.
+    assert first.poll_s == {"solaredge": 900}
     assert await first.round() == 0
     await connector.aclose()
     # 14:07:30Z less the 15 min the vendor needs (13:52:30) -> 13:45Z on the quarter-hour
     # grid = 09:45 EDT; the first window starts 24 h before 14:07:30, on the grid: 14:00Z
-    # the day before = 10:00 EDT.
-    assert [(r.query["startTime"], r.query["endTime"]) for r in vendor.requests] == [
-        ("2026-06-30 10:00:00", "2026-07-01 09:44:59")
-    ] * 3
+    # the day before = 10:00 EDT. Battery samples are asked from 10 minutes earlier.
+    assert [(r.path, r.query["startTime"], r.query["endTime"]) for r in vendor.requests] == [
+        ("/site/1234567/energyDetails", "2026-06-30 10:00:00", "2026-07-01 09:44:59"),
+        ("/site/1234567/storageData", "2026-06-30 09:50:00", "2026-07-01 09:44:59"),
+    ]
     # A restart one poll later (900 s): each format continues at its own cursor.
     second, connector = runner(ctx, vendor, site, T0 + timedelta(seconds=900))
     assert await second.round() == 0
     assert await second.round() == 0  # nothing new yet: no request
     await connector.aclose()
-    assert len(vendor.requests) == 6
-    assert [(r.query["startTime"], r.query["endTime"]) for r in vendor.requests[3:]] == [
-        ("2026-07-01 09:45:00", "2026-07-01 09:59:59")
-    ] * 3
+    assert len(vendor.requests) == 4
+    assert [(r.path, r.query["startTime"], r.query["endTime"]) for r in vendor.requests[2:]] == [
+        ("/site/1234567/energyDetails", "2026-07-01 09:45:00", "2026-07-01 09:59:59"),
+        ("/site/1234567/storageData", "2026-07-01 09:35:00", "2026-07-01 09:59:59"),
+    ]
     records = await read_all(ctx["bootstrap"], ctx["topic"])
-    assert len(records) == 6
+    assert len(records) == 4
+    windows = [
+        (datetime(2026, 6, 30, 14, tzinfo=UTC), datetime(2026, 7, 1, 13, 45, tzinfo=UTC)),
+        (datetime(2026, 7, 1, 13, 45, tzinfo=UTC), datetime(2026, 7, 1, 14, 0, tzinfo=UTC)),
+    ]
+    assert sorted(decode(TELEMETRY_RAW, r.value).id for r in records) == sorted(
+        window_event_id("solaredge", "1234567", f, since, until)
+        for since, until in windows
+        for f in solaredge.POLLED
+    )
     cursors = await CursorStore(ctx["pool"]).load("solaredge", "1234567")
-    assert cursors == dict.fromkeys(solaredge.ENDPOINTS, datetime(2026, 7, 1, 14, 0, tzinfo=UTC))
+    assert cursors == dict.fromkeys(solaredge.POLLED, datetime(2026, 7, 1, 14, 0, tzinfo=UTC))
 
 
 class BrokenProducer:
@@ -116,21 +129,25 @@ async def test_an_unacknowledged_publish_keeps_the_cursor_and_resends_the_same_i
 ) -> None:
     site = Site(unique("BTM"), "solaredge", "7654321", NY)
     broken, connector = runner(ctx, vendor, site, T0, producer=BrokenProducer())
-    assert await broken.round() == 3  # every format failed to publish
+    assert await broken.round() == 2  # both formats failed to publish
     await connector.aclose()
     assert await CursorStore(ctx["pool"]).load("solaredge", "7654321") == {}
+    assert len(vendor.requests) == 2
     # Restarted later in the same quarter hour: the same windows, the same event ids.
     healed, connector = runner(ctx, vendor, site, T0 + timedelta(minutes=5))
     assert await healed.round() == 0
     await connector.aclose()
-    assert [r.query for r in vendor.requests[3:]] == [r.query for r in vendor.requests[:3]]
+    assert len(vendor.requests) == 4
+    assert [(r.path, r.query) for r in vendor.requests[2:]] == [
+        (r.path, r.query) for r in vendor.requests[:2]
+    ]
     since, until = datetime(2026, 6, 30, 14, tzinfo=UTC), datetime(2026, 7, 1, 13, 45, tzinfo=UTC)
-    ids = {
-        decode(TELEMETRY_RAW, r.value).id for r in await read_all(ctx["bootstrap"], ctx["topic"])
-    }
-    assert ids == {
-        window_event_id("solaredge", "7654321", f, since, until) for f in solaredge.ENDPOINTS
-    }
+    records = await read_all(ctx["bootstrap"], ctx["topic"])
+    assert sorted(decode(TELEMETRY_RAW, r.value).id for r in records) == sorted(
+        window_event_id("solaredge", "7654321", f, since, until) for f in solaredge.POLLED
+    )
+    cursors = await CursorStore(ctx["pool"]).load("solaredge", "7654321")
+    assert cursors == dict.fromkeys(solaredge.POLLED, until)
 
 
 async def test_one_connect_round_publishes_every_vendor_payload(
@@ -179,6 +196,13 @@ async def test_one_connect_round_publishes_every_vendor_payload(
         assert secret not in output
     records = await read_all(ctx["bootstrap"], ctx["topic"])
     by_asset = {s["asset_id"]: s for s in sites}
+    # Where each window ended (the runner's clock is the real one here).
+    cursors = {
+        (row["vendor"], row["format"]): row["covered_until"]
+        for row in await ctx["pool"].fetch(
+            "SELECT vendor, format, covered_until FROM connector_cursors"
+        )
+    }
     seen = []
     for record in records:
         event = decode(TELEMETRY_RAW, record.value)
@@ -186,12 +210,23 @@ async def test_one_connect_round_publishes_every_vendor_payload(
         assert record.key.decode() == event.subject
         assert event.sitetimezone == site["timezone"]
         assert event.source == f"urn:nexwatt:service:connector-{site['vendor']}"
-        seen.append((site["vendor"], event.type.removeprefix("nexwatt.telemetry.raw.")))
+        fmt = event.type.removeprefix("nexwatt.telemetry.raw.")
+        seen.append((site["vendor"], fmt))
+        data = event.data.root
         if site["vendor"] == "sunspec":  # read now, for the poll period set
-            assert event.data.root["interval_s"] == 120
-            assert event.data.root["response"]["models"]["103"] == {"W": 420, "W_SF": 1}
+            assert data["interval_s"] == 120
+            assert data["response"]["models"]["103"] == {"W": 420, "W_SF": 1}
+        if site["vendor"] in ("sma-webconnect", "sma-ennexos", "generac", "sunspec"):
+            # Live values are labelled as the poll period ending where the window ended.
+            until = cursors[(site["vendor"], fmt)]
+            assert data["polled_at"] == int(until.timestamp())
+            assert data["polled_at"] % data["interval_s"] == 0
+        if site["vendor"] == "enphase":  # nothing past the window (still filling in)
+            until = cursors[(site["vendor"], fmt)]
+            assert data["intervals"]
+            assert max(i["end_at"] for i in data["intervals"]) <= until.timestamp()
     assert sorted(seen) == sorted(
-        [("solaredge", f) for f in solaredge.ENDPOINTS]
+        [("solaredge", f) for f in solaredge.POLLED]
         + [("enphase", f) for f in ("enphase.production-micro.v1", "enphase.battery.v1",
                                     "enphase.consumption-meter.v1")]
         + [("sma-webconnect", "sma.webconnect-values.v1"), ("sma-ennexos", "sma.ennexos-live.v1"),
@@ -199,5 +234,14 @@ async def test_one_connect_round_publishes_every_vendor_payload(
            ("sunspec", "sunspec.modbus-models.v1")]
     )  # fmt: skip
     assert vendor.count("/storageData") == 2
+    assert vendor.count("/powerDetails") == 0  # no longer polled
+    # Battery samples are asked from 10 minutes before the energy details' window.
+    (energy,) = vendor.made("/energyDetails")
+    storage = vendor.made("/storageData")[-1]  # the retry, after the 503
+    local = datetime.strptime(energy.query["startTime"], "%Y-%m-%d %H:%M:%S")
+    start = local.replace(tzinfo=ZoneInfo(NY)).astimezone(UTC)
+    assert storage.query["startTime"] == solaredge.local_time(start - timedelta(minutes=10), NY)
+    assert storage.query["endTime"] == energy.query["endTime"]
+    # One cursor per site and format: SolarEdge 2, Enphase 3, the four live vendors 1 each.
     rows = await ctx["pool"].fetchval("SELECT count(*) FROM connector_cursors")
-    assert rows == 10
+    assert rows == 9

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from pymodbus.server import ModbusTcpServer
@@ -24,7 +25,7 @@ from nexwatt_telemetry_ingest.connectors.sunspec_modbus import (
 from nexwatt_telemetry_ingest.formats import RawContext
 from nexwatt_telemetry_ingest.formats.sunspec import FORMATS
 
-POLLED_AT = int(datetime(2026, 7, 1, 14, 0, tzinfo=UTC).timestamp())
+POLLED_AT = int(datetime(2026, 7, 1, 14, 0, tzinfo=UTC).timestamp())  # the end of the window
 UNIT = 1
 
 
@@ -100,7 +101,7 @@ def site(site_id: str) -> Site:
 
 
 def connector(**kwargs: object) -> SunSpecModbusConnector:
-    return SunSpecModbusConnector(interval_s=300, clock=lambda: POLLED_AT + 0.7, **kwargs)
+    return SunSpecModbusConnector(interval_s=300, **kwargs)
 
 
 NOW = datetime(2026, 7, 1, 14, 0, tzinfo=UTC)
@@ -130,7 +131,8 @@ async def test_the_connector_reads_a_device_and_the_format_normalizes_it(serve: 
     # polled 14:00:00Z every 300 s: the reading covers 13:55:00Z + 300 s
     assert r.interval_start == datetime(2026, 7, 1, 13, 55, tzinfo=UTC)
     assert r.interval_s == 300
-    assert r.pv_kw == pytest.approx(4.2, abs=1e-9)  # 420 x 10^1 W = 4200 W = 4.2 kW
+    # AC 420 x 10^1 W = 4.2 kW while charging 1.5 kW: a hybrid's PV is 4.2 + 1.5 = 5.7 kW.
+    assert r.pv_kw == pytest.approx(5.7, abs=1e-9)
     assert r.battery_kw == pytest.approx(-1.5, abs=1e-9)  # -1500 W: charging, kept negative
     assert r.soc_pct == pytest.approx(55.2, abs=1e-9)  # 5520 x 10^-2 %
     assert r.quality == {
@@ -138,6 +140,32 @@ async def test_the_connector_reads_a_device_and_the_format_normalizes_it(serve: 
         Channel.BATTERY_KW: Quality.ESTIMATED,
         Channel.SOC_PCT: Quality.ESTIMATED,
     }
+
+
+async def test_consecutive_polls_stand_for_adjacent_poll_periods(serve: Serve) -> None:
+    """Each poll is labelled as the poll period ending at its window's end, whenever the device
+    answered: consecutive windows give adjacent readings, and the first poll after an outage
+    (a long window) covers only its last period, never one already stored."""
+    site_id = await serve(40000, sunspec_map())
+    minutes = [timedelta(minutes=m) for m in (-5, 0, 5, 60)]
+    # [13:55Z, 14:00Z), [14:00Z, 14:05Z), then nothing polled until [14:05Z, 15:00Z).
+    windows = list(pairwise(minutes))
+    reader = connector()
+    polls = [
+        await reader.fetch_format(site(site_id), FORMATS[0].name, NOW + a, NOW + b)
+        for a, b in windows
+    ]
+    assert [p.data["polled_at"] for p in polls] == [POLLED_AT, POLLED_AT + 300, POLLED_AT + 3600]
+    assert [p.event_id for p in polls] == [
+        window_event_id("sunspec", site_id, FORMATS[0].name, NOW + a, NOW + b) for a, b in windows
+    ]
+    ctx = RawContext("asset-1", None, NOW)
+    readings = [r for p in polls for r in FORMATS[0].parse(p.data, ctx)]
+    assert [(r.interval_start, r.interval_s) for r in readings] == [
+        (datetime(2026, 7, 1, 13, 55, tzinfo=UTC), 300),
+        (datetime(2026, 7, 1, 14, 0, tzinfo=UTC), 300),
+        (datetime(2026, 7, 1, 14, 55, tzinfo=UTC), 300),  # the outage stays a gap
+    ]
 
 
 async def test_the_map_is_found_at_the_other_bases(serve: Serve) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
 
+from nexwatt_shared.contracts import Channel, Quality, TelemetryInterval
 from nexwatt_telemetry_ingest.connectors import enphase, generac, sma, solaredge
-from nexwatt_telemetry_ingest.connectors.base import Site, window_event_id
+from nexwatt_telemetry_ingest.connectors.base import Fetched, Site, window_event_id
 from nexwatt_telemetry_ingest.connectors.http import (
     DAY_S,
     MONTH_S,
@@ -34,6 +36,9 @@ from nexwatt_telemetry_ingest.connectors.runner import (
     build,
     load_sites,
 )
+from nexwatt_telemetry_ingest.formats import RawContext
+from nexwatt_telemetry_ingest.formats import solaredge as solaredge_formats
+from nexwatt_telemetry_ingest.formats.catalog import FORMATS
 from tests import vendor_servers as vs
 
 NY = "America/New_York"
@@ -151,13 +156,17 @@ async def test_solaredge_sends_its_key_and_local_times(vendor: vs.VendorServer) 
     finally:
         await connector.aclose()
     (request,) = vendor.made("/site/1234567/storageData")
-    assert request.query["api_key"] == vs.SOLAREDGE_KEY
-    # [14:00Z, 15:00Z) is 10:00-11:00 EDT; SolarEdge includes both ends, so 10:59:59.
-    assert request.query["startTime"] == "2026-07-01 10:00:00"
-    assert request.query["endTime"] == "2026-07-01 10:59:59"
+    assert request.query == {
+        # [14:00Z, 15:00Z) is 10:00-11:00 EDT; battery samples are asked from 10 minutes
+        # before the window (09:50); SolarEdge includes both ends, so up to 10:59:59.
+        "startTime": "2026-07-01 09:50:00",
+        "endTime": "2026-07-01 10:59:59",
+        "api_key": vs.SOLAREDGE_KEY,
+    }
     assert fetched.fmt == "solaredge.storage-data.v1"
     battery = fetched.data["storageData"]["batteries"][0]
-    assert battery["telemetryCount"] == 12  # 10:00, 10:05 ... 10:55: the body as served
+    assert battery["telemetryCount"] == 14  # 09:50, 09:55, 10:00 ... 10:55: the body as served
+    # The event id names the window, not the overlap asked for with it.
     assert fetched.event_id == window_event_id(
         "solaredge", "1234567", "solaredge.storage-data.v1", T0, until
     )
@@ -179,6 +188,114 @@ async def test_solaredge_local_times_follow_dst(vendor: vs.VendorServer) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("since", "energy_start", "storage_start"),
+    [
+        # 04:00Z is midnight in New York (EDT): the battery overlap starts the day before.
+        (datetime(2026, 7, 2, 4, 0, tzinfo=UTC), "2026-07-02 00:00:00", "2026-07-01 23:50:00"),
+        # 15:00Z is 10:00 EST (UTC-5) in winter.
+        (datetime(2026, 1, 15, 15, 0, tzinfo=UTC), "2026-01-15 10:00:00", "2026-01-15 09:50:00"),
+    ],
+)
+async def test_solaredge_asks_battery_samples_from_ten_minutes_before_the_window(
+    vendor: vs.VendorServer, since: datetime, energy_start: str, storage_start: str
+) -> None:
+    connector = solaredge_connector(vendor.url, Sleeps())
+    until = since + timedelta(minutes=15)
+    try:
+        fetched = {
+            fmt: await connector.fetch_format(SE_SITE, fmt, since, until)
+            for fmt in solaredge.POLLED
+        }
+    finally:
+        await connector.aclose()
+    (energy,) = vendor.made("/energyDetails")
+    (storage,) = vendor.made("/storageData")
+    end = energy_start[:-5] + "14:59"  # the window's last second, both included
+    assert (energy.query["startTime"], energy.query["endTime"]) == (energy_start, end)
+    assert (storage.query["startTime"], storage.query["endTime"]) == (storage_start, end)
+    # Both payloads are the window's: the same ids whether or not the request overlaps.
+    for fmt, payload in fetched.items():
+        assert payload.event_id == window_event_id("solaredge", "1234567", fmt, since, until)
+    # One quarter hour of energy; battery samples -10, -5, 0, 5 and 10 minutes from the start.
+    energy_body = fetched["solaredge.energy-details.v1"].data["energyDetails"]
+    assert len(energy_body["meters"][0]["values"]) == 1
+    battery = fetched["solaredge.storage-data.v1"].data["storageData"]["batteries"][0]
+    assert battery["telemetries"][0]["timeStamp"] == storage_start
+    assert battery["telemetryCount"] == 5
+
+
+async def test_no_battery_overlap_across_the_autumn_repeated_hour(vendor: vs.VendorServer) -> None:
+    # 06:00Z on 2026-11-01 is 01:00 EST, the repeated hour's second pass; ten minutes earlier,
+    # 05:50Z, was 01:50 EDT: a start after the window's end on the site's clock. No overlap.
+    connector = solaredge_connector(vendor.url, Sleeps())
+    since = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    try:
+        await connector.fetch_format(
+            SE_SITE, "solaredge.storage-data.v1", since, since + timedelta(minutes=15)
+        )
+    finally:
+        await connector.aclose()
+    (storage,) = vendor.made("/storageData")
+    assert (storage.query["startTime"], storage.query["endTime"]) == (
+        "2026-11-01 01:00:00",
+        "2026-11-01 01:14:59",
+    )
+
+
+def parse_storage(fetched: Fetched) -> list[TelemetryInterval]:
+    assert FORMATS[fetched.fmt] in solaredge_formats.FORMATS
+    return FORMATS[fetched.fmt].parse(fetched.data, RawContext(SE_SITE.asset_id, ZoneInfo(NY), T0))
+
+
+@pytest.mark.parametrize("offset_s", [0, 290])  # samples on the 5-minute marks, or 4:50 past
+async def test_consecutive_storage_windows_leave_no_battery_interval_out(
+    vendor: vs.VendorServer, offset_s: int
+) -> None:
+    vendor.state.storage_offset_s = offset_s
+    connector = solaredge_connector(vendor.url, Sleeps())
+    fmt = "solaredge.storage-data.v1"
+    edge = T0 + timedelta(hours=1)  # 15:00Z, 11:00 EDT: where one window hands over
+    try:
+        first = await connector.fetch_format(SE_SITE, fmt, T0, edge)
+        second = await connector.fetch_format(SE_SITE, fmt, edge, edge + timedelta(hours=1))
+    finally:
+        await connector.aclose()
+    before, after = parse_storage(first), parse_storage(second)
+    step = timedelta(minutes=5)
+    offset = timedelta(seconds=offset_s)
+    # Samples from 10 minutes before each window start: the first from 09:50 EDT (13:50Z) + the
+    # offset to 10:59:59, 14 samples and so 13 intervals; the second likewise from 10:50 EDT.
+    assert [r.interval_start for r in before] == [
+        T0 - 2 * step + offset + k * step for k in range(13)
+    ]
+    assert [r.interval_start for r in after] == [
+        edge - 2 * step + offset + k * step for k in range(13)
+    ]
+    # Together: every 5-minute interval from 13:50Z (+ offset) on, none missing at the edge.
+    readings = {r.interval_start: r for r in before + after}
+    assert sorted(readings) == [T0 - 2 * step + offset + k * step for k in range(25)]
+    assert all(r.interval_s == 300 for r in before + after)
+    # The interval across the edge: its first sample is the first window's last one (10:55 EDT
+    # + offset), its second the first at or after the edge; only the overlap brings it.
+    across = edge - step + offset
+    assert across < edge <= across + step
+    assert across in {r.interval_start for r in after}
+    assert across not in {r.interval_start for r in before}
+    # The pair inside the overlap comes in both payloads with identical readings: a repeat.
+    (repeat,) = [r for r in before if r.interval_start in {a.interval_start for a in after}]
+    assert repeat.interval_start == edge - 2 * step + offset
+    assert [r for r in after if r.interval_start == repeat.interval_start] == [repeat]
+    # Counters climb 100 Wh a sample: charging 100 Wh in 300 s = -1.2 kW; the SoC moves on.
+    assert all(r.battery_kw == pytest.approx(-1.2, abs=1e-9) for r in readings.values())
+    assert repeat.quality[Channel.BATTERY_KW] is Quality.ACTUAL
+    socs = [readings[t].soc_pct for t in sorted(readings)]
+    assert len(set(socs)) == len(socs)  # each interval's own SoC, not one value repeated
+    # Its SoC is the sample's at its end, the first at or after the edge.
+    sample = vs.storage_sample((across + step).astimezone(ZoneInfo(NY)).replace(tzinfo=None))
+    assert readings[across].soc_pct == sample["batteryPercentageState"]
+
+
 async def test_solaredge_fetch_caps_each_format_to_its_longest_window(
     vendor: vs.VendorServer,
 ) -> None:
@@ -187,11 +304,50 @@ async def test_solaredge_fetch_caps_each_format_to_its_longest_window(
         fetched = await connector.fetch(SE_SITE, T0, T0 + timedelta(days=30))
     finally:
         await connector.aclose()
-    assert [f.fmt for f in fetched] == list(solaredge.ENDPOINTS)
-    assert fetched[1].data["energyDetails"]["unit"] == "Wh"
-    # 30 days asked, one week sent: 2026-07-08 10:00 EDT less one second.
-    assert {r.query["endTime"] for r in vendor.requests} == {"2026-07-08 09:59:59"}
-    assert vendor.made("/energyDetails")[0].query["timeUnit"] == "QUARTER_OF_AN_HOUR"
+    # Energy details and battery data only: powerDetails is not polled.
+    assert [f.fmt for f in fetched] == ["solaredge.energy-details.v1", "solaredge.storage-data.v1"]
+    assert fetched[0].data["energyDetails"]["unit"] == "Wh"
+    assert vendor.count("/powerDetails") == 0
+    # 30 days asked, one week sent: up to 2026-07-08 10:00 EDT less one second.
+    assert [(r.path, r.query) for r in vendor.requests] == [
+        (
+            "/site/1234567/energyDetails",
+            {
+                "startTime": "2026-07-01 10:00:00",
+                "endTime": "2026-07-08 09:59:59",
+                "timeUnit": "QUARTER_OF_AN_HOUR",
+                "api_key": vs.SOLAREDGE_KEY,
+            },
+        ),
+        (
+            "/site/1234567/storageData",
+            {
+                "startTime": "2026-07-01 09:50:00",  # 10 minutes before the window
+                "endTime": "2026-07-08 09:59:59",
+                "api_key": vs.SOLAREDGE_KEY,
+            },
+        ),
+    ]
+    # A week of quarter hours: 7 * 96 = 672; of 5-minute samples from 09:50: 2 + 7 * 288 = 2018.
+    assert len(fetched[0].data["energyDetails"]["meters"][0]["values"]) == 672
+    assert fetched[1].data["storageData"]["batteries"][0]["telemetryCount"] == 2018
+    week = T0 + timedelta(days=7)
+    assert [f.event_id for f in fetched] == [
+        window_event_id("solaredge", "1234567", f, T0, week) for f in solaredge.POLLED
+    ]
+
+
+def test_solaredge_plans_its_polls_for_the_two_endpoints_it_polls() -> None:
+    connector = solaredge.SolarEdge(solaredge.client("http://vendor"), SecretStr("k"))
+    assert connector.formats == solaredge.POLLED
+    assert {f: connector.max_window(f) for f in solaredge.POLLED} == dict.fromkeys(
+        solaredge.POLLED, timedelta(days=7)
+    )
+    # One site: 300 a day less 4 % = 288 requests / 2 endpoints = 144 polls -> 600 s, rounded up
+    # to the 900 s grid. Ten sites on one key: 28.8 / 2 = 14.4 polls a day -> 6000 s -> 6300 s
+    # (with the three endpoints of old it was 9000 s).
+    assert connector.poll_s(1) == 900
+    assert connector.poll_s(10) == 6300
 
 
 async def test_enphase_sends_bearer_token_key_and_start(vendor: vs.VendorServer) -> None:
@@ -215,6 +371,49 @@ async def test_enphase_sends_bearer_token_key_and_start(vendor: vs.VendorServer)
     # One hour of 5-minute microinverter intervals: 12, labelled by their ends.
     assert len(fetched[0].data["intervals"]) == 12
     assert fetched[1].data["last_reported_aggregate_soc"] == "80%"
+
+
+async def test_enphase_publishes_only_the_intervals_ending_by_the_window_end(
+    vendor: vs.VendorServer,
+) -> None:
+    """Enphase answers up to its clock: the intervals ending after the window are still filling
+    in (the stand-in sends fewer devices and less energy for the last 15 minutes) and are left
+    for the next window; those ending at or before the window's end are published."""
+    client = enphase.client(vendor.url, **options(Sleeps()))
+    connector = enphase.Enphase(client, SecretStr(vs.ENPHASE_KEY), SecretStr(vs.ENPHASE_TOKEN))
+    site = Site("BTM-EN-1", "enphase", "4242", NY)
+    edge, end = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    try:
+        vendor.state.now = (edge + timedelta(minutes=20)).timestamp()  # polled at 15:20Z
+        first = await connector.fetch(site, T0, edge)
+        vendor.state.now = (end + timedelta(minutes=20)).timestamp()  # and again at 16:20Z
+        second = await connector.fetch(site, edge, end)
+    finally:
+        await connector.aclose()
+    t0 = int(T0.timestamp())
+    minutes = [(i["end_at"] - t0) // 60 for i in first[0].data["intervals"]]
+    # Micro: the vendor sent 5-minute intervals ending 14:05Z ... 15:20Z (16); 15:05Z and later
+    # end after the window: out. 15:00Z, the window's end, is in.
+    assert minutes == list(range(5, 61, 5))
+    assert first[0].data["end_at"] == t0 + 80 * 60  # the vendor's answer did run to 15:20Z
+    assert [i["devices_reporting"] for i in first[0].data["intervals"]] == [23] * 12
+    # Battery and meter: quarter hours ending 14:15Z ... 15:15Z (5), the last one out.
+    for payload in first[1:]:
+        assert [(i["end_at"] - t0) // 60 for i in payload.data["intervals"]] == [15, 30, 45, 60]
+    assert [i["discharge"]["enwh"] for i in first[1].data["intervals"]] == [250] * 4
+    assert [i["enwh"] for i in first[2].data["intervals"]] == [375] * 4
+    assert first[1].data["last_reported_aggregate_soc"] == "80%"  # the rest of the body kept
+    # The next window starts where the first ended: 15:05Z comes now, complete.
+    assert [(i["end_at"] - t0) // 60 for i in second[0].data["intervals"]] == list(
+        range(65, 121, 5)
+    )
+    assert {i["enwh"] for i in second[0].data["intervals"]} == {300}
+    # Parsed, the two windows' readings tile [14:00Z, 16:00Z): no gap, no interval twice.
+    ctx = RawContext(site.asset_id, ZoneInfo(NY), T0)
+    for k, interval_s in enumerate((300, 900, 900)):
+        fmt = FORMATS[first[k].fmt]
+        starts = [r.interval_start for f in (first[k], second[k]) for r in fmt.parse(f.data, ctx)]
+        assert starts == [T0 + timedelta(seconds=interval_s * n) for n in range(7200 // interval_s)]
 
 
 async def test_sma_webconnect_logs_in_once_and_again_when_the_session_expires(
@@ -244,8 +443,9 @@ async def test_sma_webconnect_logs_in_once_and_again_when_the_session_expires(
     values = vendor.made("/dyn/getValues.json")
     assert json.loads(values[0].body) == {"destDev": [], "keys": list(sma.WEBCONNECT_KEYS)}
     assert values[0].query["sid"] != values[-1].query["sid"]
-    # Our envelope around the body as received: when it was read, the period it stands for.
-    assert first.data["polled_at"] == 1_782_914_400
+    # Our envelope around the body as received: the poll period it stands for, on the grid
+    # (it ends where the window ends, whenever the device answered).
+    assert first.data["polled_at"] == int((T0 + timedelta(minutes=1)).timestamp())
     assert first.data["interval_s"] == 60
     assert first.data["response"]["result"][vs.SMA_DEVICE]["6100_00295A00"] == {"1": [{"val": 80}]}
     assert third.data["response"] == first.data["response"]
@@ -305,6 +505,62 @@ async def test_generac_sends_its_bearer_token(vendor: vs.VendorServer) -> None:
     assert request.path == "/systems/sys-77/devices"
     assert request.headers["authorization"] == f"Bearer {vs.GENERAC_TOKEN}"
     assert fetched.data["response"]["devices"][1]["deviceStatus"]["soc"] == 64
+
+
+def live_connector(
+    vendor: str, url: str, clock: Callable[[], float]
+) -> generac.Generac | sma.SmaWebConnect:
+    if vendor == "generac":
+        client = generac.client(url, **options(Sleeps()))
+        return generac.Generac(client, SecretStr(vs.GENERAC_TOKEN), poll_s=300, clock=clock)
+    return sma.SmaWebConnect(
+        sma.client(**options(Sleeps())),
+        SecretStr(vs.SMA_PASSWORD),
+        base_url=url,
+        poll_s=300,
+        clock=clock,
+    )
+
+
+@pytest.mark.parametrize(
+    ("vendor_name", "site_id", "fmt"),
+    [
+        ("generac", "sys-77", "generac.pwrcell-devices.v1"),
+        ("sma-webconnect", "inverter-1", "sma.webconnect-values.v1"),
+    ],
+)
+async def test_consecutive_live_polls_are_adjacent_whatever_the_wall_clock(
+    vendor: vs.VendorServer, vendor_name: str, site_id: str, fmt: str
+) -> None:
+    # The runner's windows [13:55Z, 14:00Z) and [14:00Z, 14:05Z), 300 s apart; the first read
+    # late (14:04:50 by the wall clock), the second early (14:05:01): read by their wall clock,
+    # they would overlap by 289 s. On the grid they tile.
+    wall = [0.0]
+    connector = live_connector(vendor_name, vendor.url, lambda: wall[0])
+    site = Site("BTM-LIVE-1", vendor_name, site_id, "America/Chicago")
+    windows = [(T0 - timedelta(minutes=5), T0), (T0, T0 + timedelta(minutes=5))]
+    polls = []
+    try:
+        for (since, until), read_at in zip(windows, (290, 301), strict=True):
+            wall[0] = T0.timestamp() + read_at
+            polls.append(await connector.fetch_format(site, fmt, since, until))
+    finally:
+        await connector.aclose()
+    assert [p.data["polled_at"] for p in polls] == [
+        int(T0.timestamp()),
+        int(T0.timestamp()) + 300,
+    ]
+    assert [p.data["interval_s"] for p in polls] == [300, 300]
+    assert [p.event_id for p in polls] == [
+        window_event_id(connector.vendor, site_id, fmt, a, b) for a, b in windows
+    ]
+    ctx = RawContext(site.asset_id, ZoneInfo(site.timezone), T0)
+    (first,) = FORMATS[fmt].parse(polls[0].data, ctx)
+    (second,) = FORMATS[fmt].parse(polls[1].data, ctx)
+    # [until - 300 s, until) each: [13:55Z, 14:00Z) then [14:00Z, 14:05Z).
+    assert (first.interval_start, first.interval_s) == (T0 - timedelta(minutes=5), 300)
+    assert (second.interval_start, second.interval_s) == (T0, 300)
+    assert first.interval_start + timedelta(seconds=first.interval_s) == second.interval_start
 
 
 async def test_wrong_credentials_are_not_retried_and_say_what_the_vendor_said(
