@@ -1,6 +1,7 @@
-"""telemetry-ingest: stores every interval reading once, and the latest reading per asset.
+"""telemetry-ingest: the normalization gateway of stage 1, and the historian.
 
-Consumes `telemetry.interval`; writes readings to PostgreSQL as one series per asset (a repeat
-changes nothing, a reading overlapping a stored interval is dead-lettered: `nexwatt_shared.series`);
-keeps each asset's newest reading in Redis for fast lookups.
+Consumes `telemetry.raw` (vendor payloads: `formats`) and publishes standard readings on
+`telemetry.interval`; consumes `telemetry.interval` and stores each reading once in PostgreSQL,
+one series per asset and channel (a repeat changes nothing, an overlap is dead-lettered:
+`nexwatt_shared.series`); answers each asset's coverage and newest values from it.
 """

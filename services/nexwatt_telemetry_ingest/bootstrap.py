@@ -1,4 +1,4 @@
-"""Wires telemetry-ingest: PostgreSQL + Redis, the normalizer and historian loops, a read API."""
+"""Wires telemetry-ingest: PostgreSQL, the normalizer and historian loops, a read API."""
 
 from __future__ import annotations
 
@@ -22,20 +22,20 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 async def bootstrap(settings: Settings) -> ServiceProcess:
-    res = await open_resources(settings, migrations=MIGRATIONS, redis=True)
-    assert res.pool is not None and res.redis is not None
-    pool, redis = res.pool, res.redis
+    res = await open_resources(settings, migrations=MIGRATIONS)
+    assert res.pool is not None
+    pool = res.pool
     max_ahead = timedelta(seconds=settings.event_time_max_ahead_s)
     normalizer = res.consumer(
         [TELEMETRY_RAW], make_normalizer(res.producer, max_ahead), "raw", settings.raw_max_records
     )
-    historian = res.consumer([TELEMETRY_INTERVAL], make_historian(pool, redis))
+    historian = res.consumer([TELEMETRY_INTERVAL], make_historian(pool))
     app = FastAPI(title="Nexwatt telemetry-ingest")
 
     @app.get("/v1/assets/{asset_id}/telemetry/latest")
     async def latest_values(asset_id: str) -> dict[Channel, LatestValue]:
         """The asset's newest interval of each channel (channels may differ in resolution)."""
-        values = await latest(redis, asset_id)
+        values = await latest(pool, asset_id)
         if not values:
             raise HTTPException(404, f"no telemetry for asset {asset_id!r}")
         return values

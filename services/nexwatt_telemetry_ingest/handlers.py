@@ -1,5 +1,5 @@
 """The two loops of telemetry-ingest: the normalizer (`telemetry.raw` -> `telemetry.interval`)
-and the historian (`telemetry.interval` -> PostgreSQL and Redis)."""
+and the historian (`telemetry.interval` -> PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import timedelta
 import asyncpg
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from nexwatt_shared import series
 from nexwatt_shared.codec import encode, envelope
@@ -22,7 +21,6 @@ from nexwatt_telemetry_ingest.normalize import normalize, reading_id
 from nexwatt_telemetry_ingest.store import (
     Partitions,
     insert_readings,
-    remember_latest,
     stored_intervals,
 )
 
@@ -70,7 +68,7 @@ def make_normalizer(
     return handle
 
 
-def make_historian(pool: asyncpg.Pool, redis: Redis) -> BatchHandler:
+def make_historian(pool: asyncpg.Pool) -> BatchHandler:
     partitions = Partitions()
     stored = stored_intervals(pool)
 
@@ -78,9 +76,6 @@ def make_historian(pool: asyncpg.Pool, redis: Redis) -> BatchHandler:
         # One series per asset and channel: repeats are dropped, overlaps refused.
         new, repeats = await series.admit_with(stored, CHANNELS, batch)
         added = await insert_readings(pool, partitions, new)
-        # Redis only after PostgreSQL took the batch: the cache never shows a value the
-        # historian refused. Repeats too: a crash between the two leaves them to a replay.
-        await remember_latest(redis, [iv for _, iv in new + repeats])
         READINGS_STORED.inc(len(new))
         READINGS_DUPLICATE.inc(len(repeats))
         log.debug("readings stored", rows=added, channels=len(new), repeats=len(repeats))

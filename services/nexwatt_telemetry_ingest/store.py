@@ -1,21 +1,18 @@
-"""The service's stores: the historian in PostgreSQL (one row per reading, partitioned by
-month) and, in Redis, each asset's newest reading of each channel."""
+"""The service's store: the historian in PostgreSQL, one row per reading, partitioned by month
+of the interval start."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from nexwatt_shared.contracts import CHANNELS, Channel, Quality, TelemetryInterval
 from nexwatt_shared.kafka.consumer import Delivery
-from nexwatt_shared.redis_client import NewerField, NewerFields
 from nexwatt_shared.series import MAX_INTERVAL, Interval, StoredFetch
 
-LATEST_KEY = "ingest:latest:{asset_id}"
 _COLUMNS = (
     "asset_id", "interval_start", "interval_s", "channels", *CHANNELS,
     *(f"{c}_quality" for c in CHANNELS), "devices_reporting", "devices_total", "vendor",
@@ -113,7 +110,7 @@ def _row(delivery: Delivery, intervals: dict[str, Interval]) -> tuple[object, ..
 
 
 class LatestValue(BaseModel):
-    """A channel's newest interval as the historian's cache holds it."""
+    """A channel's newest interval in the historian."""
 
     interval_start: datetime
     interval_s: int
@@ -121,39 +118,28 @@ class LatestValue(BaseModel):
     quality: Quality
 
 
-async def remember_latest(redis: Redis, intervals: Sequence[Interval]) -> None:
-    """Keep each asset's newest interval of each channel; an older one (a replay) changes
-    nothing. One hash per asset, one field per channel."""
-    newest: dict[tuple[str, str], Interval] = {}
-    for iv in intervals:
-        seen = newest.get((iv.asset_id, iv.channel))
-        if seen is None or iv.start >= seen.start:
-            newest[iv.asset_id, iv.channel] = iv
-    hashes: dict[str, list[NewerField]] = {}
-    for iv in newest.values():
-        start = iv.start.timestamp()
-        # "start epoch s,length s,value,quality": cheaper to write than JSON, read by `latest`
-        value = f"{start},{iv.interval_s},{'' if iv.value is None else iv.value},{iv.quality}"
-        hashes.setdefault(LATEST_KEY.format(asset_id=iv.asset_id), []).append(
-            (iv.channel, start, value)
-        )
-    await NewerFields(redis).set(redis, hashes)
+# Per channel, the newest reading that carries it: the primary key leads with the asset and
+# its start, so each walks the asset's readings backwards and stops at the first.
+_LATEST = " UNION ALL ".join(
+    f"""(SELECT '{c}' AS channel, interval_start, interval_s, {c} AS value, {c}_quality AS quality
+        FROM readings WHERE asset_id = $1 AND {c}_quality IS NOT NULL
+        ORDER BY interval_start DESC LIMIT 1)"""
+    for c in CHANNELS
+)
 
 
-async def latest(redis: Redis, asset_id: str) -> dict[Channel, LatestValue]:
+async def latest(pool: asyncpg.Pool, asset_id: str) -> dict[Channel, LatestValue]:
     """The asset's newest interval of each channel it has reported."""
-    found = await redis.hgetall(LATEST_KEY.format(asset_id=asset_id))
-    latest: dict[Channel, LatestValue] = {}
-    for channel in CHANNELS:
-        if channel in found:
-            start, interval_s, value, quality = found[channel].split(",")
-            latest[channel] = LatestValue(
-                interval_start=datetime.fromtimestamp(float(start), UTC),
-                interval_s=int(interval_s),
-                value=float(value) if value else None,
-                quality=quality,
-            )
-    return latest
+    rows = await pool.fetch(_LATEST, asset_id)
+    return {
+        Channel(r["channel"]): LatestValue(
+            interval_start=r["interval_start"],
+            interval_s=r["interval_s"],
+            value=r["value"],
+            quality=r["quality"],
+        )
+        for r in rows
+    }
 
 
 async def channel_intervals(

@@ -2,7 +2,7 @@
 
 1. allocation: the pure dispatch math over 100k assets (median of repeats) [ms];
 2. ingest: standard readings/s through the consumer runner and telemetry-ingest's historian
-   (series check, PostgreSQL COPY, Redis latest) on a topic of its own, against a bare aiokafka
+   (series check, PostgreSQL COPY) on a topic of its own, against a bare aiokafka
    consumer of the same backlog (no decoding, no writes): the ratio is the figure to watch;
    normalize: Enphase payloads (288 readings each) through the normalizer and the historian
    running together in one process [readings/s];
@@ -42,7 +42,6 @@ from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.postgres import open_pool
-from nexwatt_shared.redis_client import open_redis
 from nexwatt_shared.topics import (
     DISPATCH_CONFIRMED,
     DISPATCH_INSTRUCTION,
@@ -62,7 +61,6 @@ BACKFILL_METERS = int(os.environ.get("NEXWATT_BENCH_BACKFILL_METERS", "100"))
 RESULTS = Path(__file__).with_name("results")
 BOOTSTRAP = os.environ.get("NEXWATT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 POSTGRES = os.environ.get("NEXWATT_POSTGRES_URL", "postgresql://nexwatt:nexwatt@127.0.0.1:15432")
-REDIS = os.environ.get("NEXWATT_REDIS_URL", "redis://127.0.0.1:16379/0")
 
 
 def bench_allocation(n: int = 100_000, repeats: int = 21) -> dict[str, float]:
@@ -148,13 +146,11 @@ async def bench_ingest(records: int = 200_000) -> dict[str, float]:
         await producer.send_raw_many(topic.name, data[start : start + 10_000])
     raw_s = await raw_consume_s(topic, records)
     pool = await open_pool(POSTGRES, unique("bench_ingest").replace("-", "_"), INGEST_MIGRATIONS)
-    redis = open_redis(REDIS)
-    elapsed = await drain_s(topic, make_historian(pool, redis), producer, records)
+    elapsed = await drain_s(topic, make_historian(pool), producer, records)
     stored = await pool.fetchval("SELECT count(*) FROM readings")
     assert stored == records, stored
     await producer.stop()
     await pool.close()
-    await redis.aclose()
     return {
         "readings": records,
         "raw_consume_per_s": records / raw_s,
@@ -191,7 +187,6 @@ async def bench_normalize(sites: int = 500) -> dict[str, float]:
         ])  # fmt: skip
     readings = sites * 288
     pool = await open_pool(POSTGRES, unique("bench_norm").replace("-", "_"), INGEST_MIGRATIONS)
-    redis = open_redis(REDIS)
     normalizer = ConsumerRunner(
         bootstrap_servers=BOOTSTRAP, group_id=unique("bench"), topics=[raw],
         handler=make_normalizer(producer, timedelta(minutes=5), out), dead_letters=producer,
@@ -200,14 +195,13 @@ async def bench_normalize(sites: int = 500) -> dict[str, float]:
     stop = asyncio.Event()
     t0 = time.perf_counter()
     task = asyncio.create_task(normalizer.run(stop))
-    elapsed = await drain_s(out, make_historian(pool, redis), producer, readings)
+    elapsed = await drain_s(out, make_historian(pool), producer, readings)
     total = time.perf_counter() - t0
     stop.set()
     await task
     assert await pool.fetchval("SELECT count(*) FROM readings") == readings
     await producer.stop()
     await pool.close()
-    await redis.aclose()
     return {
         "payloads": sites,
         "readings": readings,

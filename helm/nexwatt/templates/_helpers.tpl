@@ -40,7 +40,7 @@ onboarding,telemetryIngest,capacityModel,dispatch,settlement
 
 {{/* Components that use Redis (they need NEXWATT_REDIS_URL to point somewhere real). */}}
 {{- define "nexwatt.redisComponentKeys" -}}
-telemetryIngest,dispatch
+dispatch
 {{- end }}
 
 {{/* "telemetryIngest" -> "telemetry-ingest": the service name, console script suffix and label. */}}
@@ -185,7 +185,7 @@ Fail early, with a message that says what to set, when an external server is not
 {{- end }}
 {{- end }}
 {{- if $needsRedis }}
-{{- $_ := required "global.redis.url is required (or global.existingSecret) while telemetryIngest or dispatch is enabled: this chart does not install Redis. E.g. --set global.redis.url=redis://redis-master.cache:6379/0" $g.redis.url }}
+{{- $_ := required "global.redis.url is required (or global.existingSecret) while dispatch is enabled: this chart does not install Redis. E.g. --set global.redis.url=redis://redis-master.cache:6379/0" $g.redis.url }}
 {{- end }}
 {{- if $g.kafka.sasl.enabled }}
 {{- $_ := required "global.kafka.sasl.username is required when global.kafka.sasl.enabled is true (or use global.existingSecret)" $g.kafka.sasl.username }}

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import Channel, Quality, TelemetryInterval
 from nexwatt_shared.kafka.consumer import Delivery, PoisonMessage
 from nexwatt_shared.postgres import open_pool
-from nexwatt_shared.redis_client import open_redis
 from nexwatt_shared.topics import TELEMETRY_INTERVAL
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS
 from nexwatt_telemetry_ingest.coverage import asset_coverage
@@ -26,12 +26,10 @@ T0 = datetime(2026, 7, 1, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def stores(servers: dict[str, str]) -> AsyncIterator[tuple]:
+async def pool(servers: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     database = unique("test_ingest").replace("-", "_")
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
-    redis = open_redis(servers["NEXWATT_REDIS_URL"])
-    yield pool, redis
-    await redis.aclose()
+    yield pool
     await pool.close()
 
 
@@ -61,9 +59,8 @@ def battery(asset: str, minute: int, kw: float = -1.5, soc: float = 60.0) -> Tel
     )  # fmt: skip
 
 
-async def test_channels_at_their_own_resolution_are_stored_once(stores: tuple) -> None:
-    pool, redis = stores
-    handle = make_historian(pool, redis)
+async def test_channels_at_their_own_resolution_are_stored_once(pool: asyncpg.Pool) -> None:
+    handle = make_historian(pool)
     a = unique("A")
     first = [power(a, 0), power(a, 15, pv_kw=None)] + [battery(a, m) for m in range(0, 30, 5)]
     await handle(deliveries(first))
@@ -82,7 +79,7 @@ async def test_channels_at_their_own_resolution_are_stored_once(stores: tuple) -
     }  # fmt: skip
     # One row per reading: 2 power readings and 6 battery readings.
     assert await pool.fetchval("SELECT count(*) FROM readings WHERE asset_id = $1", a) == 8
-    newest = await latest(redis, a)
+    newest = await latest(pool, a)
     # PV, load, net from the newest power reading (14:15, PV missing there), battery and SoC
     # from the newest battery reading (14:25).
     seen = {
@@ -96,13 +93,14 @@ async def test_channels_at_their_own_resolution_are_stored_once(stores: tuple) -
     # A late, older reading never moves the cache backwards.
     await handle(deliveries([battery(a, 30), battery(a, 35, soc=61.0)]))
     await handle(deliveries([battery(a, 30)]))
-    assert (await latest(redis, a))[Channel.SOC_PCT].interval_start.minute == 35
-    assert await latest(redis, unique("nobody")) == {}
+    assert (await latest(pool, a))[Channel.SOC_PCT].interval_start.minute == 35
+    assert await latest(pool, unique("nobody")) == {}
 
 
-async def test_a_correction_is_refused_and_nothing_of_its_batch_written(stores: tuple) -> None:
-    pool, redis = stores
-    handle = make_historian(pool, redis)
+async def test_a_correction_is_refused_and_nothing_of_its_batch_written(
+    pool: asyncpg.Pool,
+) -> None:
+    handle = make_historian(pool)
     a = unique("A")
     await handle(deliveries([battery(a, 0)]))
     with pytest.raises(PoisonMessage) as refused:
@@ -113,13 +111,10 @@ async def test_a_correction_is_refused_and_nothing_of_its_batch_written(stores: 
     assert await pool.fetchval("SELECT count(*) FROM readings WHERE asset_id = $1", a) == 1
 
 
-async def test_coverage_over_a_window(stores: tuple) -> None:
-    pool, redis = stores
+async def test_coverage_over_a_window(pool: asyncpg.Pool) -> None:
     a = unique("A")
     # PV over 14:00-15:00: 14:00 and 14:30 actual, 14:15 missing, 14:45 absent.
-    await make_historian(pool, redis)(
-        deliveries([power(a, 0), power(a, 15, pv_kw=None), power(a, 30)])
-    )
+    await make_historian(pool)(deliveries([power(a, 0), power(a, 15, pv_kw=None), power(a, 30)]))
     window = (T0, T0 + timedelta(hours=1))
     rows = await channel_intervals(pool, a, *window)
     cover = asset_coverage(a, window, [(i.channel, i.start, i.interval_s, i.quality) for i in rows])
