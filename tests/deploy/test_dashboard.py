@@ -47,6 +47,8 @@ def test_dashboard_covers_the_platform_metrics() -> None:
         "nexwatt_dispatch_mw_confirmed",
         "nexwatt_settlements_filed_total",
         "nexwatt_settlement_failures_total",
+        "sum by (format) (rate(nexwatt_ingest_raw_normalized_total[1m]))",
+        "nexwatt_ingest_channel_intervals_stored_total",
     ):
         assert needle in exprs, needle
 
