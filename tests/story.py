@@ -33,7 +33,6 @@ class Story:
     port_offset: int
     assets: int = 12
     speed: float = 120.0
-    grace_s: float = 120.0
     run: str = field(default_factory=lambda: unique("RUN").upper().replace("-", ""))
     # Event time starts three whole hours before the wall clock: the fleet runs faster than
     # real time, and services refuse telemetry stamped ahead of the wall clock.
@@ -57,7 +56,7 @@ class Story:
 
     def service_env(self, name: str, replica: int = 1) -> dict[str, str]:
         port = self.ports[name] + 100 * (replica - 1)  # a further replica: its own HTTP port
-        return {"NEXWATT_HTTP_PORT": str(port), "NEXWATT_SETTLEMENT_GRACE_S": str(self.grace_s)}
+        return {"NEXWATT_HTTP_PORT": str(port)}
 
     def fleet_env(self) -> dict[str, str]:
         return {

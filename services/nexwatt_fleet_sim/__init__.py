@@ -6,6 +6,8 @@ except the SolarEdge sites: their telemetry goes to `telemetry.raw` in SolarEdge
 (`nexwatt_fleet_sim.solaredge`: storageData per interval, powerDetails per quarter hour, local
 times in `NEXWATT_SIM_SITE_TIMEZONE`), for telemetry-ingest to normalize. It obeys
 `asset.command` setpoints within physical limits and acknowledges them on `asset.command-ack`.
-Runs on an accelerated event clock. Some assets can be offline (no
-telemetry, no acks), some under-respond (acknowledge, then deliver less), some refuse.
+Before its live loop, it publishes `NEXWATT_SIM_HISTORY_DAYS` days of hourly readings per asset
+on `telemetry.interval` (`nexwatt_fleet_sim.history`), the days before the start that customer
+baselines are computed from. Runs on an accelerated event clock. Some assets can be offline (no
+live telemetry, no acks), some under-respond (acknowledge, then deliver less), some refuse.
 """

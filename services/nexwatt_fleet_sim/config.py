@@ -16,6 +16,13 @@ class Settings(ServiceSettings):
     sim_start: datetime = Field(
         datetime.fromisoformat("2026-03-12T08:44:00-04:00"), description="Event time to start at"
     )
+    sim_history_days: int = Field(
+        14,
+        ge=0,
+        le=366,
+        description="Days of hourly telemetry published before `sim_start`, for customer"
+        " baselines (0: none)",
+    )
     sim_speed: float = Field(60.0, description="Event seconds per wall second")
     sim_asset_prefix: str = Field("BTM-", description="Asset ids are <prefix><5 digits>")
     sim_resource_id: str | None = Field(None, description="Register into this ISO resource")

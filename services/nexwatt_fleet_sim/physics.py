@@ -8,6 +8,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
+STEP_S = 60  # physics resolution [s]; every interval length is a multiple of it
+LOAD_NOISE = 0.05  # relative standard deviation of household load, drawn per asset and step [-]
 
 
 def solar_elevation_sin(when: datetime, latitude_deg: float, longitude_deg: float) -> float:

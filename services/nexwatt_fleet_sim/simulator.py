@@ -16,7 +16,10 @@ import structlog
 from nexwatt_fleet_sim import solaredge
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import SimFleet
+from nexwatt_fleet_sim.history import backfill
 from nexwatt_fleet_sim.physics import (
+    LOAD_NOISE,
+    STEP_S,
     battery_step,
     household_load_kw,
     pv_output_kw,
@@ -29,7 +32,6 @@ from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import ASSET_COMMAND_ACK, TELEMETRY_INTERVAL, TELEMETRY_RAW
 
 log = structlog.get_logger()
-STEP_S = 60  # physics resolution; every interval length is a multiple of it
 WH_PER_KWH = 1000.0
 BATTERY_MODEL = "BAT-10K1P"  # SolarEdge Energy Bank, as its storageData names it
 
@@ -88,7 +90,9 @@ class Simulator:
         }
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Advance the event clock one step at a time, paced at `sim_speed` x real time."""
+        """Publish the fleet's telemetry history, then advance the event clock one step at a
+        time, paced at `sim_speed` x real time."""
+        await backfill(self.producer, self.fleet, self.settings, stop)
         wall0, sim0 = time.monotonic(), self.clock
         log.info("fleet simulation started", assets=len(self.index), start=str(sim0))
         while not stop.is_set():
@@ -117,7 +121,9 @@ class Simulator:
                                      self.settings.sim_longitude_deg)  # fmt: skip
         pv = pv_output_kw(f.pv_peak_kw, sin_el)
         local_hour = (mid.timestamp() / 3600.0 + self.settings.sim_longitude_deg / 15.0) % 24
-        load = household_load_kw(f.base_load_kw, local_hour, self._noise.normal(0, 0.05, pv.size))
+        load = household_load_kw(
+            f.base_load_kw, local_hour, self._noise.normal(0, LOAD_NOISE, pv.size)
+        )
         target = np.zeros(pv.size)
         for i, order in self.orders.items():
             if order.start <= mid < order.end:

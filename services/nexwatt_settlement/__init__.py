@@ -1,25 +1,28 @@
-"""settlement: what each dispatched resource delivered, measured against a baseline and filed.
+"""settlement: what each dispatched resource delivered, measured against PJM-style customer
+baselines, filed in versions, and priced.
 
 Consumes `dispatch.instruction`, `dispatch.confirmed`, `telemetry.interval` and
-`asset.registered`; keeps in PostgreSQL what settling needs (telemetry `battery_kw` and `net_kw`
-as one series per asset and channel, long: overlapping readings are refused). Each resource
-runs on its own event-time watermark: the time most of its enrolled assets' battery telemetry
-has reached (`nexwatt_shared.event_time`). Once that
-reaches `window_end + grace` (`NEXWATT_SETTLEMENT_GRACE_S`, late telemetry's chance to arrive),
-each confirmed instruction without a report is settled: the `SettlementFiled` event (event id
-`settlement:<instruction_id>`, `filed_at` = the watermark) is recorded with the report, then
-published from that record, so a replica or a replay never files a second content.
-Rejected instructions get no report.
+`asset.registered`; keeps in PostgreSQL what settling needs: every version of every asset's
+record (enrolment is read as of the window), telemetry `battery_kw` and `net_kw` as one series
+per asset and channel, and their hourly roll-up in market time (`market_time`) that baselines
+read.
 
-Baseline `mgo-pre-window-mean` (for now; PJM's customer baseline methods come later): a
-device-level baseline in the style of CAISO's "Meter Generator Output" for behind-the-meter
-storage. Only the battery is measured, never the household's load:
-- an asset's baseline is the time-weighted mean of its metered `battery_kw` over
-  `NEXWATT_SETTLEMENT_BASELINE_LOOKBACK_S` (default 1800 s) immediately before the window; an
-  asset with no telemetry there has baseline 0 (counted and logged);
-- its delivery is its metered `battery_kw` minus that baseline, per 5-minute settlement slot;
-- the resource's delivery is the sum over its enrolled assets. Time without telemetry, or
-  with a battery interval reported missing or questionable, contributes 0 (neither metered
-  output nor baseline is counted for it; counted and logged as incomplete asset slots).
-The formulas are in `nexwatt_settlement.domain`.
+A confirmed window is filed once its data is in, never on "the newest reading": when the
+assets expected to report (those that reported the day before) have measured data for
+`NEXWATT_SETTLEMENT_COVERAGE_THRESHOLD_PCT` of their slot-time, version 1 is filed
+*preliminary*. Data arriving later for the window (or the hours before it that its baseline
+reads) files the next version, *restated*, with the diff to the Wh; once
+`NEXWATT_SETTLEMENT_FINAL_AFTER_S` (60 days) have passed since the window, it is filed *final*
+and later data is kept but not settled into it (logged, counted). Each version's event (id
+`settlement:<instruction_id>:v<version>`) is recorded with the report, then published from that
+record, so a replica or a replay never files a second content. Rejected instructions get no
+report.
+
+Each asset's baseline is the resource's method (`NEXWATT_SETTLEMENT_BASELINE_METHOD`: High 4 of
+5 / 2 of 3 with the symmetric additive adjustment, Match Day, or Hour Before), with Hour Before
+from the 5-minute data as the fallback; what is measured and whether export counts follow the
+participation model. Each report carries the hourly ISO-format report, every method's accuracy
+(relative RMSE) on the resource's recent non-event days, and the window priced as Performance
+Assessment Intervals, split to cohorts (and to subscribers, in the `payouts` table) to the
+cent. The formulas are in `nexwatt_settlement.domain`, `baselines` and `money`.
 """

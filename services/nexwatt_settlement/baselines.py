@@ -1,7 +1,7 @@
 """Customer baselines: what a site would have drawn without an event, and what it delivered.
 
-A pure library (not yet used by the settlement service). The delivered reduction of a site
-measured at its meter is baseline - metered load [kW].
+A pure library; settlement (`nexwatt_settlement.domain`) applies it to each asset. The
+delivered reduction of a site measured at its meter is baseline - metered load [kW].
 
 Conventions:
 
@@ -15,7 +15,9 @@ Conventions:
 - NaN is a missing reading. A day with any missing interval is never a candidate day of a
   multi-day baseline (High X of Y, Match Day). Means over a window (Same Day, Hour Before, the
   additive adjustment, Peak Load Contribution) and the relative RMSE use the readings present.
-  A window with no readings, or too few candidate days, raises ValueError.
+  A window with no readings, or too few candidate days, raises ValueError; with
+  `missing="nan"` the functions that settle many assets at once give NaN for those assets
+  instead, so one asset without history does not stop the others.
 - Method parameters are data: one frozen dataclass per method, and a module constant holding
   the values used by default, whose `source` says where they come from. None was read from a
   primary PJM manual: they follow common secondary descriptions of PJM's rules, and the values
@@ -26,12 +28,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 NOT_FROM_MANUAL = "not read from a primary PJM manual; verify before relying on it"
+Missing = Literal["raise", "nan"]  # what a function does for an asset it cannot compute
 
 
 class DayKind(StrEnum):
@@ -200,11 +203,13 @@ class Compliance(NamedTuple):
     compliant: np.ndarray  # bool
 
 
-def _require(ok: np.ndarray, message: str) -> None:
-    """Raise ValueError(message), naming the first failing leading index, unless all `ok`."""
-    if not np.all(ok):
+def _require(ok: np.ndarray, message: str, missing: Missing = "raise") -> np.ndarray:
+    """`ok`; unless all are, raise ValueError(message) naming the first failing leading index
+    (missing="raise"), or leave the caller to blank those (missing="nan")."""
+    if missing == "raise" and not np.all(ok):
         where = f" (at index {tuple(int(i) for i in np.argwhere(~ok)[0])})" if ok.ndim else ""
         raise ValueError(message + where)
+    return ok
 
 
 def _check_event(event_start: int, event_end: int, n_intervals: int) -> None:
@@ -214,12 +219,14 @@ def _check_event(event_start: int, event_end: int, n_intervals: int) -> None:
         )
 
 
-def _mean_present(values_kw: np.ndarray, what: str) -> np.ndarray:
-    """Mean over the last axis of the readings present (not NaN) [kW]."""
+def _mean_present(values_kw: np.ndarray, what: str, missing: Missing = "raise") -> np.ndarray:
+    """Mean over the last axis of the readings present (not NaN) [kW]; NaN where none are
+    (with missing="nan")."""
     present = ~np.isnan(values_kw)
     count = present.sum(axis=-1)
-    _require(count > 0, f"no readings in {what}")
-    return np.where(present, values_kw, 0.0).sum(axis=-1) / count
+    _require(count > 0, f"no readings in {what}", missing)
+    total = np.where(present, values_kw, 0.0).sum(axis=-1)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
 def _mean_of_first_days(days_kw: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
@@ -240,6 +247,7 @@ def high_x_of_y(
     event_start: int,
     event_end: int,
     params: HighXOfYParams = PJM_ECONOMIC_CBL,
+    missing: Missing = "raise",
 ) -> np.ndarray:
     """High X of Y baseline (PJM-style economic CBL) for an event day [kW per interval].
 
@@ -261,8 +269,8 @@ def high_x_of_y(
          event-period load of all candidates; the other candidates are eligible.
       3. Of the Y most recent eligible days, the X with the highest event-period load are
          averaged interval by interval (ties go to the more recent day).
-    Fewer than Y eligible days raises ValueError. Meant for sites that draw from the grid: the
-    low-usage test assumes a positive mean load.
+    Fewer than Y eligible days raises ValueError (missing="nan": that asset's baseline is NaN).
+    Meant for sites that draw from the grid: the low-usage test assumes a positive mean load.
     """
     days_kw = np.asarray(history_kw, dtype=float)
     n_days, n_intervals = days_kw.shape[-2:]
@@ -284,12 +292,14 @@ def high_x_of_y(
     )
     eligible_from_here = np.cumsum(eligible[..., ::-1], axis=-1)[..., ::-1]  # this day and newer
     in_y = eligible & (eligible_from_here <= y)
-    _require(
+    ok = _require(
         in_y.sum(axis=-1) >= y,
         f"High {x} of {y}: fewer than {y} eligible {event_day_kind} days in the last "
         f"{params.lookback_days} days",
+        missing,
     )
-    return _mean_of_first_days(days_kw, np.where(in_y, -event_period_kw, np.inf), x)
+    baseline = _mean_of_first_days(days_kw, np.where(in_y, -event_period_kw, np.inf), x)
+    return np.where(ok[..., None], baseline, np.nan)
 
 
 def symmetric_additive_adjustment(
@@ -298,6 +308,7 @@ def symmetric_additive_adjustment(
     event_start: int,
     intervals_per_hour: int = 1,
     params: AdditiveAdjustmentParams = PJM_ADDITIVE_ADJUSTMENT,
+    missing: Missing = "raise",
 ) -> np.ndarray:
     """The baseline shifted by the event day's mean difference between actual and baseline in
     the adjustment window [kW per interval].
@@ -311,7 +322,8 @@ def symmetric_additive_adjustment(
         baseline_kw, actual_kw: the event day's baseline and metered load, (..., n_intervals)
         event_start: the event's first interval, 0-based
     Returns:
-        the adjusted baseline, (..., n_intervals) [kW].
+        the adjusted baseline, (..., n_intervals) [kW]; with missing="nan", NaN for an asset
+        without a reading in the window.
     """
     baseline = np.asarray(baseline_kw, dtype=float)
     actual = np.asarray(actual_kw, dtype=float)
@@ -320,7 +332,7 @@ def symmetric_additive_adjustment(
     if start < 0:
         raise ValueError(f"the adjustment window starts before the day (interval {start})")
     adjustment_kw = _mean_present(
-        actual[..., start:end] - baseline[..., start:end], "the adjustment window"
+        actual[..., start:end] - baseline[..., start:end], "the adjustment window", missing
     )
     if params.cap_kw is not None:
         adjustment_kw = np.clip(adjustment_kw, -params.cap_kw, params.cap_kw)
@@ -332,6 +344,7 @@ def same_day(
     event_start_hour: int,
     event_end_hour: int,
     params: SameDayParams = PJM_SAME_DAY,
+    missing: Missing = "raise",
 ) -> np.ndarray:
     """Same Day (3+2) baseline: one value for every event hour [kW].
 
@@ -360,7 +373,7 @@ def same_day(
     hours = np.concatenate(
         [hourly[..., before_start:before_end], hourly[..., after_start:after_end]], axis=-1
     )
-    return _mean_present(hours, "the Same Day hours")
+    return _mean_present(hours, "the Same Day hours", missing)
 
 
 def match_day(
@@ -370,6 +383,7 @@ def match_day(
     event_start_hour: int,
     event_end_hour: int,
     params: MatchDayParams = PJM_MATCH_DAY,
+    missing: Missing = "raise",
 ) -> np.ndarray:
     """Match Day baseline: the mean profile of the 3 non-event days most like the event day
     [kW per hour].
@@ -401,16 +415,20 @@ def match_day(
     compared = np.ones(n_hours, dtype=bool)
     compared[excluded_start:excluded_end] = False
     used = compared & ~np.isnan(today_kw)  # (..., n_hours)
-    _require(used.any(axis=-1), "no event-day readings in the Match Day comparison hours")
+    ok = _require(
+        used.any(axis=-1), "no event-day readings in the Match Day comparison hours", missing
+    )
     distance = np.where(used[..., None, :], (days_kw - today_kw[..., None, :]) ** 2, 0.0).sum(
         axis=-1
     )
     candidate = ~past_event & ~np.isnan(days_kw).any(axis=-1)  # (..., n_days)
-    _require(
+    ok = ok & _require(
         candidate.sum(axis=-1) >= params.days,
         f"Match Day needs {params.days} non-event days with complete readings",
+        missing,
     )
-    return _mean_of_first_days(days_kw, np.where(candidate, distance, np.inf), params.days)
+    baseline = _mean_of_first_days(days_kw, np.where(candidate, distance, np.inf), params.days)
+    return np.where(ok[..., None], baseline, np.nan)
 
 
 def hour_before(
@@ -418,6 +436,7 @@ def hour_before(
     event_start_index: int,
     intervals_per_hour: int,
     params: HourBeforeParams = EMERGENCY_HOUR_BEFORE,
+    missing: Missing = "raise",
 ) -> np.ndarray:
     """Hour Before baseline (emergency energy): the mean load over the hour just before the
     event [kW].
@@ -433,7 +452,7 @@ def hour_before(
     start = event_start_index - params.hours * intervals_per_hour
     if start < 0 or event_start_index > load.shape[-1]:
         raise ValueError(f"the hour before interval {event_start_index} is not in the data")
-    return _mean_present(load[..., start:event_start_index], "the hour before the event")
+    return _mean_present(load[..., start:event_start_index], "the hour before the event", missing)
 
 
 def firm_service_level(plc_kw: ArrayLike, fsl_kw: ArrayLike, metered_kw: ArrayLike) -> Compliance:
@@ -517,21 +536,40 @@ def accepted(rrmse: ArrayLike, params: AccuracyParams = PJM_CBL_ACCURACY) -> np.
     return np.asarray(rrmse, dtype=float) < params.rrmse_limit
 
 
+def reduction_kw(
+    baseline_kw: ArrayLike, metered_kw: ArrayLike, model: ParticipationModel
+) -> np.ndarray:
+    """What is credited against a baseline under a participation model [kW].
+
+    Demand response measures the site meter (load, positive when drawing from the grid) and
+    does not credit export: credited = baseline - max(metered, 0). The DER aggregator model
+    measures the device (battery output, positive when discharging) and counts export:
+    credited = metered - baseline. Arguments broadcast.
+    """
+    baseline = np.asarray(baseline_kw, dtype=float)
+    metered = np.asarray(metered_kw, dtype=float)
+    if model == ParticipationModel.DEMAND_RESPONSE:
+        return baseline - np.maximum(metered, 0.0)
+    return metered - baseline
+
+
 def credited_kw(
     battery_discharge_kw: ArrayLike, household_load_kw: ArrayLike, model: ParticipationModel
 ) -> np.ndarray:
-    """The battery's reduction credited under a participation model [kW].
+    """The battery's reduction credited under a participation model [kW] (`reduction_kw` with
+    the baselines each model measures against).
 
     Without the battery the site meter would read the household load; with it, the load minus
-    the discharge (negative: export). Demand response is measured at the site meter and export
-    is not credited: credited = load - max(load - discharge, 0); a 5 kW discharge into a 1 kW
-    load earns 1 kW. The DER aggregator model counts export: credited = discharge, 5 kW.
-    Charging (negative discharge) counts against the site in both. The battery's own baseline
-    output is taken as 0 here. Arguments broadcast; household load >= 0 [kW].
+    the discharge (negative: export). Demand response is measured at the site meter against
+    the household load as baseline, and export is not credited: credited = load -
+    max(load - discharge, 0); a 5 kW discharge into a 1 kW load earns 1 kW. The DER
+    aggregator model measures the device against its own baseline output, taken as 0 here,
+    and counts export: credited = discharge, 5 kW. Charging (negative discharge) counts
+    against the site in both. Arguments broadcast; household load >= 0 [kW].
     """
     discharge, load = np.broadcast_arrays(
         np.asarray(battery_discharge_kw, dtype=float), np.asarray(household_load_kw, dtype=float)
     )
     if model == ParticipationModel.DEMAND_RESPONSE:
-        return load - np.maximum(load - discharge, 0.0)
-    return discharge
+        return reduction_kw(load, load - discharge, model)
+    return reduction_kw(np.zeros_like(discharge), discharge, model)

@@ -2,15 +2,51 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from nexwatt_settlement.baselines import ParticipationModel
+from nexwatt_settlement.domain import BaselineMethod
+from nexwatt_settlement.market_time import PJM_TIMEZONE
+from nexwatt_settlement.money import PLACEHOLDER_PERFORMANCE_RATES
 from nexwatt_shared.settings import ServiceSettings
+
+DAY_S = 86_400.0
 
 
 class Settings(ServiceSettings):
     service_name: str = "settlement"
     http_port: int = 8085
-    settlement_grace_s: float = Field(
-        180.0, ge=0, description="Event time waited after a window's end before settling it [s]"
+    settlement_participation_model: ParticipationModel = Field(
+        ParticipationModel.DER_AGGREGATOR,
+        description="der-aggregator: the battery is measured, export counts; demand-response:"
+        " the site meter is measured, export is not credited",
     )
-    settlement_baseline_lookback_s: float = Field(
-        1800.0, gt=0, description="Span before the window the baseline is averaged over [s]"
+    settlement_baseline_method: BaselineMethod = Field(
+        BaselineMethod.HIGH_X_OF_Y,
+        description="Each asset's baseline (Hour Before from 5-minute data is the fallback)",
+    )
+    settlement_market_timezone: str = Field(
+        PJM_TIMEZONE, description="The ISO's prevailing time: local days, hours, holidays"
+    )
+    settlement_coverage_threshold_pct: float = Field(
+        98.0,
+        ge=0,
+        le=100,
+        description="Share of a window's asset-slots measured before it is filed [%]",
+    )
+    settlement_final_after_s: float = Field(
+        60 * DAY_S,
+        gt=0,
+        description="After the window's end, the report becomes final: later data is refused [s]",
+    )
+    settlement_check_interval_s: float = Field(
+        30.0, gt=0, description="How often deadlines are checked without new input [s]"
+    )
+    settlement_charge_rate_usd_per_mw_interval: float = Field(
+        PLACEHOLDER_PERFORMANCE_RATES.charge_usd_per_mw_interval,
+        ge=0,
+        description="Non-performance charge per MW short per 5-minute interval [$] (placeholder)",
+    )
+    settlement_bonus_rate_usd_per_mw_interval: float = Field(
+        PLACEHOLDER_PERFORMANCE_RATES.bonus_usd_per_mw_interval,
+        ge=0,
+        description="Bonus per MW over per 5-minute interval [$] (placeholder)",
     )

@@ -1,65 +1,130 @@
-"""Pure rules of settlement: telemetry on the settlement grid, the baseline, what was delivered.
+"""Pure rules of settlement: a resource's window measured against each asset's baseline, the
+hourly ISO report, the money, and what changed since the last version.
 
 Times inside the numeric functions are seconds from the window start [s]; an interval is
-[start, end). For asset i, slot k = [a_k, b_k) of length L_k, and intervals j of asset i with
-average battery power p_j [kW]:
+[start, end). For asset i and 5-minute slot k = [a_k, b_k) of length L_k, with intervals j of
+the settled channel, each of mean power p_j [kW]:
 
-    overlap_jk  = max(0, min(end_j, b_k) - max(start_j, a_k))                          [s]
-    metered_ik  = sum_j overlap_jk * p_j / L_k     (time without telemetry counts 0)  [kW]
-    covered_ik  = sum_j overlap_jk / L_k           (share of the slot with telemetry)  [-]
-    baseline_i  = sum_j o_j * p_j / sum_j o_j, o_j = overlap of j with [-lookback, 0)  [kW]
-                  (0 when sum_j o_j = 0: no telemetry before the window)
-    delivered_ik = metered_ik - baseline_i * covered_ik                                 [kW]
+    overlap_jk   = max(0, min(end_j, b_k) - max(start_j, a_k))                         [s]
+    metered_ik   = sum_j overlap_jk * p_j / L_k   (time without measured data counts 0) [kW]
+    covered_ik   = sum_j overlap_jk / L_k         (share of the slot measured)          [-]
+    baseline_ik  = the asset's baseline for the slot's local hour * covered_ik          [kW]
+    credited_ik  = baselines.reduction_kw(baseline_ik, metered_ik, model)               [kW]
 
-so an asset's uncovered time adds neither output nor baseline. Only measured intervals (quality
-actual or estimated) cover time: one reported missing, or questionable, is uncovered time, never
-a metered 0 kW (that would count the baseline against the asset as if it had stopped). The
-resource's slot values are sums over its assets / 1000 [MW]; over the window of length T [s]:
+so time without data adds neither output nor baseline. Only measured intervals (quality actual
+or estimated) cover time: one reported missing, or questionable, is uncovered time, never 0 kW.
 
-    delivered_mw    = sum_k delivered_k * L_k / T        (time-weighted mean)          [MW]
-    delivered_mwh   = sum_k delivered_k * L_k / 3600                                    [MWh]
-    performance_pct = delivered_mw / mw_requested * 100                                 [%]
+What is measured follows the participation model: demand response settles the site meter
+(load = -net_kw, import positive; export not credited), the DER aggregator model settles the
+battery (battery_kw, discharge positive; export counted). The baseline of each asset is the
+resource's method (High X of Y with the symmetric additive adjustment, or Match Day, on the
+asset's hourly history in market time; or Hour Before), else Hour Before from the 5-minute
+data as a fallback, else none: an asset without a baseline is not credited, and the report
+counts the assets per method used. A battery's baseline output is never below 0: charging
+before an event is the program's preparation, not output the event displaced (a negative
+baseline would credit the same energy twice).
 
-An asset's intervals never overlap each other: the store refuses overlaps (`nexwatt_shared.series`).
+The resource's slot values are sums over credited assets / 1000 [MW]; over the window of
+length T [s]: delivered_mw = sum_k delivered_k * L_k / T, delivered_mwh = sum_k delivered_k *
+L_k / 3600, performance_pct = delivered_mw / mw_requested * 100. Coverage = the share of the
+expected assets' slot-time that is measured [%], where an asset is expected when it reported in
+the day before the window (a full hour of history, or data in the hour before): one silent
+since before the event is not waited for, and is not credited unless its data comes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import NamedTuple
 
 import numpy as np
 
-from nexwatt_shared.contracts import CohortSettlement, Quality, SettlementFiled
+from nexwatt_settlement import baselines as bl
+from nexwatt_settlement import money
+from nexwatt_settlement.baselines import DayKind, ParticipationModel
+from nexwatt_settlement.market_time import HOURS, MarketClock, day_kind, is_holiday
+from nexwatt_shared.contracts import (
+    BaselineAccuracy,
+    Channel,
+    CohortSettlement,
+    DataQuality,
+    HourlyDelivery,
+    PerformanceMoney,
+    Quality,
+    SettlementDiff,
+    SettlementFiled,
+)
 
-BASELINE_METHOD = "mgo-pre-window-mean"
-SLOT_S = 300.0  # settlement slot [s]
+SLOT_S = 300.0  # settlement slot, and a Performance Assessment Interval [s]
 KW_PER_MW = 1000.0
 S_PER_H = 3600.0
+WH_PER_MWH = 1_000_000
 MW_DECIMALS = 6  # reports are filed to the watt and watt-hour: no float noise on them
+KWH_DECIMALS = 3
 PCT_DECIMALS = 3
 MEASURED = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # what counts as metered
+HOUR_BEFORE_MIN_COVERED = 0.5  # share of the hour before that must be measured [-]
+EXPECTED_AFTER_H = 24  # an asset that reported in these hours before a window is waited for
+NO_BASELINE = "none"
+
+
+class BaselineMethod(StrEnum):
+    """A resource's baseline method, as settlement applies it to every asset."""
+
+    HIGH_X_OF_Y = "pjm-high-x-of-y-adjusted"  # High 4 of 5 / 2 of 3 + additive adjustment
+    MATCH_DAY = "pjm-match-day"
+    HOUR_BEFORE = "hour-before"  # the emergency-energy baseline, from the 5-minute data
+
+
+@dataclass(frozen=True)
+class Program:
+    """How a resource's windows are settled."""
+
+    model: ParticipationModel
+    method: BaselineMethod
+    clock: MarketClock
+    coverage_threshold: float  # share of asset-slots to be measured before filing [0..1]
+    rates: money.PerformanceRates
+    accuracy_days: int = 10  # most recent non-event like-days each method is tested on
+
+    @property
+    def channel(self) -> Channel:
+        """The channel settled on: the site meter for demand response, else the battery."""
+        if self.model == ParticipationModel.DEMAND_RESPONSE:
+            return Channel.NET_KW
+        return Channel.BATTERY_KW
+
+    def measured_kw(self, value_kw: np.ndarray) -> np.ndarray:
+        """The settled quantity from the channel's values [kW]: site load (= -net_kw, import
+        positive) for demand response, battery output for the DER aggregator model."""
+        return -value_kw if self.channel == Channel.NET_KW else value_kw
+
+    @property
+    def history_days(self) -> int:
+        """Days of hourly history the baseline and its accuracy test read before an event."""
+        return bl.PJM_ECONOMIC_CBL.lookback_days
 
 
 class Reading(NamedTuple):
-    """One battery interval of one asset, as reported: `battery_kw` is None when missing."""
+    """One interval of the settled channel of one asset, as reported (None when missing)."""
 
     asset_id: str
     interval_start: datetime
     interval_s: int
-    battery_kw: float | None
+    value_kw: float | None
     quality: str = Quality.ACTUAL
 
     @property
     def measured(self) -> bool:
-        return self.battery_kw is not None and self.quality in MEASURED
+        return self.value_kw is not None and self.quality in MEASURED
 
 
 @dataclass(frozen=True)
 class Due:
-    """A confirmed instruction whose window is ready to settle."""
+    """A confirmed instruction to settle."""
 
     instruction_id: str
     resource_id: str
@@ -70,19 +135,48 @@ class Due:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """The resource's assets enrolled as of the window, in one order."""
+
+    asset_ids: Sequence[str]
+    cohorts: Sequence[str]
+    subscribers: Sequence[str]  # the asset id where no subscriber is recorded
+    accredited_kw: np.ndarray  # each asset's accredited share: its rating [kW]
+
+    @property
+    def size(self) -> int:
+        return len(self.asset_ids)
+
+
+@dataclass(frozen=True)
+class History:
+    """Each asset's hourly mean of the settled channel in market time, as stored."""
+
+    first_day: date
+    hourly_kw: np.ndarray  # (n_assets, n_days, 24) channel values [kW]; NaN: not fully covered
+    event_days: frozenset[date]  # days with an earlier event of the resource
+
+    def days(self) -> list[date]:
+        return [self.first_day + timedelta(days=d) for d in range(self.hourly_kw.shape[1])]
+
+
+@dataclass(frozen=True)
 class Settlement:
-    """A resource's delivery over one window: per slot, per asset, and in total."""
+    """A resource's delivery over one window: per slot, per asset, per hour and in total."""
 
     edges_s: np.ndarray  # slot edges, n_slots + 1 [s from window start]
     baseline_mw: np.ndarray  # per slot [MW]
     metered_mw: np.ndarray  # per slot [MW]
     delivered_mw: np.ndarray  # per slot [MW]
+    coverage: np.ndarray  # per slot, share of enrolled asset-time measured [-]
     asset_delivered_mwh: np.ndarray  # per asset [MWh]
+    methods: np.ndarray  # per asset, the baseline method used (or "none")
     window_mw: float  # time-weighted mean delivery over the window [MW]
     delivered_mwh: float  # [MWh]
-    assets_metered: int  # assets with any telemetry inside the window
-    assets_without_baseline: int  # assets with no telemetry in the lookback (baseline 0)
-    incomplete_asset_slots: int  # (asset, slot) pairs not fully covered by telemetry
+    coverage_pct: float  # over the window, of the expected assets [%]
+    assets_expected: int  # assets that reported in the day before the window
+    assets_metered: int  # assets with measured data inside the window
+    hours: list[HourlyDelivery]  # the ISO-format hourly report
 
 
 def slot_edges_s(window_s: float, slot_s: float = SLOT_S) -> np.ndarray:
@@ -111,61 +205,311 @@ def resample(
         telemetry counted as 0 [kW], and the share of the span covered by telemetry [0..1].
     """
     lo_s, hi_s = edges_s[:-1], edges_s[1:]
-    overlap_s = np.clip(
-        np.minimum(end_s[:, None], hi_s[None, :]) - np.maximum(start_s[:, None], lo_s[None, :]),
-        0.0,
-        None,
-    )
+    # Only the spans an interval can touch: an interval is at most an hour, a span 5 minutes.
+    first = np.clip(np.searchsorted(hi_s, start_s, side="right"), 0, lo_s.size)
     energy_kws = np.zeros((n_assets, lo_s.size))  # [kW*s]
     seconds = np.zeros((n_assets, lo_s.size))  # [s]
-    np.add.at(energy_kws, asset_index, overlap_s * value_kw[:, None])
-    np.add.at(seconds, asset_index, overlap_s)
+    span = first.copy()
+    live = np.flatnonzero(span < lo_s.size)
+    while live.size:
+        k = span[live]
+        overlap_s = np.minimum(end_s[live], hi_s[k]) - np.maximum(start_s[live], lo_s[k])
+        touching = overlap_s > 0
+        rows, cols, o = asset_index[live][touching], k[touching], overlap_s[touching]
+        np.add.at(energy_kws, (rows, cols), o * value_kw[live][touching])
+        np.add.at(seconds, (rows, cols), o)
+        span[live] += 1
+        live = live[(span[live] < lo_s.size) & (end_s[live] > hi_s[k])]
     span_s = hi_s - lo_s
     return energy_kws / span_s, seconds / span_s
 
 
+def _history_calendar(days: Sequence[date], event_days: frozenset[date]) -> tuple[np.ndarray, ...]:
+    """(day kind, past event day, holiday) of each history day, for High X of Y."""
+    return (
+        np.array([DayKind.WEEKEND if d.weekday() >= 5 else DayKind.WEEKDAY for d in days]),
+        np.array([d in event_days for d in days], dtype=bool),
+        np.array([is_holiday(d) for d in days], dtype=bool),
+    )
+
+
+def day_baseline_kw(
+    method: BaselineMethod,
+    before_kw: np.ndarray,
+    before_days: Sequence[date],
+    event_days: frozenset[date],
+    today_kw: np.ndarray,
+    today: date,
+    event_start: int,
+    event_end: int,
+) -> np.ndarray:
+    """One method's baseline for the hours of one event day, from hourly data [kW per hour].
+
+    Args:
+        before_kw: hourly load of the days before, (..., n_days, 24) [kW]; NaN: missing
+        before_days: those days' dates; event_days: days with an earlier event
+        today_kw: the event day's hourly load, (..., 24) [kW]
+        event_start, event_end: the event's local hours [event_start, event_end), 0-based
+    Returns:
+        (..., 24) [kW], NaN for an asset the method cannot serve (too few days, no readings).
+        HOUR_BEFORE on hourly data is the hour just before the event, for every hour.
+    """
+    if method == BaselineMethod.HOUR_BEFORE:
+        if event_start == 0:
+            return np.full(today_kw.shape, np.nan)
+        one = bl.hour_before(today_kw, event_start, 1, missing="nan")
+        return np.broadcast_to(one[..., None], today_kw.shape).copy()
+    kinds, past_events, holidays = _history_calendar(before_days, event_days)
+    kind = day_kind(today)
+    if method == BaselineMethod.MATCH_DAY:
+        like = np.flatnonzero((kinds == kind) & ~holidays)[-bl.PJM_ECONOMIC_CBL.lookback_days :]
+        return bl.match_day(
+            before_kw[..., like, :],
+            past_events[like],
+            today_kw,
+            event_start,
+            event_end,
+            missing="nan",
+        )
+    cbl = bl.high_x_of_y(
+        before_kw, kinds, past_events, holidays, kind, event_start, event_end, missing="nan"
+    )
+    adjustment = bl.PJM_ADDITIVE_ADJUSTMENT
+    window_start = event_start - adjustment.gap_hours - adjustment.hours
+    if window_start < 0:  # an event early in the day: the window is cut at midnight
+        adjustment = bl.AdditiveAdjustmentParams(
+            hours=max(event_start - adjustment.gap_hours, 0),
+            gap_hours=adjustment.gap_hours,
+            cap_kw=adjustment.cap_kw,
+            source=adjustment.source + " (cut at the event day's midnight)",
+        )
+    if adjustment.hours == 0:
+        return cbl
+    return bl.symmetric_additive_adjustment(
+        cbl, today_kw, event_start, params=adjustment, missing="nan"
+    )
+
+
 def settle(
-    asset_index: np.ndarray,
-    start_s: np.ndarray,
-    end_s: np.ndarray,
-    battery_kw: np.ndarray,
-    n_assets: int,
-    window_s: float,
-    lookback_s: float,
+    due: Due,
+    fleet: Fleet,
+    readings: Sequence[Reading],
+    history: History,
+    program: Program,
 ) -> Settlement:
-    """Delivery of `n_assets` over a window of `window_s` [s] against the pre-window mean of each
-    asset's own battery output over `lookback_s` [s]; see the module docstring for the formulas.
-    Intervals are given in seconds from the window start and may extend beyond it."""
+    """Delivery of the fleet over the window; see the module docstring for the formulas.
+    Readings are the settled channel's intervals from an hour before the window to its end;
+    readings of assets outside the fleet, and intervals not measured, are left out."""
+    n = fleet.size
+    index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
+    counted = [r for r in readings if r.measured and r.asset_id in index]
+    start_s = np.fromiter(
+        ((r.interval_start - due.window_start).total_seconds() for r in counted),
+        float,
+        len(counted),
+    )
+    end_s = start_s + np.fromiter((r.interval_s for r in counted), float, len(counted))
+    value_kw = program.measured_kw(np.fromiter((r.value_kw for r in counted), float, len(counted)))
+    asset_index = np.fromiter((index[r.asset_id] for r in counted), np.intp, len(counted))
+
+    window_s = (due.window_end - due.window_start).total_seconds()
     edges_s = slot_edges_s(window_s)
     slot_s = np.diff(edges_s)
-    metered_kw, covered = resample(asset_index, start_s, end_s, battery_kw, n_assets, edges_s)
+    metered_kw, covered = resample(asset_index, start_s, end_s, value_kw, n, edges_s)
     before_kw, before_covered = resample(
-        asset_index, start_s, end_s, battery_kw, n_assets, np.array([-lookback_s, 0.0])
+        asset_index, start_s, end_s, value_kw, n, np.array([-S_PER_H, 0.0])
     )
-    has_baseline = before_covered[:, 0] > 0
-    baseline_kw = np.divide(
+    hour_before_kw = np.divide(
         before_kw[:, 0],
         before_covered[:, 0],
-        out=np.zeros(n_assets),
-        where=has_baseline,
+        out=np.full(n, np.nan),
+        where=before_covered[:, 0] >= HOUR_BEFORE_MIN_COVERED,
     )
-    baseline_slot_kw = baseline_kw[:, None] * covered  # the baseline only where metered
-    delivered_kw = metered_kw - baseline_slot_kw
+
+    # Each slot's local day and hour; the baseline per asset for each.
+    slot_starts = [due.window_start + timedelta(seconds=float(s)) for s in edges_s[:-1]]
+    local = [program.clock.local_date(t) for t in slot_starts]
+    local_hour = np.array([program.clock.local_hour(t) for t in slot_starts], dtype=np.intp)
+    baseline_kw = np.full(covered.shape, np.nan)
+    method_used = np.full(n, str(program.method), dtype=object)
+    days = history.days()
+    for today in sorted(set(local)):
+        slots = np.array([d == today for d in local])
+        hours = local_hour[slots]
+        if program.method == BaselineMethod.HOUR_BEFORE or today not in days:
+            day_kw = np.full((n, HOURS), np.nan)
+        else:
+            t = days.index(today)
+            day_kw = day_baseline_kw(
+                program.method,
+                program.measured_kw(history.hourly_kw[:, :t, :]),
+                days[:t],
+                history.event_days,
+                program.measured_kw(history.hourly_kw[:, t, :]),
+                today,
+                int(hours.min()),
+                int(hours.max()) + 1,
+            )
+        baseline_kw[:, slots] = day_kw[:, hours]
+    has_method = ~np.isnan(baseline_kw).any(axis=1)
+    fallback = ~has_method & ~np.isnan(hour_before_kw)
+    baseline_kw[fallback] = hour_before_kw[fallback, None]
+    method_used[fallback] = str(BaselineMethod.HOUR_BEFORE)
+    credited = has_method | fallback
+    method_used[~credited] = NO_BASELINE
+    if program.model == ParticipationModel.DER_AGGREGATOR:
+        baseline_kw = np.maximum(baseline_kw, 0.0)
+
+    baseline_slot_kw = np.where(credited[:, None], baseline_kw * covered, 0.0)
+    metered_credited_kw = np.where(credited[:, None], metered_kw, 0.0)
+    delivered_kw = np.where(
+        credited[:, None], bl.reduction_kw(baseline_slot_kw, metered_kw, program.model), 0.0
+    )
     baseline_mw = baseline_slot_kw.sum(axis=0) / KW_PER_MW
-    metered_mw = metered_kw.sum(axis=0) / KW_PER_MW
-    delivered_mw = metered_mw - baseline_mw
+    metered_mw = metered_credited_kw.sum(axis=0) / KW_PER_MW
+    delivered_mw = delivered_kw.sum(axis=0) / KW_PER_MW
+    expected = _reported_before(history, due.window_start, program) | (before_covered[:, 0] > 0)
+    # Nobody expected: nothing to settle on yet (the deadline files what there is).
+    coverage = covered[expected].mean(axis=0) if expected.any() else np.zeros(slot_s.size)
     return Settlement(
         edges_s=edges_s,
         baseline_mw=baseline_mw,
         metered_mw=metered_mw,
         delivered_mw=delivered_mw,
+        coverage=coverage,
         asset_delivered_mwh=(delivered_kw * slot_s).sum(axis=1) / S_PER_H / KW_PER_MW,
+        methods=method_used,
         window_mw=float((delivered_mw * slot_s).sum() / window_s),
         delivered_mwh=float((delivered_mw * slot_s).sum() / S_PER_H),
+        coverage_pct=float((coverage * slot_s).sum() / window_s * 100.0),
+        assets_expected=int(expected.sum()),
         assets_metered=int((covered.sum(axis=1) > 0).sum()),
-        assets_without_baseline=int((~has_baseline).sum()),
-        incomplete_asset_slots=int((covered < 1.0 - 1e-9).sum()),
+        hours=hourly_report(
+            due.resource_id, local, local_hour, slot_s, baseline_mw, metered_mw, delivered_mw
+        ),
     )
+
+
+def _reported_before(history: History, moment: datetime, program: Program) -> np.ndarray:
+    """Per asset: a fully measured hour among the EXPECTED_AFTER_H local hours before
+    `moment` (the hour holding `moment` excluded)."""
+    day = program.clock.local_date(moment)
+    if day not in history.days() or history.hourly_kw.shape[0] == 0:
+        return np.zeros(history.hourly_kw.shape[0], dtype=bool)
+    end = history.days().index(day) * HOURS + program.clock.local_hour(moment)
+    hours = history.hourly_kw.reshape(history.hourly_kw.shape[0], -1)
+    return ~np.isnan(hours[:, max(end - EXPECTED_AFTER_H, 0) : end]).all(axis=1)
+
+
+def hourly_report(
+    registration_id: str,
+    local_days: Sequence[date],
+    local_hours: np.ndarray,
+    slot_s: np.ndarray,
+    baseline_mw: np.ndarray,
+    metered_mw: np.ndarray,
+    delivered_mw: np.ndarray,
+) -> list[HourlyDelivery]:
+    """Slots summed into local hours [kWh]: one row per hour the window touches, in the shape
+    of a PJM demand-response settlement submission (registration, date, hour ending)."""
+    rows: dict[tuple[date, int], np.ndarray] = {}
+    kwh_per_mw_s = KW_PER_MW / S_PER_H
+    for day, hour, s, b, m, d in zip(
+        local_days, local_hours, slot_s, baseline_mw, metered_mw, delivered_mw, strict=True
+    ):
+        row = rows.setdefault((day, int(hour)), np.zeros(3))
+        row += np.array([b, m, d]) * s * kwh_per_mw_s
+    return [
+        HourlyDelivery(
+            registration_id=registration_id,
+            date=day.isoformat(),
+            hour_ending=hour + 1,
+            baseline_kwh=round(float(b), KWH_DECIMALS) + 0.0,
+            metered_kwh=round(float(m), KWH_DECIMALS) + 0.0,
+            reduction_kwh=round(float(d), KWH_DECIMALS) + 0.0,
+        )
+        for (day, hour), (b, m, d) in sorted(rows.items())
+    ]
+
+
+def hourly_csv(rows: Sequence[HourlyDelivery]) -> str:
+    """The ISO-format hourly report as CSV: registration, local date, hour ending, kWh."""
+    lines = ["registration_id,date,hour_ending,baseline_kwh,metered_kwh,reduction_kwh"]
+    lines += [
+        f"{r.registration_id},{r.date},{r.hour_ending},{r.baseline_kwh:.3f},"
+        f"{r.metered_kwh:.3f},{r.reduction_kwh:.3f}"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def baseline_accuracy(
+    history: History, today: date, event_start: int, event_end: int, program: Program
+) -> list[BaselineAccuracy]:
+    """Each method's relative RMSE on the resource's most recent non-event like-days: each
+    test day's baseline computed as if it had been an event day over the same hours, against
+    its metered load (summed over assets; an hour some assets miss is scaled up from the
+    assets present). Same Day (3+2) is reported too, though it is not settled on (it needs
+    hours after the event)."""
+    days = history.days()
+    load_kw = program.measured_kw(history.hourly_kw)
+    present = (~np.isnan(load_kw)).sum(axis=0)
+    total_kw = np.divide(
+        np.nansum(load_kw, axis=0) * load_kw.shape[0],
+        present,
+        out=np.full(load_kw.shape[1:], np.nan),
+        where=present > 0,
+    )  # (n_days, 24)
+    kind = day_kind(today)
+    tests = [
+        t
+        for t, d in enumerate(days)
+        if d < today and day_kind(d) == kind and d not in history.event_days and not is_holiday(d)
+    ][-program.accuracy_days :]
+    methods: list[str] = [*map(str, BaselineMethod), "pjm-same-day-3+2"]
+    results = []
+    for method in methods:
+        predicted, actual = [], []
+        for t in tests:
+            if method == "pjm-same-day-3+2":
+                try:
+                    value = bl.same_day(total_kw[t], event_start, event_end, missing="nan")
+                except ValueError:
+                    continue
+                guess = np.full(HOURS, float(value))
+            else:
+                guess = day_baseline_kw(
+                    BaselineMethod(method),
+                    total_kw[:t],
+                    days[:t],
+                    history.event_days,
+                    total_kw[t],
+                    days[t],
+                    event_start,
+                    event_end,
+                )
+            predicted.append(guess[event_start:event_end])
+            actual.append(total_kw[t, event_start:event_end])
+        try:
+            if not predicted:
+                raise ValueError("no test day has the hours it needs")
+            rrmse = float(bl.relative_rmse(np.concatenate(predicted), np.concatenate(actual)))
+        except ValueError as exc:
+            results.append(
+                BaselineAccuracy(
+                    method=method, rrmse_pct=None, accepted=False, days=0, note=str(exc)
+                )
+            )
+            continue
+        results.append(
+            BaselineAccuracy(
+                method=method,
+                rrmse_pct=round(rrmse * 100.0, PCT_DECIMALS),
+                accepted=bool(bl.accepted(rrmse)),
+                days=sum(not np.isnan(p).all() for p in predicted),
+            )
+        )
+    return results
 
 
 def performance_pct(delivered_mw: float, mw_requested: float) -> float:
@@ -173,91 +517,265 @@ def performance_pct(delivered_mw: float, mw_requested: float) -> float:
     return delivered_mw / mw_requested * 100.0 if mw_requested > 0 else 0.0
 
 
-def cohort_summary(
-    cohorts: Sequence[str], asset_delivered_mwh: np.ndarray
-) -> list[CohortSettlement]:
-    """Assets and delivered energy [MWh, to the Wh] per cohort, and each cohort's share of the
-    resource's net delivered energy [%, 3 decimals] (0 when the net is 0), sorted by cohort."""
-    names, which = np.unique(np.asarray(cohorts, dtype=str), return_inverse=True)
-    mwh = np.bincount(which, weights=asset_delivered_mwh, minlength=names.size)
-    assets = np.bincount(which, minlength=names.size)
-    total_mwh = float(asset_delivered_mwh.sum())
-    return [
+def performance_money(
+    due: Due, delivered_mw: float, n_slots: int, rates: money.PerformanceRates, day: date
+) -> PerformanceMoney:
+    """The window as Performance Assessment Intervals: the resource owes what the ISO asked
+    (committed UCAP x balancing ratio is the MW dispatched); a shortfall is charged, an
+    over-performance earns the bonus rate, per 5-minute interval."""
+    shortfall = float(money.performance_shortfall_mw(due.mw_requested, delivered_mw))
+    charge = money.to_cents(
+        float(
+            money.non_performance_charge_usd(shortfall, rates.charge_usd_per_mw_interval, n_slots)
+        )
+    )
+    bonus = money.to_cents(
+        float(money.bonus_usd(shortfall, rates.bonus_usd_per_mw_interval, n_slots))
+    )
+    return PerformanceMoney(
+        delivery_year=money.delivery_year(day),
+        expected_mw=due.mw_requested,
+        shortfall_mw=round(shortfall, MW_DECIMALS) + 0.0,
+        intervals=n_slots,
+        charge_rate_usd_per_mw_interval=rates.charge_usd_per_mw_interval,
+        bonus_rate_usd_per_mw_interval=rates.bonus_usd_per_mw_interval,
+        charge_cents=charge,
+        bonus_cents=bonus,
+        net_cents=bonus - charge,
+    )
+
+
+class Payout(NamedTuple):
+    """A subscriber's part of one window's money [US cents] and delivered energy [Wh]."""
+
+    subscriber_id: str
+    cohort: str
+    assets: int
+    delivered_wh: int
+    cents: int
+
+
+def _money_weights(
+    accredited_kw: np.ndarray, delivered_mwh: np.ndarray, net_cents: int
+) -> np.ndarray:
+    """Who carries a window's money: a charge by accredited share (the obligation is shared
+    by what each sold), a bonus by energy delivered (by accredited share when none was)."""
+    delivered = np.maximum(delivered_mwh, 0.0)
+    if net_cents > 0 and delivered.sum() > 0:
+        return delivered
+    return accredited_kw
+
+
+def attribute(
+    fleet: Fleet, settlement: Settlement, net_cents: int
+) -> tuple[list[CohortSettlement], list[Payout]]:
+    """Per cohort (sorted): assets, delivered energy [MWh, to the Wh], share of the net
+    delivered energy [%, 3 decimals; 0 when the net is 0], accredited kW and money; and per
+    subscriber within each cohort: the money split to the cent, summing exactly to the
+    cohort's, which sum exactly to `net_cents`."""
+    if fleet.size == 0:
+        return [], []
+    cohorts, which = np.unique(np.asarray(fleet.cohorts, dtype=str), return_inverse=True)
+    per_asset_mwh = settlement.asset_delivered_mwh
+    mwh = np.bincount(which, weights=per_asset_mwh, minlength=cohorts.size)
+    accredited = np.bincount(which, weights=fleet.accredited_kw, minlength=cohorts.size)
+    counts = np.bincount(which, minlength=cohorts.size)
+    total_mwh = float(per_asset_mwh.sum())
+
+    # Subscribers within cohorts: one row per (cohort, subscriber).
+    subscribers = np.asarray(fleet.subscribers, dtype=str)
+    pairs, pair_of = np.unique(
+        np.char.add(np.char.add(cohorts[which], "\x1f"), subscribers), return_inverse=True
+    )
+    pair_cohort = np.empty(pairs.size, dtype=np.intp)
+    pair_cohort[pair_of] = which
+    pair_mwh = np.bincount(pair_of, weights=per_asset_mwh, minlength=pairs.size)
+    pair_kw = np.bincount(pair_of, weights=fleet.accredited_kw, minlength=pairs.size)
+    pair_assets = np.bincount(pair_of, minlength=pairs.size)
+    cohort_weights = _money_weights(accredited, mwh, net_cents)
+    if net_cents == 0 or cohort_weights.sum() == 0:
+        cohort_cents = np.zeros(cohorts.size, dtype=np.int64)
+        subscriber_cents = [
+            np.zeros(int((pair_cohort == c).sum()), np.int64) for c in range(cohorts.size)
+        ]
+    else:
+        split = money.split_cents_by_cohort(
+            net_cents,
+            cohort_weights,
+            [
+                _money_weights(pair_kw[pair_cohort == c], pair_mwh[pair_cohort == c], net_cents)
+                for c in range(cohorts.size)
+            ],
+        )
+        cohort_cents, subscriber_cents = split.cohort_cents, list(split.subscriber_cents)
+    summary = [
         CohortSettlement(
             cohort=str(name),
-            assets=int(n),
-            delivered_mwh=round(float(e), MW_DECIMALS),
+            assets=int(k),
+            delivered_mwh=round(float(e), MW_DECIMALS) + 0.0,
             share_pct=round(float(e) / total_mwh * 100.0, PCT_DECIMALS) if total_mwh != 0 else 0.0,
+            accredited_kw=round(float(kw), KWH_DECIMALS),
+            performance_cents=int(cents),
         )
-        for name, n, e in zip(names, assets, mwh, strict=True)
+        for name, k, e, kw, cents in zip(
+            cohorts, counts, mwh, accredited, cohort_cents, strict=True
+        )
     ]
+    payouts = []
+    for c in range(cohorts.size):
+        members = np.flatnonzero(pair_cohort == c)
+        for member, cents in zip(members, subscriber_cents[c], strict=True):
+            payouts.append(
+                Payout(
+                    subscriber_id=str(pairs[member]).split("\x1f", 1)[1],
+                    cohort=str(cohorts[c]),
+                    assets=int(pair_assets[member]),
+                    delivered_wh=round(float(pair_mwh[member]) * WH_PER_MWH),
+                    cents=int(cents),
+                )
+            )
+    return summary, payouts
 
 
-def intervals_csv(
-    window_start: datetime,
-    edges_s: np.ndarray,
-    baseline_mw: np.ndarray,
-    metered_mw: np.ndarray,
-    delivered_mw: np.ndarray,
-) -> str:
-    """`interval_start,baseline_mw,metered_mw,delivered_mw`, one row per slot: ISO 8601 UTC
-    starts, MW to 4 decimals."""
+def intervals_csv(window_start: datetime, settlement: Settlement) -> str:
+    """`interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct`, one row per slot:
+    ISO 8601 UTC starts, MW to 4 decimals, coverage to 1."""
 
     def mw(value: float) -> str:
         return f"{round(value, 4) + 0.0:.4f}"  # + 0.0 turns -0.0 into 0.0: no "-0.0000"
 
-    rows = ["interval_start,baseline_mw,metered_mw,delivered_mw"]
-    for start_s, b, m, d in zip(edges_s[:-1], baseline_mw, metered_mw, delivered_mw, strict=True):
+    rows = ["interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct"]
+    for start_s, b, m, d, c in zip(
+        settlement.edges_s[:-1],
+        settlement.baseline_mw,
+        settlement.metered_mw,
+        settlement.delivered_mw,
+        settlement.coverage,
+        strict=True,
+    ):
         start = (window_start + timedelta(seconds=float(start_s))).isoformat()
-        rows.append(f"{start.replace('+00:00', 'Z')},{mw(b)},{mw(m)},{mw(d)}")
+        rows.append(f"{start.replace('+00:00', 'Z')},{mw(b)},{mw(m)},{mw(d)},{c * 100:.1f}")
     return "\n".join(rows) + "\n"
+
+
+def _wh(mwh: float) -> int:
+    return round(mwh * WH_PER_MWH)
+
+
+def _slot_wh(csv: str, column: int) -> dict[str, int]:
+    """Per-hour Wh of one column of an ISO-format CSV, keyed 'YYYY-MM-DD HEnn'."""
+    out = {}
+    for line in csv.splitlines()[1:]:
+        cells = line.split(",")
+        out[f"{cells[1]} HE{int(cells[2]):02d}"] = round(float(cells[column]) * 1000)
+    return out
+
+
+def diff(new: SettlementFiled, old: SettlementFiled) -> SettlementDiff:
+    """What changed from `old` to `new`, to the watt-hour."""
+
+    def baseline_mwh(report: SettlementFiled) -> float:
+        return sum(h.baseline_kwh for h in report.iso_report) / KW_PER_MW
+
+    def metered_mwh(report: SettlementFiled) -> float:
+        return sum(h.metered_kwh for h in report.iso_report) / KW_PER_MW
+
+    new_hours, old_hours = _slot_wh(new.iso_report_csv, 5), _slot_wh(old.iso_report_csv, 5)
+    new_cohorts = {c.cohort: _wh(c.delivered_mwh) for c in new.cohorts}
+    old_cohorts = {c.cohort: _wh(c.delivered_mwh) for c in old.cohorts}
+    hours = {
+        h: new_hours.get(h, 0) - old_hours.get(h, 0)
+        for h in sorted(new_hours.keys() | old_hours.keys())
+        if new_hours.get(h, 0) != old_hours.get(h, 0)
+    }
+    cohorts = {
+        c: new_cohorts.get(c, 0) - old_cohorts.get(c, 0)
+        for c in sorted(new_cohorts.keys() | old_cohorts.keys())
+        if new_cohorts.get(c, 0) != old_cohorts.get(c, 0)
+    }
+    return SettlementDiff(
+        previous_report_id=old.report_id,
+        delivered_wh=_wh(new.delivered_mwh) - _wh(old.delivered_mwh),
+        baseline_wh=_wh(baseline_mwh(new)) - _wh(baseline_mwh(old)),
+        metered_wh=_wh(metered_mwh(new)) - _wh(metered_mwh(old)),
+        coverage_pct=round(new.coverage_pct - old.coverage_pct, PCT_DECIMALS) + 0.0,
+        assets_metered=new.assets_metered - old.assets_metered,
+        hours_wh=hours,
+        cohorts_wh=cohorts,
+    )
+
+
+def changed(d: SettlementDiff) -> bool:
+    """Whether a new version says anything the previous did not, to the Wh."""
+    return bool(
+        d.delivered_wh
+        or d.baseline_wh
+        or d.metered_wh
+        or d.coverage_pct
+        or d.assets_metered
+        or d.hours_wh
+        or d.cohorts_wh
+    )
+
+
+def report_id(instruction_id: str, version: int) -> str:
+    return f"SR-{instruction_id}-v{version}"
 
 
 def build_report(
     due: Due,
-    assets: Sequence[tuple[str, str]],
-    readings: Sequence[Reading],
-    lookback_s: float,
+    fleet: Fleet,
+    settlement: Settlement,
+    accuracy: list[BaselineAccuracy],
+    program: Program,
+    data_quality: DataQuality,
+    previous: SettlementFiled | None,
     filed_at: datetime,
-) -> tuple[SettlementFiled, Settlement]:
-    """The report for `due` from the resource's enrolled assets ((asset_id, cohort) pairs) and
-    their readings around the window; readings of other assets, and intervals not measured
-    (missing, questionable), are left out: their time is uncovered."""
-    index = {asset_id: i for i, (asset_id, _) in enumerate(assets)}
-    counted = [r for r in readings if r.asset_id in index and r.measured]
-    start_s = np.array(
-        [(r.interval_start - due.window_start).total_seconds() for r in counted], dtype=float
+) -> tuple[SettlementFiled, list[Payout]]:
+    """The next version of the window's report (version 1 without `previous`), and the
+    subscribers' payouts."""
+    version = previous.version + 1 if previous else 1
+    n_slots = settlement.edges_s.size - 1
+    performance = performance_money(
+        due,
+        settlement.window_mw,
+        n_slots,
+        program.rates,
+        program.clock.local_date(due.window_start),
     )
-    result = settle(
-        asset_index=np.array([index[r.asset_id] for r in counted], dtype=np.intp),
-        start_s=start_s,
-        end_s=start_s + np.array([r.interval_s for r in counted], dtype=float),
-        battery_kw=np.array([r.battery_kw for r in counted], dtype=float),
-        n_assets=len(assets),
-        window_s=(due.window_end - due.window_start).total_seconds(),
-        lookback_s=lookback_s,
-    )
+    cohorts, payouts = attribute(fleet, settlement, performance.net_cents)
+    methods, counts = np.unique(settlement.methods.astype(str), return_counts=True)
     report = SettlementFiled(
         window_start=due.window_start,
         window_end=due.window_end,
-        report_id=f"SR-{due.instruction_id}",
+        report_id=report_id(due.instruction_id, version),
         instruction_id=due.instruction_id,
         resource_id=due.resource_id,
-        baseline_method=BASELINE_METHOD,
+        version=version,
+        supersedes=previous.report_id if previous else None,
+        data_quality=data_quality,
+        participation_model=str(program.model),
+        baseline_method=str(program.method),
+        baseline_methods={str(m): int(k) for m, k in zip(methods, counts, strict=True)},
+        baseline_accuracy=accuracy,
         mw_requested=due.mw_requested,
         mw_confirmed=due.mw_confirmed,
-        delivered_mw=round(result.window_mw, MW_DECIMALS),
-        delivered_mwh=round(result.delivered_mwh, MW_DECIMALS),
-        performance_pct=round(performance_pct(result.window_mw, due.mw_requested), PCT_DECIMALS),
-        assets_metered=result.assets_metered,
-        intervals_csv=intervals_csv(
-            due.window_start,
-            result.edges_s,
-            result.baseline_mw,
-            result.metered_mw,
-            result.delivered_mw,
-        ),
-        cohorts=cohort_summary([cohort for _, cohort in assets], result.asset_delivered_mwh),
+        delivered_mw=round(settlement.window_mw, MW_DECIMALS) + 0.0,
+        delivered_mwh=round(settlement.delivered_mwh, MW_DECIMALS) + 0.0,
+        performance_pct=round(performance_pct(settlement.window_mw, due.mw_requested), PCT_DECIMALS)
+        + 0.0,
+        assets_enrolled=fleet.size,
+        assets_expected=settlement.assets_expected,
+        assets_metered=settlement.assets_metered,
+        coverage_pct=round(settlement.coverage_pct, PCT_DECIMALS),
+        coverage_threshold_pct=round(program.coverage_threshold * 100.0, PCT_DECIMALS),
+        intervals_csv=intervals_csv(due.window_start, settlement),
+        iso_report=settlement.hours,
+        iso_report_csv=hourly_csv(settlement.hours),
+        performance=performance,
+        cohorts=cohorts,
         filed_at=filed_at,
     )
-    return report, result
+    if previous is not None:
+        report = report.model_copy(update={"diff": diff(report, previous)})
+    return report, payouts

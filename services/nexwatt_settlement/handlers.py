@@ -1,32 +1,45 @@
-"""Handling a mixed batch of instructions, confirmations, telemetry and asset records."""
+"""Settling: inputs stored per batch, then each window that is due filed as its next version."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge
 
-from nexwatt_settlement import store
-from nexwatt_settlement.domain import Due, build_report
+from nexwatt_settlement import domain, store
+from nexwatt_settlement.domain import Program
 from nexwatt_shared import outbox, series
 from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
     AssetRegistered,
+    DataQuality,
     DispatchConfirmed,
     DispatchInstruction,
+    SettlementFiled,
     TelemetryInterval,
-    newest_versions,
 )
-from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import SETTLEMENT_FILED
 
 log = structlog.get_logger()
-SETTLEMENTS_FILED = Counter("nexwatt_settlements_filed_total", "Settlement reports filed")
+SETTLEMENTS_FILED = Counter(
+    "nexwatt_settlements_filed_total", "Settlement report versions filed", ["data_quality"]
+)
 SETTLEMENT_FAILURES = Counter(
-    "nexwatt_settlement_failures_total", "Errors computing a settlement report"
+    "nexwatt_settlement_failures_total", "Errors settling a window (retried)"
+)
+WINDOWS_WAITING = Counter(
+    "nexwatt_settlement_waiting_for_data_total",
+    "Settlement attempts that found a window's coverage below the threshold",
+)
+AFTER_FINAL = Counter(
+    "nexwatt_settlement_after_final_total",
+    "Batches with telemetry for a window already final (kept, not settled into it)",
 )
 DELIVERED_MW = Gauge(
     "nexwatt_settlement_delivered_mw",
@@ -35,22 +48,45 @@ DELIVERED_MW = Gauge(
 )
 
 
-def make_handler(
-    pool: asyncpg.Pool, producer: EventProducer, grace_s: float, lookback_s: float
-) -> BatchHandler:
-    async def handle(batch: list[Delivery]) -> None:
+def _event_hours(due: domain.Due, program: Program) -> tuple[int, int]:
+    """The local hours [start, end) of the window's first local day."""
+    start = program.clock.local_hour(due.window_start)
+    last = due.window_end - timedelta(microseconds=1)
+    same_day = program.clock.local_date(last) == program.clock.local_date(due.window_start)
+    return start, program.clock.local_hour(last) + 1 if same_day else 24
+
+
+class Settler:
+    """Stores what settling needs, and settles each window once its data is in: preliminary,
+    then restated when late data changes it, final at the deadline."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: EventProducer,
+        program: Program,
+        final_after_s: float,
+        check_interval_s: float = 30.0,
+    ) -> None:
+        self.pool, self.producer, self.program = pool, producer, program
+        self.final_after_s = final_after_s
+        self.check_interval_s = check_interval_s
+        self._lock = asyncio.Lock()  # the consumer and the deadline timer settle one at a time
+
+    async def handle(self, batch: list[Delivery]) -> None:
         # One series per asset and channel: repeats are dropped, overlaps refused (never summed
         # twice); channels of one asset may come at different resolutions.
-        new_telemetry, _ = await series.admit(pool, store.TABLE, store.CHANNELS, batch)
+        new_telemetry, _ = await series.admit(self.pool, store.TABLE, store.CHANNELS, batch)
         payloads = [d.payload for d in batch if not isinstance(d.payload, TelemetryInterval)]
-        confirmed = await store.save_inputs(
-            pool,
-            newest_versions([p for p in payloads if isinstance(p, AssetRegistered)]),
+        saved = await store.save_inputs(
+            self.pool,
+            self.program,
+            [p for p in payloads if isinstance(p, AssetRegistered)],  # every version: as of
             [interval for _, interval in new_telemetry],
             [p for p in payloads if isinstance(p, DispatchInstruction)],
             [p for p in payloads if isinstance(p, DispatchConfirmed)],
         )
-        for c in confirmed:
+        for c in saved.confirmations:
             if c["status"] == "rejected":
                 log.info(
                     "instruction rejected: no settlement report",
@@ -58,58 +94,132 @@ def make_handler(
                     resource_id=c["resource_id"],
                     reason=c["reason"],
                 )
-        # Reports recorded before a crash (or by a replica that stopped) go out first.
-        await outbox.publish_pending(pool, producer)
-        for instruction, watermark in await store.due(pool, grace_s):
-            with structlog.contextvars.bound_contextvars(instruction_id=instruction.instruction_id):
-                await settle(instruction, watermark)
+        for instruction_id in saved.after_final:
+            AFTER_FINAL.inc()
+            log.warning(
+                "telemetry arrived for a window already final: kept, not settled into it",
+                instruction_id=instruction_id,
+            )
+        await self.settle_due()
 
-    async def settle(instruction: Due, watermark: datetime) -> None:
-        assets = await store.enrolled_assets(pool, instruction.resource_id)
+    async def watch_deadlines(self, stop: asyncio.Event) -> None:
+        """Settle what is due without new input too: deadlines pass on the wall clock."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.check_interval_s)
+            if not stop.is_set():
+                try:
+                    await self.settle_due()
+                except (OSError, asyncpg.PostgresError):
+                    log.warning("deadline check failed; tried again", exc_info=True)
+
+    async def settle_due(self) -> None:
+        async with self._lock:
+            # Reports recorded before a crash (or by a replica that stopped) go out first.
+            await outbox.publish_pending(self.pool, self.producer)
+            work = await store.due(
+                self.pool, self.program.coverage_threshold, datetime.now(UTC), self.final_after_s
+            )
+            for item in work:
+                with structlog.contextvars.bound_contextvars(
+                    instruction_id=item.due.instruction_id, resource_id=item.due.resource_id
+                ):
+                    try:
+                        await self.settle(item)
+                    except Exception:
+                        # One window must not stall the others: it is tried again next time.
+                        SETTLEMENT_FAILURES.inc()
+                        log.exception("settling the window failed; tried again")
+
+    async def settle(self, work: store.Work) -> None:
+        due, program = work.due, self.program
+        fleet = await store.fleet_as_of(self.pool, due.resource_id, due.window_start)
         readings = await store.readings(
-            pool,
-            instruction.resource_id,
-            instruction.window_start - timedelta(seconds=lookback_s),
-            instruction.window_end,
+            self.pool,
+            fleet.asset_ids,
+            program.channel,
+            due.window_start - timedelta(hours=1),
+            due.window_end,
         )
-        try:
-            report, result = build_report(instruction, assets, readings, lookback_s, watermark)
-        except Exception:
-            # One bad report must not stall the stream: it is tried again with the next batch.
-            SETTLEMENT_FAILURES.inc()
-            log.exception("computing the settlement report failed", assets=len(assets))
+        event_day = program.clock.local_date(due.window_start)
+        last_day = program.clock.local_date(due.window_end - timedelta(microseconds=1))
+        history = await store.history(
+            self.pool,
+            fleet.asset_ids,
+            program.channel,
+            event_day - timedelta(days=program.history_days),
+            last_day,
+            await store.event_days(self.pool, due.resource_id, due.instruction_id, program.clock),
+        )
+        result = domain.settle(due, fleet, readings, history, program)
+        enough = result.coverage_pct >= program.coverage_threshold * 100.0 - 1e-9
+        if work.state == "waiting" and not work.past_deadline and not enough:
+            WINDOWS_WAITING.inc()
+            window_s = (due.window_end - due.window_start).total_seconds()
+            await store.recount(
+                self.pool,
+                due.instruction_id,
+                result.coverage_pct / 100.0 * result.assets_expected * window_s,
+                result.assets_expected,
+            )
+            log.info("waiting for the window's data", coverage_pct=round(result.coverage_pct, 3))
             return
+        previous = await store.latest_report(self.pool, due.instruction_id)
+        quality = (
+            DataQuality.FINAL
+            if work.past_deadline
+            else DataQuality.PRELIMINARY
+            if previous is None
+            else DataQuality.RESTATED
+        )
+        report, payouts = domain.build_report(
+            due,
+            fleet,
+            result,
+            domain.baseline_accuracy(history, event_day, *_event_hours(due, program), program),
+            program,
+            quality,
+            previous,
+            datetime.now(UTC),
+        )
+        if quality == DataQuality.RESTATED and report.diff and not domain.changed(report.diff):
+            await store.clear_dirty(self.pool, due.instruction_id)
+            log.info("late data changed nothing to the Wh: no new version")
+            return
+        await self.file(report, payouts)
+
+    async def file(self, report: SettlementFiled, payouts: list[domain.Payout]) -> None:
         event = envelope(
             SETTLEMENT_FILED,
             report,
-            source=producer.source,
-            event_id=f"settlement:{report.instruction_id}",
+            source=self.producer.source,
+            event_id=f"settlement:{report.instruction_id}:v{report.version}",
             time=report.filed_at,
         )
         # Record first, then publish from the record: of two replicas settling at once only
-        # the one whose insert wins has its report published, and a crash in between re-sends
+        # the one whose insert wins has its version published, and a crash in between re-sends
         # the recorded bytes, never a recomputed report.
-        async with pool.acquire() as conn, conn.transaction():
-            won = await store.record_report(conn, report)
+        async with self.pool.acquire() as conn, conn.transaction():
+            won = await store.record_report(conn, report, payouts)
             if won:
                 await outbox.record(conn, SETTLEMENT_FILED, event)
-        await outbox.publish_pending(pool, producer, [event.id])
+        await outbox.publish_pending(self.pool, self.producer, [event.id])
         if not won:
-            log.info("settled already (another replica or an earlier try); its report stands")
+            log.info("filed already (another replica or an earlier try); its version stands")
             return
-        SETTLEMENTS_FILED.inc()
+        SETTLEMENTS_FILED.labels(report.data_quality.value).inc()
         DELIVERED_MW.labels(report.resource_id).set(report.delivered_mw)
         log.info(
             "settlement filed",
-            resource_id=report.resource_id,
+            version=report.version,
+            data_quality=report.data_quality.value,
             delivered_mw=report.delivered_mw,
             delivered_mwh=report.delivered_mwh,
             performance_pct=report.performance_pct,
-            assets_enrolled=len(assets),
+            coverage_pct=report.coverage_pct,
+            assets_enrolled=report.assets_enrolled,
             assets_metered=report.assets_metered,
-            assets_without_baseline=result.assets_without_baseline,
-            incomplete_asset_slots=result.incomplete_asset_slots,
-            filed_at=report.filed_at.isoformat(),
+            baseline_methods=report.baseline_methods,
+            diff_wh=report.diff.delivered_wh if report.diff else None,
+            net_cents=report.performance.net_cents,
         )
-
-    return handle

@@ -1,7 +1,7 @@
 """Capacity money: PJM capacity revenue, performance charges and bonuses, and splitting a
 resource's money among cohorts and subscribers to the cent.
 
-A pure library, not used by the settlement service yet.
+A pure library; settlement (`nexwatt_settlement.domain`) prices each window with it.
 
 Conventions:
 
@@ -62,6 +62,36 @@ CLEARING_PRICES_USD_PER_MW_DAY = ClearingPrices(
         "PJM RTO Base Residual Auction clearing prices as commonly reported; 2026/27 and "
         "2027/28 cleared at the price cap. Secondary: " + NOT_FROM_TARIFF
     ),
+)
+
+
+@dataclass(frozen=True)
+class PerformanceRates:
+    """What a shortfall costs and an over-performance earns, per MW per 5-minute interval."""
+
+    charge_usd_per_mw_interval: float
+    bonus_usd_per_mw_interval: float
+    source: str
+
+    @classmethod
+    def from_net_cone(
+        cls, net_cone_usd_per_mw_day: float, days: int, bonus_share: float, source: str
+    ) -> PerformanceRates:
+        """The charge rate as Net CONE spread over 360 hours of PAIs, per 5-minute interval:
+        Net CONE [$/MW-day] x days / 360 / 12; the bonus rate a share of it [-]."""
+        charge = net_cone_usd_per_mw_day * days / 360.0 / 12.0
+        return cls(charge, charge * bonus_share, source)
+
+
+# Nexwatt placeholders, not PJM's published values: Net CONE $300/MW-day over a 365-day year
+# (25.35 $/MW per interval), and a bonus at the charge rate (PJM pays bonuses out of the
+# charges collected, so the real rate is at most this).
+PLACEHOLDER_PERFORMANCE_RATES = PerformanceRates.from_net_cone(
+    300.0,
+    365,
+    1.0,
+    source="Nexwatt placeholder: Net CONE $300/MW-day, bonus at the charge rate; "
+    + NOT_FROM_TARIFF,
 )
 
 

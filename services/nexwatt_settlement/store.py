@@ -1,49 +1,66 @@
-"""Settlement's store in PostgreSQL: what settling needs, each resource's event-time watermark,
-the reports filed."""
+"""Settlement's store in PostgreSQL: asset versions, telemetry and its hourly roll-up, the
+windows to settle with their completeness, and every version of every report."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
+import numpy as np
 
-from nexwatt_settlement.domain import Due, Reading
+from nexwatt_settlement.domain import (
+    EXPECTED_AFTER_H,
+    Due,
+    Fleet,
+    History,
+    Payout,
+    Program,
+    Reading,
+)
+from nexwatt_settlement.market_time import HOURS, MarketClock, from_day_number, hourly_parts
 from nexwatt_shared.contracts import (
     AssetRegistered,
+    AssetStatus,
     Channel,
     DispatchConfirmed,
     DispatchInstruction,
+    Quality,
     SettlementFiled,
+    SettlementFiledV1,
 )
-from nexwatt_shared.event_time import MOST_ASSETS
 from nexwatt_shared.series import MAX_INTERVAL, Interval
 
 TABLE = "telemetry"  # one row per asset, channel and interval (`nexwatt_shared.series`)
 CHANNELS = (Channel.BATTERY_KW, Channel.NET_KW)  # what settlement keeps of a reading
-METERED = Channel.BATTERY_KW  # what it settles on, and what its watermark follows
+MEASURED = (Quality.ACTUAL.value, Quality.ESTIMATED.value)
+FLOATS = np.dtype("<f8")
 
-# A replayed or out-of-order older version never overwrites a newer one.
-_UPSERT_ASSETS = """
-INSERT INTO assets (asset_id, resource_id, cohort, status, version)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
-ON CONFLICT (asset_id) DO UPDATE SET
-    resource_id = excluded.resource_id, cohort = excluded.cohort, status = excluded.status,
-    version = excluded.version
-WHERE assets.version < excluded.version
+_INSERT_VERSIONS = """
+INSERT INTO asset_versions (asset_id, version, resource_id, cohort, subscriber_id, capacity_kw,
+                            status, updated_at)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[],
+                     $7::text[], $8::timestamptz[])
+ON CONFLICT (asset_id, version) DO NOTHING
 """
+# RETURNING gives the rows stored now: only they are rolled up and counted, so a redelivery
+# adds nothing twice.
 _INSERT_TELEMETRY = """
 INSERT INTO telemetry (asset_id, channel, interval_start, interval_s, value, quality)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::float8[],
                      $6::text[])
 ON CONFLICT (asset_id, channel, interval_start) DO NOTHING
+RETURNING asset_id, channel, interval_start, interval_s, value, quality
 """
 _INSERT_INSTRUCTIONS = """
 INSERT INTO instructions (instruction_id, resource_id, mw, window_start, window_end, issued_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[],
                      $5::timestamptz[], $6::timestamptz[])
 ON CONFLICT (instruction_id) DO NOTHING
+RETURNING instruction_id
 """
-# RETURNING gives only the rows stored now, so each answer is seen (and logged) once.
 _INSERT_CONFIRMATIONS = """
 INSERT INTO confirmations (instruction_id, resource_id, status, reason, mw_requested,
                            mw_confirmed, confirmed_at)
@@ -52,30 +69,164 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[
 ON CONFLICT (instruction_id) DO NOTHING
 RETURNING instruction_id, resource_id, status, reason
 """
+# New measured intervals of the settled channel: added to the coverage of the windows still
+# waiting, and marking filed windows (whose data, or hour before, they touch) for a restatement.
+_TOUCH_WINDOWS = """
+WITH new (asset_id, s, e) AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+), member AS (  -- each asset's resource now (a hint: settling reads it as of the window)
+    SELECT * FROM (
+        SELECT DISTINCT ON (asset_id) asset_id, resource_id, status FROM asset_versions
+        WHERE asset_id IN (SELECT asset_id FROM new) ORDER BY asset_id, version DESC
+    ) m WHERE m.status = 'enrolled'
+), hits AS (
+    SELECT i.instruction_id, i.state,
+           sum(greatest(extract(epoch FROM least(n.e, i.window_end)
+                                           - greatest(n.s, i.window_start)), 0)) AS covered_s
+    FROM new n JOIN member m USING (asset_id)
+    JOIN instructions i ON i.resource_id = m.resource_id
+    WHERE n.s < i.window_end AND n.e > i.window_start - make_interval(secs => $4)
+    GROUP BY i.instruction_id, i.state
+), touched AS (
+    UPDATE instructions i SET covered_s = i.covered_s + h.covered_s,
+                              dirty = i.dirty OR i.state = 'filed'
+    FROM hits h WHERE i.instruction_id = h.instruction_id AND h.state <> 'final'
+)
+SELECT instruction_id FROM hits WHERE state = 'final'
+"""
+# Assets enrolled as of an instant: each asset's newest version at or before it; an asset whose
+# first record came later (registered after the fact) is taken as that first record.
+_AS_OF = """
+SELECT DISTINCT ON (v.asset_id) v.asset_id, v.resource_id, v.cohort, v.subscriber_id,
+       v.capacity_kw, v.status
+FROM asset_versions v
+WHERE v.asset_id IN (SELECT asset_id FROM asset_versions WHERE resource_id = $1)
+ORDER BY v.asset_id, (v.updated_at <= $2) DESC,
+         CASE WHEN v.updated_at <= $2 THEN v.version ELSE -v.version END DESC
+"""
+_COUNT_COVERAGE = f"""
+WITH fleet AS (
+    SELECT asset_id FROM ({_AS_OF}) a WHERE a.resource_id = $1 AND a.status = 'enrolled'
+), expected AS (  -- reported in the day before the window (domain.EXPECTED_AFTER_H)
+    SELECT f.asset_id FROM fleet f WHERE EXISTS (
+        SELECT 1 FROM telemetry t
+        WHERE t.asset_id = f.asset_id AND t.channel = $4 AND t.quality = ANY($5::text[])
+          AND t.interval_start < $2 AND t.interval_start >= $2 - make_interval(hours => $7)
+    )
+)
+SELECT (SELECT count(*) FROM expected) AS assets,
+       coalesce(sum(greatest(extract(epoch FROM least(
+           t.interval_start + make_interval(secs => t.interval_s), $3)
+           - greatest(t.interval_start, $2)), 0)), 0) AS covered_s
+FROM telemetry t
+WHERE t.asset_id IN (SELECT asset_id FROM expected) AND t.channel = $4
+  AND t.quality = ANY($5::text[])
+  AND t.interval_start < $3 AND t.interval_start > $2 - make_interval(secs => $6)
+  AND t.interval_start + make_interval(secs => t.interval_s) > $2
+"""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a batch changed that the handler reports on."""
+
+    confirmations: list[asyncpg.Record]  # stored for the first time
+    after_final: list[str]  # final windows that data arrived for: refused, logged
+
+
+def _versions_args(assets: Sequence[AssetRegistered]) -> list[list]:
+    return [
+        [a.asset_id for a in assets],
+        [a.version for a in assets],
+        [a.resource_id for a in assets],
+        [a.cohort for a in assets],
+        [a.subscriber_id for a in assets],
+        [a.capacity_kw for a in assets],
+        [a.status.value for a in assets],
+        [a.updated_at for a in assets],
+    ]
+
+
+async def _roll_up(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], clock: MarketClock
+) -> None:
+    """Add newly stored measured intervals to the hourly roll-up (read, add, write back: an
+    asset's telemetry is consumed by one replica at a time, its partition's)."""
+    rows = [r for r in rows if r["value"] is not None and r["quality"] in MEASURED]
+    if not rows:
+        return
+    start_s = np.fromiter((r["interval_start"].timestamp() for r in rows), float, len(rows))
+    which, day, hour, kwh, covered = hourly_parts(
+        clock.local_s(start_s),
+        np.fromiter((r["interval_s"] for r in rows), float, len(rows)),
+        np.fromiter((r["value"] for r in rows), float, len(rows)),
+    )
+    keys = [(rows[i]["asset_id"], rows[i]["channel"]) for i in which]
+    series, series_of = np.unique(
+        np.array([f"{a}\x1f{c}" for a, c in keys], dtype=str), return_inverse=True
+    )
+    groups, group_of = np.unique(
+        np.stack([series_of, day]), axis=1, return_inverse=True
+    )  # (2, n_groups): series, day
+    group_of = group_of.reshape(-1)
+    add_kwh = np.zeros((groups.shape[1], HOURS))
+    add_s = np.zeros((groups.shape[1], HOURS))
+    np.add.at(add_kwh, (group_of, hour), kwh)
+    np.add.at(add_s, (group_of, hour), covered)
+    asset_ids = [str(series[s]).split("\x1f")[0] for s in groups[0]]
+    channels = [str(series[s]).split("\x1f")[1] for s in groups[0]]
+    days = [from_day_number(d) for d in groups[1]]
+    stored = await conn.fetch(
+        """
+        SELECT h.asset_id, h.channel, h.day, h.kwh, h.covered_s FROM hourly h
+        JOIN unnest($1::text[], $2::text[], $3::date[]) AS k(asset_id, channel, day)
+          USING (asset_id, channel, day)
+        FOR UPDATE OF h
+        """,
+        asset_ids,
+        channels,
+        days,
+    )
+    position = {
+        (a, c, d): i for i, (a, c, d) in enumerate(zip(asset_ids, channels, days, strict=True))
+    }
+    for r in stored:
+        i = position[(r["asset_id"], r["channel"], r["day"])]
+        add_kwh[i] += np.frombuffer(r["kwh"], FLOATS)
+        add_s[i] += np.frombuffer(r["covered_s"], FLOATS)
+    await conn.execute(
+        """
+        INSERT INTO hourly (asset_id, channel, day, kwh, covered_s)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bytea[], $5::bytea[])
+        ON CONFLICT (asset_id, channel, day) DO UPDATE
+        SET kwh = excluded.kwh, covered_s = excluded.covered_s
+        """,
+        asset_ids,
+        channels,
+        days,
+        [row.astype(FLOATS).tobytes() for row in add_kwh],
+        [row.astype(FLOATS).tobytes() for row in add_s],
+    )
 
 
 async def save_inputs(
     pool: asyncpg.Pool,
+    program: Program,
     assets: list[AssetRegistered],
     intervals: list[Interval],
     instructions: list[DispatchInstruction],
     confirmations: list[DispatchConfirmed],
-) -> list[asyncpg.Record]:
-    """Store a batch's inputs (at most one record per asset; channel intervals admitted by
-    `nexwatt_shared.series.admit`) in one transaction. Returns the
-    confirmations stored for the first time (instruction_id, resource_id, status, reason)."""
+) -> Saved:
+    """Store a batch's inputs in one transaction: asset versions, channel intervals (admitted by
+    `nexwatt_shared.series.admit`) with their hourly roll-up and the windows they complete or
+    change, instructions and confirmations (a window's completeness is counted once both are
+    in)."""
     async with pool.acquire() as conn, conn.transaction():
         if assets:
-            await conn.execute(
-                _UPSERT_ASSETS,
-                [a.asset_id for a in assets],
-                [a.resource_id for a in assets],
-                [a.cohort for a in assets],
-                [a.status.value for a in assets],
-                [a.version for a in assets],
-            )
+            await conn.execute(_INSERT_VERSIONS, *_versions_args(assets))
+        after_final: list[str] = []
         if intervals:
-            await conn.execute(
+            stored = await conn.fetch(
                 _INSERT_TELEMETRY,
                 [i.asset_id for i in intervals],
                 [i.channel for i in intervals],
@@ -84,17 +235,38 @@ async def save_inputs(
                 [i.value for i in intervals],
                 [i.quality for i in intervals],
             )
+            await _roll_up(conn, stored, program.clock)
+            settled = [
+                r
+                for r in stored
+                if r["channel"] == program.channel
+                and r["value"] is not None
+                and r["quality"] in MEASURED
+            ]
+            if settled:
+                hit_final = await conn.fetch(
+                    _TOUCH_WINDOWS,
+                    [r["asset_id"] for r in settled],
+                    [r["interval_start"] for r in settled],
+                    [r["interval_start"] + timedelta(seconds=r["interval_s"]) for r in settled],
+                    LOOK_BEFORE_S,
+                )
+                after_final = [r["instruction_id"] for r in hit_final]
+        new_ids: list[str] = []
         if instructions:
-            await conn.execute(
-                _INSERT_INSTRUCTIONS,
-                [i.instruction_id for i in instructions],
-                [i.resource_id for i in instructions],
-                [i.mw for i in instructions],
-                [i.window_start for i in instructions],
-                [i.window_end for i in instructions],
-                [i.issued_at for i in instructions],
-            )
-        new_confirmations = []
+            new_ids += [
+                r["instruction_id"]
+                for r in await conn.fetch(
+                    _INSERT_INSTRUCTIONS,
+                    [i.instruction_id for i in instructions],
+                    [i.resource_id for i in instructions],
+                    [i.mw for i in instructions],
+                    [i.window_start for i in instructions],
+                    [i.window_end for i in instructions],
+                    [i.issued_at for i in instructions],
+                )
+            ]
+        new_confirmations: list[asyncpg.Record] = []
         if confirmations:
             new_confirmations = await conn.fetch(
                 _INSERT_CONFIRMATIONS,
@@ -106,104 +278,249 @@ async def save_inputs(
                 [c.mw_confirmed for c in confirmations],
                 [c.confirmed_at for c in confirmations],
             )
-    return new_confirmations
+            new_ids += [r["instruction_id"] for r in new_confirmations]
+        for instruction_id in dict.fromkeys(new_ids):
+            await _count_coverage(conn, instruction_id, program.channel)
+    return Saved(new_confirmations, after_final)
 
 
-async def due(pool: asyncpg.Pool, grace_s: float) -> list[tuple[Due, datetime]]:
-    """Instructions with a confirmation that is not a rejection, no report yet, and a window
-    that ended at least `grace_s` before their resource's watermark, with that watermark;
-    oldest window first.
+# How far before a window new data can change its report: the Hour Before fallback reads the
+# hour before, the additive adjustment the hours before that [s].
+LOOK_BEFORE_S = 5 * 3600.0
 
-    A resource's watermark is the time most of its enrolled assets' battery telemetry has
-    reached (`nexwatt_shared.event_time.resource_clock`, here in SQL): its own event
-    clock, so neither another fleet's telemetry (running ahead, or a replay) nor one of its
-    own assets whose clock runs ahead can settle it before its data is in. It follows the
-    channel settled on, `battery_kw` (an interval reported missing has been reached too),
-    not `net_kw`, which may come at another resolution (SolarEdge: 15 minutes against 5)."""
+
+async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel: Channel) -> None:
+    """Count a window's coverage from the stored telemetry once its instruction and its
+    confirmation are both in (new data adds to the count from then on)."""
+    row = await conn.fetchrow(
+        "SELECT i.resource_id, i.window_start, i.window_end FROM instructions i"
+        " JOIN confirmations USING (instruction_id) WHERE instruction_id = $1",
+        instruction_id,
+    )
+    if row is None:
+        return
+    count = await conn.fetchrow(
+        _COUNT_COVERAGE,
+        row["resource_id"],
+        row["window_start"],
+        row["window_end"],
+        channel.value,
+        list(MEASURED),
+        MAX_INTERVAL.total_seconds(),
+        EXPECTED_AFTER_H,
+    )
+    await conn.execute(
+        "UPDATE instructions SET covered_s = $2, assets_expected = $3 WHERE instruction_id = $1",
+        instruction_id,
+        float(count["covered_s"]),
+        int(count["assets"]),
+    )
+
+
+class Work(NamedTuple):
+    """A window to settle now, and why."""
+
+    due: Due
+    state: str  # waiting / filed
+    past_deadline: bool
+
+
+async def due(
+    pool: asyncpg.Pool, threshold: float, now: datetime, final_after_s: float
+) -> list[Work]:
+    """Windows to (re)settle: confirmed and not rejected, not final, and either waiting with
+    their counted coverage at the threshold (or data for a window nobody was expected for),
+    filed with data arrived since, or past their deadline. Reads only the open windows, never
+    the assets; oldest window first."""
     rows = await pool.fetch(
         """
-        WITH pending AS (
-            SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
-                   i.mw AS mw_requested, c.mw_confirmed
-            FROM instructions i
-            JOIN confirmations c USING (instruction_id)
-            LEFT JOIN reports r USING (instruction_id)
-            WHERE r.instruction_id IS NULL AND c.status <> 'rejected'
-        ), ends AS (
-            SELECT a.resource_id, latest.interval_end,
-                   row_number() OVER (PARTITION BY a.resource_id
-                                      ORDER BY latest.interval_end DESC) AS k,
-                   count(*) OVER (PARTITION BY a.resource_id) AS n
-            FROM assets a
-            CROSS JOIN LATERAL (  -- one primary-key lookup per asset
-                SELECT t.interval_start + make_interval(secs => t.interval_s) AS interval_end
-                FROM telemetry t WHERE t.asset_id = a.asset_id AND t.channel = $3
-                ORDER BY t.interval_start DESC LIMIT 1
-            ) latest
-            WHERE a.resource_id IN (SELECT resource_id FROM pending) AND a.status = 'enrolled'
-        ), marks AS (  -- the k-th newest end, k = ceil(share * n): resource_clock's rule
-            SELECT resource_id, interval_end AS watermark FROM ends
-            WHERE k = greatest(1, ceil($2::float8 * n))
-        )
-        SELECT p.*, m.watermark FROM pending p JOIN marks m USING (resource_id)
-        WHERE p.window_end <= m.watermark - make_interval(secs => $1)
-        ORDER BY p.window_end, p.instruction_id
+        SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
+               i.mw AS mw_requested, c.mw_confirmed, i.state,
+               i.window_end + make_interval(secs => $3) <= $2 AS past_deadline
+        FROM instructions i JOIN confirmations c USING (instruction_id)
+        WHERE i.state <> 'final' AND c.status <> 'rejected' AND (
+            (i.state = 'waiting' AND i.assets_expected > 0
+             AND i.covered_s >= $1 * i.assets_expected
+                                   * extract(epoch FROM i.window_end - i.window_start) - 1e-6)
+            -- data in a window nobody was expected for (its assets came later): count again
+            OR (i.state = 'waiting' AND i.assets_expected = 0 AND i.covered_s > 0)
+            OR (i.state = 'filed' AND i.dirty)
+            OR i.window_end + make_interval(secs => $3) <= $2)
+        ORDER BY i.window_end, i.instruction_id
         """,
-        grace_s,
-        MOST_ASSETS,
-        METERED.value,
+        threshold,
+        now,
+        final_after_s,
     )
-    return [(Due(**{k: v for k, v in r.items() if k != "watermark"}), r["watermark"]) for r in rows]
+    return [
+        Work(
+            Due(**{k: r[k] for k in Due.__dataclass_fields__}),
+            r["state"],
+            r["past_deadline"],
+        )
+        for r in rows
+    ]
 
 
-async def enrolled_assets(pool: asyncpg.Pool, resource_id: str) -> list[tuple[str, str]]:
-    """(asset_id, cohort) of the resource's enrolled assets, by asset id."""
+async def fleet_as_of(pool: asyncpg.Pool, resource_id: str, moment: datetime) -> Fleet:
+    """The resource's assets enrolled as of `moment`, by asset id."""
     rows = await pool.fetch(
-        "SELECT asset_id, cohort FROM assets WHERE resource_id = $1 AND status = 'enrolled'"
-        " ORDER BY asset_id",
+        f"SELECT * FROM ({_AS_OF}) a WHERE a.resource_id = $1 AND a.status = $3"
+        " ORDER BY a.asset_id",
         resource_id,
+        moment,
+        AssetStatus.ENROLLED.value,
     )
-    return [(r["asset_id"], r["cohort"]) for r in rows]
+    return Fleet(
+        asset_ids=[r["asset_id"] for r in rows],
+        cohorts=[r["cohort"] for r in rows],
+        subscribers=[r["subscriber_id"] or r["asset_id"] for r in rows],
+        accredited_kw=np.fromiter((r["capacity_kw"] for r in rows), float, len(rows)),
+    )
 
 
 async def readings(
-    pool: asyncpg.Pool, resource_id: str, start: datetime, end: datetime
+    pool: asyncpg.Pool, asset_ids: Sequence[str], channel: Channel, start: datetime, end: datetime
 ) -> list[Reading]:
-    """Battery intervals of the resource's enrolled assets that overlap [start, end), with
-    their quality (a missing one has no value)."""
+    """Intervals of `channel` of the assets that overlap [start, end), with their quality."""
     rows = await pool.fetch(
         """
-        SELECT t.asset_id, t.interval_start, t.interval_s, t.value, t.quality
-        FROM telemetry t JOIN assets a USING (asset_id)
-        WHERE a.resource_id = $1 AND a.status = 'enrolled' AND t.channel = $5
-          AND t.interval_start < $3
-          AND t.interval_start > $4  -- a bound the primary key's index can use
-          AND t.interval_start + make_interval(secs => t.interval_s) > $2
+        SELECT asset_id, interval_start, interval_s, value, quality FROM telemetry
+        WHERE asset_id = ANY($1::text[]) AND channel = $2
+          AND interval_start < $4
+          AND interval_start > $5  -- a bound the primary key's index can use
+          AND interval_start + make_interval(secs => interval_s) > $3
         """,
-        resource_id,
+        list(asset_ids),
+        channel.value,
         start,
         end,
         start - MAX_INTERVAL,
-        METERED.value,
     )
     return [Reading(*r) for r in rows]
 
 
-async def record_report(conn: asyncpg.Connection, report: SettlementFiled) -> bool:
-    """Keep the report in the caller's transaction; False when one is kept already (another
-    replica, or an earlier try, settled this instruction first: its report stands)."""
+async def history(
+    pool: asyncpg.Pool,
+    asset_ids: Sequence[str],
+    channel: Channel,
+    first_day: date,
+    last_day: date,
+    event_days: frozenset[date],
+) -> History:
+    """Hourly means of the assets' `channel` for the days [first_day, last_day] [kW]: NaN for
+    an hour not fully measured."""
+    n_days = (last_day - first_day).days + 1
+    kwh = np.zeros((len(asset_ids), n_days, HOURS))
+    covered = np.zeros((len(asset_ids), n_days, HOURS))
+    rows = await pool.fetch(
+        """
+        SELECT k.i, h.day - $3::date AS d, h.kwh, h.covered_s
+        FROM unnest($1::text[]) WITH ORDINALITY AS k(asset_id, i)
+        JOIN hourly h ON h.asset_id = k.asset_id
+        WHERE h.channel = $2 AND h.day BETWEEN $3 AND $4
+        """,
+        list(asset_ids),
+        channel.value,
+        first_day,
+        last_day,
+    )
+    if rows:
+        i = np.fromiter((r[0] - 1 for r in rows), np.intp, len(rows))
+        d = np.fromiter((r[1] for r in rows), np.intp, len(rows))
+        kwh[i, d] = np.frombuffer(b"".join(r[2] for r in rows), FLOATS).reshape(-1, HOURS)
+        covered[i, d] = np.frombuffer(b"".join(r[3] for r in rows), FLOATS).reshape(-1, HOURS)
+    full = covered >= 3600.0 - 1e-6  # the autumn DST hour holds two hours: mean = kWh / hours
+    hourly_kw = np.divide(kwh * 3600.0, covered, out=np.full(kwh.shape, np.nan), where=full)
+    return History(first_day=first_day, hourly_kw=hourly_kw, event_days=event_days)
+
+
+async def event_days(
+    pool: asyncpg.Pool, resource_id: str, instruction_id: str, clock: MarketClock
+) -> frozenset[date]:
+    """Local days of the resource's other dispatched windows (not rejected)."""
+    rows = await pool.fetch(
+        "SELECT i.window_start FROM instructions i JOIN confirmations c USING (instruction_id)"
+        " WHERE i.resource_id = $1 AND i.instruction_id <> $2 AND c.status <> 'rejected'",
+        resource_id,
+        instruction_id,
+    )
+    return frozenset(clock.local_date(r["window_start"]) for r in rows)
+
+
+def parse_report(text: str) -> SettlementFiled:
+    """A kept report, whichever contract version it was filed under."""
+    try:
+        return SettlementFiled.model_validate_json(text)
+    except ValueError:
+        return SettlementFiledV1.model_validate_json(text).upgrade()
+
+
+async def latest_report(pool: asyncpg.Pool, instruction_id: str) -> SettlementFiled | None:
+    text = await pool.fetchval(
+        "SELECT report::text FROM reports WHERE instruction_id = $1 ORDER BY version DESC LIMIT 1",
+        instruction_id,
+    )
+    return parse_report(text) if text is not None else None
+
+
+async def record_report(
+    conn: asyncpg.Connection, report: SettlementFiled, payouts: Sequence[Payout]
+) -> bool:
+    """Keep a report version and its payouts in the caller's transaction, and move the window
+    on; False when that version is kept already (another replica, or an earlier try, filed it
+    first: its report stands)."""
     status = await conn.execute(
         """
-        INSERT INTO reports (instruction_id, report_id, resource_id, filed_at, delivered_mw,
-                             report)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (instruction_id) DO NOTHING
+        INSERT INTO reports (instruction_id, version, report_id, resource_id, filed_at,
+                             delivered_mw, data_quality, report)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (instruction_id, version) DO NOTHING
         """,
         report.instruction_id,
+        report.version,
         report.report_id,
         report.resource_id,
         report.filed_at,
         report.delivered_mw,
+        report.data_quality.value,
         report.model_dump_json(),
     )
-    return status.endswith(" 1")
+    if not status.endswith(" 1"):
+        return False
+    await conn.copy_records_to_table(
+        "payouts",
+        records=[
+            (report.instruction_id, report.version, p.cohort, p.subscriber_id, p.assets,
+             p.delivered_wh, p.cents)
+            for p in payouts
+        ],
+        columns=["instruction_id", "version", "cohort", "subscriber_id", "assets",
+                 "delivered_wh", "cents"],
+    )  # fmt: skip
+    await conn.execute(
+        "UPDATE instructions SET state = $2, dirty = false WHERE instruction_id = $1",
+        report.instruction_id,
+        "final" if report.data_quality.value == "final" else "filed",
+    )
+    return True
+
+
+async def recount(
+    pool: asyncpg.Pool, instruction_id: str, covered_s: float, assets_expected: int
+) -> None:
+    """Set a waiting window's coverage to the settlement's own count (the per-batch count is
+    a hint: it counts today's members, and late data of assets that left)."""
+    await pool.execute(
+        "UPDATE instructions SET covered_s = $2, assets_expected = $3 WHERE instruction_id = $1",
+        instruction_id,
+        covered_s,
+        assets_expected,
+    )
+
+
+async def clear_dirty(pool: asyncpg.Pool, instruction_id: str) -> None:
+    """New data changed nothing to the Wh: no new version."""
+    await pool.execute(
+        "UPDATE instructions SET dirty = false WHERE instruction_id = $1", instruction_id
+    )

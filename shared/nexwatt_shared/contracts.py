@@ -425,27 +425,168 @@ class CohortSettlement(Contract):
     assets: Count
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     share_pct: float = Field(description="Share of the resource's delivered energy [%]")
+    accredited_kw: float = Field(
+        0.0, ge=0, description="The cohort's accredited share: its assets' ratings [kW]"
+    )
+    performance_cents: int = Field(
+        0, description="The cohort's part of the window's bonus minus its charge [US cents]"
+    )
+
+
+class DataQuality(StrEnum):
+    """How settled a report is. Each new version of a window's report supersedes the last."""
+
+    PRELIMINARY = "preliminary"  # the window's telemetry met the coverage threshold
+    RESTATED = "restated"  # data arrived after an earlier version: the numbers changed
+    FINAL = "final"  # the restatement deadline passed: no later version will follow
+
+
+class BaselineAccuracy(Contract):
+    """How well a baseline method would have predicted the resource's load on its recent
+    non-event days (PJM accepts a method whose relative RMSE is below 20 %)."""
+
+    method: Name
+    rrmse_pct: float | None = Field(None, description="Relative RMSE [%]; None: not computable")
+    accepted: bool
+    days: Count = Field(description="Non-event days the method was tested on")
+    note: Text | None = Field(None, description="Why it could not be computed")
+
+
+class HourlyDelivery(Contract):
+    """One registration-hour of the ISO-format report (PJM: hour ending, prevailing local time)."""
+
+    registration_id: ResourceId
+    date: str = Field(description="Local market date, YYYY-MM-DD")
+    hour_ending: int = Field(ge=1, le=25, description="Local hour ending, 1-24 (25: DST fall-back)")
+    baseline_kwh: float
+    metered_kwh: float
+    reduction_kwh: float = Field(description="Credited load reduction / delivery [kWh]")
+
+
+class SettlementDiff(Contract):
+    """What changed against the version this one supersedes [Wh, to the watt-hour]."""
+
+    previous_report_id: Name
+    delivered_wh: int
+    baseline_wh: int
+    metered_wh: int
+    coverage_pct: float = Field(description="Change in coverage [percentage points]")
+    assets_metered: int
+    hours_wh: dict[str, int] = Field(
+        description="Change in delivered energy per hour that changed, by hour start (UTC) [Wh]"
+    )
+    cohorts_wh: dict[str, int] = Field(description="Change in delivered energy per cohort [Wh]")
+
+
+class PerformanceMoney(Contract):
+    """The window assessed as Performance Assessment Intervals: owed = the MW the ISO asked."""
+
+    delivery_year: Name
+    expected_mw: float = Field(description="What the window owed [MW]")
+    shortfall_mw: float = Field(description="expected - delivered; negative: over-performance")
+    intervals: Count = Field(description="5-minute assessment intervals in the window")
+    charge_rate_usd_per_mw_interval: float = Field(ge=0)
+    bonus_rate_usd_per_mw_interval: float = Field(ge=0)
+    charge_cents: int = Field(ge=0, description="Non-performance charge [US cents]")
+    bonus_cents: int = Field(ge=0, description="Bonus for over-performance [US cents]")
+    net_cents: int = Field(description="bonus - charge, split to the cohorts [US cents]")
 
 
 class SettlementFiled(Window):
-    """What a resource delivered over one dispatch window, measured against a baseline."""
+    """What a resource delivered over one dispatch window, measured against a baseline. A
+    window is filed as versions: preliminary once its data is in, restated when late data
+    changes it, final at the deadline."""
 
     report_id: Name
     instruction_id: InstructionId
     resource_id: ResourceId
     status: Literal["filed"] = "filed"
-    baseline_method: Name = Field(description="Name of the baseline method used")
+    version: int = Field(ge=1, le=MAX_INT, description="1 for the first filing of the window")
+    supersedes: Name | None = Field(None, description="The report_id this version replaces")
+    data_quality: DataQuality
+    participation_model: Name = Field(description="demand-response or der-aggregator")
+    baseline_method: Name = Field(description="The resource's baseline method")
+    baseline_methods: dict[str, Count] = Field(
+        description="Assets per method actually used (a fallback, or 'none': not credited)"
+    )
+    baseline_accuracy: list[BaselineAccuracy]
     mw_requested: ResourceMw = Field(description="[MW]")
     mw_confirmed: ResourceMw = Field(description="[MW]")
     delivered_mw: float = Field(description="Average delivery above baseline over the window [MW]")
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     performance_pct: float = Field(description="delivered_mw / mw_requested [%]")
-    assets_metered: Count
-    intervals_csv: str = Field(
-        description="Per-interval table: start, baseline, metered, delivered"
+    assets_enrolled: Count = Field(description="Assets enrolled in the resource as of the window")
+    assets_expected: Count = Field(
+        description="Enrolled assets that reported in the day before the window: coverage is"
+        " measured over them (an asset silent before the event is not waited for)"
     )
+    assets_metered: Count
+    coverage_pct: float = Field(
+        ge=0,
+        le=100,
+        description="Share of the expected assets' slots in the window with measured data [%]",
+    )
+    coverage_threshold_pct: float = Field(ge=0, le=100, description="Needed for a filing [%]")
+    intervals_csv: str = Field(
+        description="Per-slot table: start, baseline, metered, delivered [MW], coverage [%]"
+    )
+    iso_report: list[HourlyDelivery] = Field(description="Hourly kWh per registration")
+    iso_report_csv: str = Field(description="The same hourly report as CSV")
+    performance: PerformanceMoney
     cohorts: list[CohortSettlement]
-    filed_at: UtcDatetime = Field(description="Event time the report was filed")
+    diff: SettlementDiff | None = Field(None, description="Against the superseded version")
+    filed_at: UtcDatetime = Field(description="When this version was filed (wall clock)")
+
+    @property
+    def event_time(self) -> datetime:
+        return self.filed_at
+
+
+class SettlementFiledV1(Window):
+    """The first settlement contract: one final report per window. Still read, upgraded."""
+
+    report_id: Name
+    instruction_id: InstructionId
+    resource_id: ResourceId
+    status: Literal["filed"] = "filed"
+    baseline_method: Name
+    mw_requested: ResourceMw
+    mw_confirmed: ResourceMw
+    delivered_mw: float
+    delivered_mwh: float
+    performance_pct: float
+    assets_metered: Count
+    intervals_csv: str
+    cohorts: list[CohortSettlement]
+    filed_at: UtcDatetime
+
+    def upgrade(self) -> SettlementFiled:
+        """Version 1, final (it was the only one), with what v1 did not measure left empty."""
+        return SettlementFiled(
+            **self.model_dump(),
+            version=1,
+            data_quality=DataQuality.FINAL,
+            participation_model="der-aggregator",
+            baseline_methods={self.baseline_method: self.assets_metered},
+            baseline_accuracy=[],
+            assets_enrolled=self.assets_metered,
+            assets_expected=self.assets_metered,
+            coverage_pct=0.0,
+            coverage_threshold_pct=0.0,
+            iso_report=[],
+            iso_report_csv="",
+            performance=PerformanceMoney(
+                delivery_year="unknown",
+                expected_mw=self.mw_requested,
+                shortfall_mw=0.0,
+                intervals=0,
+                charge_rate_usd_per_mw_interval=0.0,
+                bonus_rate_usd_per_mw_interval=0.0,
+                charge_cents=0,
+                bonus_cents=0,
+                net_cents=0,
+            ),
+        )
 
     @property
     def event_time(self) -> datetime:

@@ -119,8 +119,11 @@ DISPATCH_CONFIRMED = Topic(
 SETTLEMENT_FILED = Topic(
     "settlement.filed",
     c.SettlementFiled,
-    "Settlement report per dispatch window: delivered MW against the baseline, per cohort.",
+    "Settlement reports per dispatch window, in versions (preliminary, restated, final):"
+    " delivered MW against the resource's baseline, the hourly ISO report, per-cohort money.",
     key="resource_id",
+    version=2,
+    readable={"nexwatt.settlement.filed.v1": c.SettlementFiledV1},
     retention_ms=400 * DAY_MS,
     producers=("settlement",),
     consumers=("ISO adapter", "analysts"),

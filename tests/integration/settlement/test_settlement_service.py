@@ -3,7 +3,11 @@
 The shared topics carry other tests' events: the handler tests read from where the topics ended
 when the test began and pass the handler only their own events (unique asset, resource and
 instruction ids), with a database of their own. The whole-service test starts the process with a
-grace so long that it files nothing for anyone.
+coverage threshold of 100 % and is given no instruction of its own: it files nothing.
+
+Windows lie two days back (a window older than the restatement deadline is filed final at
+once). Assets discharge nothing in their history, so their High X of Y baseline is 0 kW, except
+where a test says otherwise; the arithmetic of the baselines themselves is in the unit tests.
 """
 
 from __future__ import annotations
@@ -22,12 +26,18 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
+from nexwatt_settlement.baselines import ParticipationModel
 from nexwatt_settlement.bootstrap import MIGRATIONS
-from nexwatt_settlement.handlers import make_handler
+from nexwatt_settlement.domain import BaselineMethod, Program
+from nexwatt_settlement.handlers import Settler
+from nexwatt_settlement.market_time import MarketClock
+from nexwatt_settlement.money import PerformanceRates
 from nexwatt_shared.codec import decode
 from nexwatt_shared.contracts import (
     AssetRegistered,
+    DataQuality,
     DispatchConfirmed,
     DispatchInstruction,
     TelemetryInterval,
@@ -57,12 +67,29 @@ from tests.helpers import (
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
 TOPICS = [DISPATCH_INSTRUCTION, DISPATCH_CONFIRMED, TELEMETRY_INTERVAL, ASSET_REGISTERED]
-WINDOW_START = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
-GRACE_S = 180.0
+# Two days back, on the hour: recent enough to be restated, old enough to be in the past.
+WINDOW_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+HISTORY_DAYS = 14
+RATES = PerformanceRates(100.0, 50.0, source="test")  # [$/MW per 5-minute interval]
 
 
 def at(minutes: float) -> datetime:
     return WINDOW_START + timedelta(minutes=minutes)
+
+
+def program(threshold: float) -> Program:
+    return Program(
+        model=ParticipationModel.DER_AGGREGATOR,
+        method=BaselineMethod.HIGH_X_OF_Y,
+        clock=MarketClock(),
+        coverage_threshold=threshold,
+        rates=RATES,
+    )
+
+
+def settler(ctx: dict, threshold: float = 0.98, final_after_s: float = 60 * 86400.0,
+            producer: EventProducer | None = None) -> Settler:  # fmt: skip
+    return Settler(ctx["pool"], producer or ctx["producer"], program(threshold), final_after_s)
 
 
 @pytest.fixture
@@ -70,6 +97,7 @@ async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
     async with handler_context(servers, "settlement", MIGRATIONS, TOPICS) as ctx:
         ctx["instruction"] = unique("I")
         ctx["rejected"] = unique("I-rejected")
+        ctx["assets"].update({name: unique(f"T-{name}") for name in "E"})
         yield ctx
 
 
@@ -80,54 +108,68 @@ def is_mine(ctx: dict, d: Delivery) -> bool:
     return p.asset_id in ctx["assets"].values()
 
 
-def service_running(ctx: dict, seen: list[str]) -> AbstractAsyncContextManager[str]:
-    handler = make_handler(ctx["pool"], ctx["producer"], GRACE_S, lookback_s=1800.0)
-    return handler_running(ctx, TOPICS, handler, lambda d: is_mine(ctx, d), seen)
+def service_running(
+    ctx: dict, seen: list[str], handler: Settler | None = None
+) -> AbstractAsyncContextManager[str]:
+    handle = (handler or settler(ctx)).handle
+    return handler_running(ctx, TOPICS, handle, lambda d: is_mine(ctx, d), seen)
 
 
-def asset(ctx: dict, name: str, cohort: str, status: str = "enrolled") -> AssetRegistered:
+def asset(
+    ctx: dict, name: str, cohort: str, status: str = "enrolled", version: int = 1,
+    updated_at: datetime | None = None,
+) -> AssetRegistered:  # fmt: skip
+    asset_id = ctx["assets"].get(name, name)
     return AssetRegistered(
-        asset_id=ctx["assets"][name],
+        asset_id=asset_id,
         status=status,
         asset_type="solar_storage",
         inverter="SolarEdge SE7600",
         vendor="solaredge",
         capacity_kw=7.6,
         storage_kwh=13.5,
-        meter_id=f"M-{name}",
+        meter_id=f"M-{asset_id}",
         iso="PJM",
         iso_zone="PJM-PEPCO",
         resource_id=ctx["resource"],
+        subscriber_id=f"S-{asset_id}",
         cohort=cohort,
-        telemetry_interval_s=60,
-        version=1,
-        updated_at=at(-120),
+        telemetry_interval_s=300,
+        version=version,
+        updated_at=updated_at or at(-HISTORY_DAYS * 24 * 60),
     )
 
 
 def intervals(ctx: dict, name: str, first_min: int, length_s: int, kw: list[float]) -> list:
     return [
         TelemetryInterval(
-            asset_id=ctx["assets"][name],
+            asset_id=ctx["assets"].get(name, name),
             interval_start=at(first_min + i * length_s / 60),
             interval_s=length_s,
-            pv_kw=0.0,
-            load_kw=1.0,
             battery_kw=v,
             net_kw=v - 1.0,
-            soc_pct=60.0,
         )
         for i, v in enumerate(kw)
     ]
 
 
-def dispatch(ctx: dict, instruction_id: str, status: str) -> tuple:
+def history(ctx: dict, name: str, kw: float = 0.0) -> list:
+    """Hourly readings for HISTORY_DAYS days up to an hour before the window, then 5-minute
+    readings up to the window: the baseline's days and the hour before, all at `kw`."""
+    hours = HISTORY_DAYS * 24
+    return [
+        *intervals(ctx, name, -hours * 60, 3600, [kw] * (hours - 1)),
+        *intervals(ctx, name, -60, 300, [kw] * 12),
+    ]
+
+
+def dispatch(ctx: dict, instruction_id: str, status: str, mw: float = 0.012) -> tuple:
     window = {"window_start": at(0), "window_end": at(15)}
     instruction = DispatchInstruction(
         **window,
         instruction_id=instruction_id,
         resource_id=ctx["resource"],
-        mw=0.012,
+        mw=mw,
         issued_at=at(-2),
     )
     confirmed = DispatchConfirmed(
@@ -136,8 +178,8 @@ def dispatch(ctx: dict, instruction_id: str, status: str) -> tuple:
         resource_id=ctx["resource"],
         status=status,
         reason="no headroom" if status == "rejected" else None,
-        mw_requested=0.012,
-        mw_confirmed=0.0 if status == "rejected" else 0.012,
+        mw_requested=mw,
+        mw_confirmed=0.0 if status == "rejected" else mw,
         assets_commanded=2,
         assets_dispatched=0 if status == "rejected" else 2,
         instruction_received_at=at(-2),
@@ -157,99 +199,216 @@ async def count(pool: asyncpg.Pool, table: str) -> int:
     return await pool.fetchval(f"SELECT count(*) FROM {table}")
 
 
-async def test_report_is_filed_once_after_window_end_plus_grace_with_the_hand_computed_delivery(
+async def letters_of(ctx: dict, group: str) -> list[str]:
+    return [
+        json.loads(r.value)["data"]["error"]
+        for r in await read_all(ctx["bootstrap"], DEAD_LETTER.name)
+        if dict(r.headers)["nexwatt.consumer.group"] == group.encode()
+    ]
+
+
+async def test_preliminary_once_coverage_is_reached_then_late_data_restates_it_with_the_diff(
     ctx: dict,
 ) -> None:
     producer = ctx["producer"]
-    # Window 10:00-10:15, grace 180 s -> settled once the watermark reaches 10:18.
-    # A (east), 1-minute telemetry: 1.0 kW over 09:30-10:00 -> baseline 1.0 kW;
-    #   5.0 kW over 10:00-10:15 -> delivers 5.0 - 1.0 = 4.0 kW; 0 kW over 10:15-10:17
-    # B (west), 5-minute telemetry: -2.0 kW over 09:30-10:00 -> baseline -2.0 kW;
-    #   3.0 kW over 10:00-10:15 -> delivers 3.0 - (-2.0) = 5.0 kW
-    # C unenrolled: its 100 kW count for nothing.
-    # D (east) reports once, in June: a clock far ahead of the others', though not of the wall
-    #   clock. It must not move the resource's watermark; it delivers nothing in the window.
-    # Two readings of A overlap its stored ones (a re-send 1 s late, a "correction"): refused.
-    # delivered_mw  = 4.0 + 5.0 = 9.0 kW = 0.009 MW over the whole window
-    # delivered_mwh = 9.0 kW * 0.25 h = 2.25 kWh = 0.00225 MWh
-    # performance   = 0.009 / 0.012 * 100 = 75 %
-    # cohorts: east 4.0 kW * 0.25 h = 1.0 kWh (44.444 %), west 5.0 * 0.25 = 1.25 kWh (55.556 %)
+    # Window 00:00-00:15 (three 5-minute slots), 0.012 MW asked, threshold 75 %. Baselines 0 kW
+    # (14 days of idle history each). Cohorts: east A, C; west B, E; each asset 7.6 kW.
+    # A: 5.0 kW in all three slots;  B: 3.0 kW in slots 1-2, slot 3 held back;
+    # C: 2.0 kW in all three, unenrolled an hour AFTER the window: it counts, enrolled as of it;
+    # E: no window data at first.
+    # Coverage: (3 + 2 + 3 + 0) / 12 asset-slots = 66.7 % < 75 %: nothing is filed.
+    # B's slot 3 arrives: 9 / 12 = 75 %: preliminary v1,
+    #   delivered 5 + 3 + 2 = 10 kW in slots 1-2, 5 + 3 + 2 = 10 kW in slot 3 -> 0.010 MW,
+    #   0.010 MW * 0.25 h = 0.0025 MWh = 2500 Wh; east (A + C) 7 kW * 0.25 h = 1750 Wh,
+    #   west (B) 750 Wh.
+    #   PAI money: shortfall 0.012 - 0.010 = 0.002 MW * 100 $/MW-interval * 3 intervals
+    #   = $0.60 charge -> net -60 cents, split by accredited kW: east 15.2, west 15.2 -> -30/-30.
+    # E's window data arrives late, 1.5 kW in all three slots: restated v2,
+    #   delivered 0.0115 MW, 2875 Wh; diff +375 Wh (1.5 kW * 0.25 h), all in west, in the one
+    #   hour the window touches. Shortfall 0.0005 MW * 100 * 3 = $0.15 -> -15 cents:
+    #   east/west 7.5 each -> largest remainder, the tie to the lower index: east -8, west -7.
+    # A "correction" of A's slot 1 overlaps its stored interval: dead-lettered, not restated.
     await producer.publish_many(
         ASSET_REGISTERED,
-        [asset(ctx, "A", "east"), asset(ctx, "B", "west"), asset(ctx, "C", "east", "unenrolled"),
-         asset(ctx, "D", "east")],
+        [asset(ctx, "A", "east"), asset(ctx, "B", "west"), asset(ctx, "C", "east"),
+         asset(ctx, "E", "west"),
+         asset(ctx, "C", "east", "unenrolled", version=2, updated_at=at(75))],
     )  # fmt: skip
-    telemetry = [
-        *intervals(ctx, "A", -30, 60, [1.0] * 30 + [5.0] * 15 + [0.0] * 2),  # ends 10:17
-        *intervals(ctx, "B", -30, 300, [-2.0] * 6 + [3.0] * 3),  # ends 10:15
-        *intervals(ctx, "C", 0, 300, [100.0] * 3),
-        *intervals(ctx, "D", 79 * 24 * 60, 300, [0.0]),  # 2026-06-01
+    await producer.publish_many(
+        TELEMETRY_INTERVAL, [r for name in "ABCE" for r in history(ctx, name)]
+    )
+    window = [
+        *intervals(ctx, "A", 0, 300, [5.0] * 3),
+        *intervals(ctx, "B", 0, 300, [3.0] * 2),
+        *intervals(ctx, "C", 0, 300, [2.0] * 3),
     ]
-    await producer.publish_many(TELEMETRY_INTERVAL, telemetry)
-    [late_copy] = intervals(ctx, "A", 5 + 1 / 60, 60, [5.0])  # 10:05:01
-    [correction] = intervals(ctx, "A", 5, 60, [9.0])
-    await producer.publish_many(TELEMETRY_INTERVAL, [late_copy, correction])
+    await producer.publish_many(TELEMETRY_INTERVAL, window)
     instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
     rejected_instruction, rejected = dispatch(ctx, ctx["rejected"], "rejected")
     await producer.publish_many(DISPATCH_INSTRUCTION, [instruction, rejected_instruction])
     await producer.publish_many(DISPATCH_CONFIRMED, [confirmed, rejected])
-    published = 4 + len(telemetry) + 4
+    published = 5 + 4 * (HISTORY_DAYS * 24 - 1 + 12) + len(window) + 4
 
     seen: list[str] = []
-    async with service_running(ctx, seen) as group:
+    handler = settler(ctx, threshold=0.75)
+    async with service_running(ctx, seen, handler) as group:
         await handled(seen, published)
-        # The resource's watermark is the time most of its enrolled assets reached: of A at
-        # 10:17, B at 10:15 and D in June, 10:17 (the median), short of 10:18.
-        assert await count(ctx["pool"], "reports") == 0
         assert await reports(ctx) == []
-        letters = [
-            json.loads(r.value)["data"]["error"]
-            for r in await read_all(ctx["bootstrap"], DEAD_LETTER.name)
-            if dict(r.headers)["nexwatt.consumer.group"] == group.encode()
-        ]
-        assert len(letters) == 2, letters
-        # Both channels kept (battery_kw, net_kw) overlap; the reason names each.
-        assert letters[0].startswith(
-            "battery_kw: overlaps the interval 2026-03-14T10:05:00+00:00 + 60 s"
-        )
-        assert "; net_kw: overlaps the interval" in letters[0]
-        assert letters[1].startswith(
-            "battery_kw: other values for the stored interval 2026-03-14T10:05:00"
+        assert (
+            await ctx["pool"].fetchval(
+                "SELECT state FROM instructions WHERE instruction_id = $1", ctx["instruction"]
+            )
+            == "waiting"
         )
 
-        # A reaches 10:18 and B 10:20: the watermark (the median) is 10:20; the window is settled.
-        more = [*intervals(ctx, "A", 17, 60, [0.0]), *intervals(ctx, "B", 15, 300, [0.0])]
-        await producer.publish_many(TELEMETRY_INTERVAL, more)
-        await handled(seen, published + 2)
-        filed = await reports(ctx)
-        assert len(filed) == 1
-        event, report = filed[0], filed[0].data
-        assert event.id == f"settlement:{ctx['instruction']}"
-        assert report.instruction_id == ctx["instruction"]
-        assert report.filed_at == at(20) == event.time
-        assert report.delivered_mw == pytest.approx(0.009, abs=1e-9)
-        assert report.delivered_mwh == pytest.approx(0.00225, abs=1e-9)
-        assert report.performance_pct == pytest.approx(75.0, abs=1e-6)
-        assert report.assets_metered == 2
-        assert [(c.cohort, c.assets) for c in report.cohorts] == [("east", 2), ("west", 1)]
-        assert [c.share_pct for c in report.cohorts] == [44.444, 55.556]
-        assert report.intervals_csv.splitlines()[1:] == [
-            f"2026-03-14T10:{m:02d}:00Z,-0.0010,0.0080,0.0090" for m in (0, 5, 10)
-        ]
-        rows = {t: await count(ctx["pool"], t) for t in ("telemetry", "reports")}
-        # One row per reading and channel kept: battery_kw and net_kw.
-        assert rows == {"telemetry": 2 * (len(telemetry) + 2), "reports": 1}
+        late_b = intervals(ctx, "B", 10, 300, [3.0])
+        await producer.publish_many(TELEMETRY_INTERVAL, late_b)
+        await handled(seen, published + 1)
+        [v1] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+        report = v1.data
+        assert v1.id == f"settlement:{ctx['instruction']}:v1"
+        assert (report.version, report.supersedes, report.data_quality) == (
+            1, None, DataQuality.PRELIMINARY,
+        )  # fmt: skip
+        assert report.coverage_pct == pytest.approx(75.0, abs=1e-9)
+        assert report.assets_enrolled == 4
+        assert report.baseline_methods == {"pjm-high-x-of-y-adjusted": 4}
+        assert report.delivered_mw == pytest.approx(0.010, abs=1e-9)
+        assert report.delivered_mwh == pytest.approx(0.0025, abs=1e-9)
+        assert [(c.cohort, c.assets, round(c.delivered_mwh * 1e6)) for c in report.cohorts] == [
+            ("east", 2, 1750), ("west", 2, 750),
+        ]  # fmt: skip
+        assert report.performance.charge_cents == 60
+        assert report.performance.net_cents == -60
+        assert [c.performance_cents for c in report.cohorts] == [-30, -30]
+        [hour] = report.iso_report
+        assert (hour.baseline_kwh, hour.metered_kwh, hour.reduction_kwh) == (0.0, 2.5, 2.5)
+        assert report.iso_report_csv.splitlines()[0] == (
+            "registration_id,date,hour_ending,baseline_kwh,metered_kwh,reduction_kwh"
+        )
+        payouts = await ctx["pool"].fetch(
+            "SELECT subscriber_id, cents FROM payouts WHERE instruction_id = $1 AND version = 1"
+            " ORDER BY subscriber_id",
+            ctx["instruction"],
+        )
+        assert sum(p["cents"] for p in payouts) == -60
+        assert len(payouts) == 4
 
-        # Redelivered telemetry (new event ids, same intervals) changes nothing.
-        await producer.publish_many(TELEMETRY_INTERVAL, telemetry[-5:])
-        await handled(seen, published + 2 + 5)
+        correction = intervals(ctx, "A", 0, 300, [9.0])
+        late_e = intervals(ctx, "E", 0, 300, [1.5] * 3)
+        await producer.publish_many(TELEMETRY_INTERVAL, [*correction, *late_e])
+        await handled(seen, published + 4)  # the correction is dead-lettered
+        [_, v2] = await eventually(lambda: reports(ctx), lambda found: len(found) == 2)
+        restated = v2.data
+        assert v2.id == f"settlement:{ctx['instruction']}:v2"
+        assert (restated.version, restated.supersedes, restated.data_quality) == (
+            2, report.report_id, DataQuality.RESTATED,
+        )  # fmt: skip
+        assert restated.delivered_mw == pytest.approx(0.0115, abs=1e-9)
+        assert restated.coverage_pct == pytest.approx(100.0, abs=1e-9)
+        assert restated.diff is not None
+        assert restated.diff.previous_report_id == report.report_id
+        assert restated.diff.delivered_wh == 375
+        assert restated.diff.metered_wh == 375
+        assert restated.diff.baseline_wh == 0
+        assert restated.diff.cohorts_wh == {"west": 375}
+        assert list(restated.diff.hours_wh.values()) == [375]
+        assert restated.performance.net_cents == -15
+        assert [c.performance_cents for c in restated.cohorts] == [-8, -7]
+        letters = await letters_of(ctx, group)
+        assert len(letters) == 1 and letters[0].startswith("battery_kw: other values for")
+        rows = {t: await count(ctx["pool"], t) for t in ("telemetry", "reports", "payouts")}
 
-    # A fresh group replays every event into the same store: no second report, no new rows.
+    # A fresh group replays every event into the same store: no new version, no new rows.
     replayed: list[str] = []
-    async with service_running(ctx, replayed):
+    async with service_running(ctx, replayed, settler(ctx, threshold=0.75)):
         await handled(replayed, len(seen))
-    assert await reports(ctx) == filed
-    assert {t: await count(ctx["pool"], t) for t in ("telemetry", "reports")} == rows
+    assert len(await reports(ctx)) == 2
+    assert {t: await count(ctx["pool"], t) for t in ("telemetry", "reports", "payouts")} == rows
+
+
+async def test_no_preliminary_report_while_one_partition_of_the_window_is_held_back(
+    ctx: dict,
+) -> None:
+    # 40 assets of the resource, each with its history in. Their window telemetry is spread by
+    # key over telemetry.interval's partitions as Kafka does, and one partition's is held back.
+    # Each discharges 2.0 kW over the 15-minute window against a 0 kW baseline. Coverage stays
+    # short of 98 % and nothing is filed, though the other partitions' newest readings are past
+    # the window's end. Once the held-back records arrive: preliminary, coverage 100 %,
+    # 40 * 2.0 kW = 0.080 MW.
+    producer = ctx["producer"]
+    names = [f"{ctx['resource']}-{i:02d}" for i in range(40)]
+    ctx["assets"].update({name: name for name in names})
+    partitioner = DefaultPartitioner()
+    partitions = list(range(TELEMETRY_INTERVAL.partitions))
+    held = {n for n in names if partitioner(n.encode(), partitions, partitions) == 2}
+    assert 0 < len(held) < len(names)
+    await producer.publish_many(ASSET_REGISTERED, [asset(ctx, n, "east") for n in names])
+    await producer.publish_many(TELEMETRY_INTERVAL, [r for n in names for r in history(ctx, n)])
+    window = {n: intervals(ctx, n, 0, 300, [2.0] * 3 + [0.0]) for n in names}
+    await producer.publish_many(
+        TELEMETRY_INTERVAL, [r for n in names if n not in held for r in window[n]]
+    )
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed", mw=0.08)
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    published = len(names) * (1 + HISTORY_DAYS * 24 - 1 + 12) + 4 * (len(names) - len(held)) + 2
+
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, published)
+        assert await reports(ctx) == []
+        covered = await ctx["pool"].fetchval(
+            "SELECT covered_s / (assets_expected * 900.0) FROM instructions"
+            " WHERE instruction_id = $1",
+            ctx["instruction"],
+        )
+        assert covered == pytest.approx((len(names) - len(held)) / len(names), abs=1e-9)
+
+        await producer.publish_many(
+            TELEMETRY_INTERVAL, [r for n in sorted(held) for r in window[n]]
+        )
+        await handled(seen, published + 4 * len(held))
+        [filed] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+    assert filed.data.data_quality == DataQuality.PRELIMINARY
+    assert filed.data.coverage_pct == pytest.approx(100.0, abs=1e-9)
+    assert filed.data.assets_expected == 40
+    assert filed.data.delivered_mw == pytest.approx(0.080, abs=1e-9)
+    assert filed.data.performance.net_cents == 0
+
+
+async def test_a_window_past_its_deadline_is_filed_final_and_later_data_is_refused(
+    ctx: dict,
+) -> None:
+    # Deadline one day after the window's end; the window ended two days ago: final at once,
+    # even at 50 % coverage (B never reported). A 4.0 kW over the window, baseline 0:
+    # 0.004 MW. B's data arriving afterwards is kept but files nothing.
+    producer = ctx["producer"]
+    await producer.publish_many(
+        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
+    )
+    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    seen: list[str] = []
+    async with service_running(ctx, seen, settler(ctx, final_after_s=86400.0)):
+        await handled(seen, 2 + len(data))
+        instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
+        await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+        await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+        await handled(seen, 2 + len(data) + 2)
+        [final] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+        assert final.data.data_quality == DataQuality.FINAL
+        assert final.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
+        assert final.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "B", 0, 300, [3.0] * 3))
+        await handled(seen, 2 + len(data) + 2 + 3)
+    assert len(await reports(ctx)) == 1
+    assert (
+        await ctx["pool"].fetchval(
+            "SELECT state FROM instructions WHERE instruction_id = $1", ctx["instruction"]
+        )
+        == "final"
+    )
 
 
 async def test_channels_at_their_own_resolutions_are_admitted_and_a_missing_one_kept_missing(
@@ -317,7 +476,7 @@ async def test_the_service_process_stores_what_it_consumes_and_stops_cleanly(
             "NEXWATT_SERVICE_NAME": name,
             "NEXWATT_POSTGRES_DATABASE": database,
             "NEXWATT_HTTP_PORT": str(port),
-            "NEXWATT_SETTLEMENT_GRACE_S": str(10 * 365 * 86400),  # files nothing for anyone
+            "NEXWATT_SETTLEMENT_COVERAGE_THRESHOLD_PCT": "100",  # no instruction of its own
         },
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -366,8 +525,10 @@ async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_cr
         ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
     )
     telemetry = [
-        *intervals(ctx, "A", -30, 300, [1.0] * 6 + [5.0] * 3 + [0.0]),  # ends 10:20
-        *intervals(ctx, "B", -30, 300, [0.0] * 6 + [3.0] * 3 + [0.0]),
+        *history(ctx, "A"),
+        *history(ctx, "B"),
+        *intervals(ctx, "A", 0, 300, [5.0] * 3 + [0.0]),
+        *intervals(ctx, "B", 0, 300, [3.0] * 3 + [0.0]),
     ]
     await producer.publish_many(TELEMETRY_INTERVAL, telemetry)
     instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
@@ -378,10 +539,8 @@ async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_cr
     first, second = [], []
     try:
         async with (
-            handler_running(ctx, TOPICS, make_handler(ctx["pool"], producer, GRACE_S, 1800.0),
-                            keep, first),
-            handler_running(ctx, TOPICS, make_handler(ctx["pool"], other, GRACE_S, 1800.0),
-                            keep, second),
+            handler_running(ctx, TOPICS, settler(ctx).handle, keep, first),
+            handler_running(ctx, TOPICS, settler(ctx, producer=other).handle, keep, second),
         ):  # fmt: skip
             await handled(first, published)
             await handled(second, published)
@@ -399,7 +558,7 @@ async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_cr
             # A replica dies between recording its report and publishing it: the next batch
             # publishes the recorded bytes, whoever handles it.
             await ctx["pool"].execute("UPDATE outbox SET published_at = NULL")
-            await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 20, 300, [0.0]))
+            await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 25, 300, [0.0]))
             await handled(first, published + 1)
             await eventually(lambda: reports(ctx), lambda found: len(found) == 2)
             again = [
