@@ -433,13 +433,14 @@ def hourly_report(
 
 
 def hourly_csv(rows: Sequence[HourlyDelivery]) -> str:
-    """The ISO-format hourly report as CSV: registration, local date, hour ending, kWh."""
-    lines = ["registration_id,date,hour_ending,baseline_kwh,metered_kwh,reduction_kwh"]
-    lines += [
-        f"{r.registration_id},{r.date},{r.hour_ending},{r.baseline_kwh:.3f},"
-        f"{r.metered_kwh:.3f},{r.reduction_kwh:.3f}"
-        for r in rows
-    ]
+    """The ISO-format hourly report as CSV, one column per field of `HourlyDelivery` in order
+    (registration, local date, hour ending, kWh to the Wh)."""
+
+    def cell(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [",".join(HourlyDelivery.model_fields)]
+    lines += [",".join(cell(v) for v in row.model_dump().values()) for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""JSON Schemas of every topic's payload and an AsyncAPI 3.0 document, from the registry."""
+"""JSON Schemas of every topic's payload, the hourly ISO report, and an AsyncAPI 3.0 document."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from nexwatt_shared.contracts import HourlyDelivery
 from nexwatt_shared.envelope import SPEC_VERSION
 from nexwatt_shared.topics import ALL, Topic
 
@@ -96,8 +97,23 @@ def asyncapi() -> dict[str, Any]:
     }
 
 
+def iso_report_schema() -> dict[str, Any]:
+    """The hourly ISO-format settlement report (`settlement.filed` carries it as `iso_report`,
+    and as CSV in `iso_report_csv` with the same columns in this order)."""
+    item = HourlyDelivery.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:nexwatt:schema:settlement-iso-report:v1",
+        "title": "Hourly kWh per registration, in the shape of a PJM demand-response settlement",
+        "type": "array",
+        "items": item,
+        "x-csv-columns": list(item["properties"]),
+    }
+
+
 def render_all() -> dict[str, str]:
     """File name -> content of everything `make schemas` writes into schemas/."""
     files = {f"{t.name}.json": payload_schema(t) for t in ALL}
     files["asyncapi.json"] = asyncapi()
+    files["settlement.iso-report.json"] = iso_report_schema()
     return {name: json.dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in files.items()}
