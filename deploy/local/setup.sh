@@ -11,14 +11,14 @@ mkdir -p "$CACHE"
 step() { printf '\n==> %s\n' "$*"; }
 elapsed() { printf '    (%ss)\n' "$(( $(date +%s) - $1 ))"; }
 
-step "Python virtualenv (.venv) and the project with its dev extras"
+step "Python virtualenv (.venv) and the project with its dev and plot extras"
 t=$(date +%s)
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip==25.2
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[dev,plot]'
   echo "$stamp" > .venv/.installed
 else
   echo "    up to date"
