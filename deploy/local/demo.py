@@ -3,7 +3,8 @@
 A fresh local stack; the five services; 312 subscriber assets registered through the REST API;
 the fleet simulator streaming telemetry at 60x real time; the ISO simulator sending a 44.5 MW
 instruction for NXW-PJM-0042 at 09:17 (window 09:15-10:15); then the dispatch event log as the
-services report it, down to the filed settlement. `--keep-running` leaves everything up.
+services report it, down to the preliminary settlement report and the resource's capacity revenue
+split to its cohorts. `--keep-running` leaves everything up.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nexwatt_admin.launcher import SERVICES, Launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCE = "NXW-PJM-0042"
+MW_CLEARED = 44.5  # the ISO simulator's instruction
 FLEET_SIM_PORT = 8086
 
 
@@ -106,6 +108,15 @@ async def main(keep_running: bool) -> None:
             f" MW). Demo wall time: {time.monotonic() - started:.0f} s.",
             flush=True,
         )
+        step(
+            f"Capacity revenue of {RESOURCE} for the delivery year, if it cleared the "
+            f"{MW_CLEARED} MW it was dispatched for (nexwatt-settlement revenue)"
+        )
+        await run(
+            [*launcher.command("settlement"), "revenue", "--resource", RESOURCE,
+             "--ucap-mw", str(MW_CLEARED)],
+            launcher.env,
+        )  # fmt: skip
         if keep_running:
             print(
                 "\nEverything keeps running. Onboarding API: http://127.0.0.1:8081/docs · "

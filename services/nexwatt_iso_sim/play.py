@@ -126,16 +126,52 @@ class _Session:
                           mw_confirmed=round(payload.mw_confirmed, 1), status=payload.status,
                           latency_ms=round(latency_ms))  # fmt: skip
         elif isinstance(payload, SettlementFiled):
-            self.out.line(payload.filed_at, "SETTLEMENT_REPORT_GENERATED", status=payload.status,
+            # Logged at the fleet's event time: the report's filed_at is the wall clock.
+            self.out.line(self.clock or payload.filed_at, "SETTLEMENT_REPORT_GENERATED",
+                          data_quality=payload.data_quality.value, version=payload.version,
                           delivered_mw=round(payload.delivered_mw, 2),
                           performance=f"{payload.performance_pct:.1f}%",
+                          coverage=f"{payload.coverage_pct:.1f}%",
                           report_id=payload.report_id)  # fmt: skip
+            print(report_summary(payload), flush=True)
             self.done = True
 
     def progress(self) -> str:
         waiting = "the instruction's time" if self.sent_at is None else "the settlement report"
         now = self.out.local(self.clock, "%H:%M") if self.clock else "no telemetry yet"
         return f"    … event time {now}, waiting for {waiting}"
+
+
+def report_summary(report: SettlementFiled) -> str:
+    """The filed report as an analyst reads it first: baselines, the hourly ISO report, money."""
+    methods = ", ".join(f"{m} {n}" for m, n in sorted(report.baseline_methods.items()))
+    money = report.performance
+    lines = [
+        f"    {report.participation_model}, baselines per asset: {methods}; "
+        f"{report.assets_expected} of {report.assets_enrolled} assets expected, "
+        f"{report.assets_metered} metered",
+        "    hourly report (kWh, hour ending in market time):",
+        *(f"      {row}" for row in report.iso_report_csv.strip().splitlines()),
+        f"    PAI assessment: expected {money.expected_mw:.3f} MW, shortfall "
+        f"{money.shortfall_mw:.3f} MW over {money.intervals} intervals -> charge "
+        f"${money.charge_cents / 100:,.2f}, bonus ${money.bonus_cents / 100:,.2f}",
+        "    per cohort: "
+        + "; ".join(
+            f"{c.cohort} {c.delivered_mwh:.3f} MWh, ${c.performance_cents / 100:,.2f}"
+            for c in report.cohorts
+        ),
+    ]
+    accepted = [a.method for a in report.baseline_accuracy if a.accepted]
+    if report.baseline_accuracy:
+        lines.append(
+            "    baseline accuracy (RRMSE on recent non-event days): "
+            + "; ".join(
+                f"{a.method} {a.rrmse_pct:.1f}%" if a.rrmse_pct is not None else f"{a.method} n/a"
+                for a in report.baseline_accuracy
+            )
+            + (f" (accepted: {', '.join(accepted)})" if accepted else "")
+        )
+    return "\n".join(lines)
 
 
 async def _run(

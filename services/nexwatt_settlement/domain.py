@@ -259,6 +259,8 @@ def day_baseline_kw(
             return np.full(today_kw.shape, np.nan)
         one = bl.hour_before(today_kw, event_start, 1, missing="nan")
         return np.broadcast_to(one[..., None], today_kw.shape).copy()
+    if not before_days:  # the multi-day methods have no day to draw on
+        return np.full(today_kw.shape, np.nan)
     kinds, past_events, holidays = _history_calendar(before_days, event_days)
     kind = day_kind(today)
     if method == BaselineMethod.MATCH_DAY:
@@ -344,7 +346,7 @@ def settle(
                 program.method,
                 program.measured_kw(history.hourly_kw[:, :t, :]),
                 days[:t],
-                history.event_days,
+                history.event_days | frozenset(local),  # a window across midnight: its own days
                 program.measured_kw(history.hourly_kw[:, t, :]),
                 today,
                 int(hours.min()),

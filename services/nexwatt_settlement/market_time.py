@@ -94,19 +94,23 @@ def from_day_number(number: int) -> date:
 
 
 def hourly_parts(
-    local_start_s: np.ndarray, duration_s: np.ndarray, value_kw: np.ndarray
+    utc_start_s: np.ndarray, duration_s: np.ndarray, value_kw: np.ndarray, clock: MarketClock
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Intervals cut at local hour boundaries.
+    """Intervals cut at hour boundaries, each piece placed in the local hour it falls in.
+
+    Pieces are cut on the UTC hour, then read on the local clock with the offset in force at
+    their start: a DST change (on a UTC hour in zones whose offsets are whole hours, as all of
+    the US) never falls inside a piece.
 
     Args:
-        local_start_s: each interval's start, local wall-clock seconds since 1970 [s]
+        utc_start_s: each interval's start [s since 1970, UTC]
         duration_s: each interval's length [s] (at most a day)
         value_kw: each interval's mean power [kW]
     Returns:
         (interval index, local day number, hour 0-23, energy [kWh], covered [s]), one entry per
-        piece of an interval inside one local hour.
+        piece of an interval inside one hour.
     """
-    start = np.asarray(local_start_s, dtype=float)
+    start = np.asarray(utc_start_s, dtype=float)
     end = start + np.asarray(duration_s, dtype=float)
     value = np.asarray(value_kw, dtype=float)
     index = np.arange(start.size)
@@ -120,6 +124,7 @@ def hourly_parts(
     which = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, dtype=np.intp)
     starts = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0)
     covered = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0)
-    day = np.floor_divide(starts, S_PER_DAY).astype(np.int64)
-    hour = (np.floor_divide(starts, S_PER_H) % HOURS).astype(np.int64)
+    local = clock.local_s(starts)
+    day = np.floor_divide(local, S_PER_DAY).astype(np.int64)
+    hour = (np.floor_divide(local, S_PER_H) % HOURS).astype(np.int64)
     return which, day, hour, value[which] * covered / S_PER_H, covered

@@ -157,9 +157,10 @@ async def _roll_up(
         return
     start_s = np.fromiter((r["interval_start"].timestamp() for r in rows), float, len(rows))
     which, day, hour, kwh, covered = hourly_parts(
-        clock.local_s(start_s),
+        start_s,
         np.fromiter((r["interval_s"] for r in rows), float, len(rows)),
         np.fromiter((r["value"] for r in rows), float, len(rows)),
+        clock,
     )
     keys = [(rows[i]["asset_id"], rows[i]["channel"]) for i in which]
     series, series_of = np.unique(

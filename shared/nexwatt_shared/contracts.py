@@ -473,7 +473,8 @@ class SettlementDiff(Contract):
     coverage_pct: float = Field(description="Change in coverage [percentage points]")
     assets_metered: int
     hours_wh: dict[str, int] = Field(
-        description="Change in delivered energy per hour that changed, by hour start (UTC) [Wh]"
+        description="Change in delivered energy per hour that changed, keyed like the hourly"
+        " report: 'YYYY-MM-DD HEnn' in market time [Wh]"
     )
     cohorts_wh: dict[str, int] = Field(description="Change in delivered energy per cohort [Wh]")
 
