@@ -47,17 +47,19 @@ class RecordingProducer:
         self.calls.append((topic, [], list(records)))
 
 
-def test_the_history_covers_whole_hours_up_to_the_start_for_every_asset() -> None:
+def test_the_history_covers_whole_hours_up_to_the_start_for_every_reporting_asset() -> None:
     settings = Settings(
         sim_assets=20, sim_start=START, sim_history_days=2, sim_offline_fraction=0.2
     )
     fleet = build_fleet(settings)
     readings = list(hourly_history(fleet, settings))
     by_asset = _by_asset(readings)
-    # Every asset, offline and SolarEdge ones included: 2 days x 24 hourly readings, in order,
-    # the last one ending at the start.
+    # Every asset that reports, SolarEdge ones included (offline ones never report): 2 days x
+    # 24 hourly readings, in order, the last one ending at the start.
     assert fleet.offline.any() and fleet.solaredge.any()
-    assert list(by_asset) == fleet.asset_ids
+    assert list(by_asset) == [
+        a for a, off in zip(fleet.asset_ids, fleet.offline, strict=True) if not off
+    ]
     expected = [START - timedelta(hours=48) + timedelta(hours=k) for k in range(48)]
     for series in by_asset.values():
         assert [r.interval_start for r in series] == expected
@@ -135,7 +137,9 @@ def test_building_the_history_leaves_the_live_loop_as_it_was() -> None:
 
 
 async def test_publishing_sends_batches_with_natural_key_ids() -> None:
-    settings = Settings(sim_assets=300, sim_start=START, sim_history_days=1)
+    settings = Settings(
+        sim_assets=300, sim_start=START, sim_history_days=1, sim_offline_fraction=0.0
+    )
     readings = list(hourly_history(build_fleet(settings), settings))
     producer = RecordingProducer()
     sent = await publish_history(producer, readings, asyncio.Event())  # type: ignore[arg-type]
