@@ -94,6 +94,23 @@ class Settler:
                     resource_id=c["resource_id"],
                     reason=c["reason"],
                 )
+        if saved.unknown_assets:
+            log.warning(
+                "telemetry of assets without a record: kept, settled once they are registered",
+                assets=len(saved.unknown_assets),
+                examples=saved.unknown_assets[:5],
+            )
+        for instruction_id in saved.unconfirmed:
+            log.info(
+                "instruction without a confirmation yet: kept, settled once confirmed",
+                instruction_id=instruction_id,
+            )
+        for instruction_id in saved.unmatched:
+            log.warning(
+                "confirmation of an unknown instruction: kept, settled once the instruction"
+                " arrives",
+                instruction_id=instruction_id,
+            )
         for instruction_id in saved.after_final:
             AFTER_FINAL.inc()
             log.warning(

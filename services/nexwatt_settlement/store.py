@@ -132,6 +132,9 @@ class Saved:
 
     confirmations: list[asyncpg.Record]  # stored for the first time
     after_final: list[str]  # final windows that data arrived for: refused, logged
+    unknown_assets: list[str]  # telemetry of assets without a record: kept, not settled
+    unconfirmed: list[str]  # new instructions without a confirmation yet: kept, not settled
+    unmatched: list[str]  # new confirmations of no known instruction yet: kept, not settled
 
 
 def _versions_args(assets: Sequence[AssetRegistered]) -> list[list]:
@@ -226,7 +229,16 @@ async def save_inputs(
         if assets:
             await conn.execute(_INSERT_VERSIONS, *_versions_args(assets))
         after_final: list[str] = []
+        unknown: list[str] = []
         if intervals:
+            unknown = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT unnest($1::text[]) EXCEPT"
+                    " SELECT asset_id FROM asset_versions WHERE asset_id = ANY($1::text[])",
+                    list({i.asset_id for i in intervals}),
+                )
+            ]
             stored = await conn.fetch(
                 _INSERT_TELEMETRY,
                 [i.asset_id for i in intervals],
@@ -280,9 +292,20 @@ async def save_inputs(
                 [c.confirmed_at for c in confirmations],
             )
             new_ids += [r["instruction_id"] for r in new_confirmations]
-        for instruction_id in dict.fromkeys(new_ids):
-            await _count_coverage(conn, instruction_id, program.channel)
-    return Saved(new_confirmations, after_final)
+        counted = [
+            instruction_id
+            for instruction_id in dict.fromkeys(new_ids)
+            if await _count_coverage(conn, instruction_id, program.channel)
+        ]
+        confirmed_ids = {r["instruction_id"] for r in new_confirmations}
+        waiting = [i for i in dict.fromkeys(new_ids) if i not in counted]
+    return Saved(
+        new_confirmations,
+        after_final,
+        sorted(unknown),
+        unconfirmed=[i for i in waiting if i not in confirmed_ids],
+        unmatched=[i for i in waiting if i in confirmed_ids],
+    )
 
 
 # How far before a window new data can change its report: the Hour Before fallback reads the
@@ -290,16 +313,17 @@ async def save_inputs(
 LOOK_BEFORE_S = 5 * 3600.0
 
 
-async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel: Channel) -> None:
+async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel: Channel) -> bool:
     """Count a window's coverage from the stored telemetry once its instruction and its
-    confirmation are both in (new data adds to the count from then on)."""
+    confirmation are both in (new data adds to the count from then on); False while one of
+    them is missing."""
     row = await conn.fetchrow(
         "SELECT i.resource_id, i.window_start, i.window_end FROM instructions i"
         " JOIN confirmations USING (instruction_id) WHERE instruction_id = $1",
         instruction_id,
     )
     if row is None:
-        return
+        return False
     count = await conn.fetchrow(
         _COUNT_COVERAGE,
         row["resource_id"],
@@ -316,6 +340,7 @@ async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel
         float(count["covered_s"]),
         int(count["assets"]),
     )
+    return True
 
 
 class Work(NamedTuple):

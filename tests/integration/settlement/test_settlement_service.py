@@ -26,12 +26,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import structlog.testing
 from aiokafka.partitioner import DefaultPartitioner
 
+from nexwatt_settlement import domain
 from nexwatt_settlement.baselines import ParticipationModel
 from nexwatt_settlement.bootstrap import MIGRATIONS
-from nexwatt_settlement.domain import BaselineMethod, Program
-from nexwatt_settlement.handlers import Settler
+from nexwatt_settlement.domain import BaselineMethod, Due, Program
+from nexwatt_settlement.handlers import SETTLEMENT_FAILURES, Settler
 from nexwatt_settlement.market_time import MarketClock
 from nexwatt_settlement.money import PerformanceRates
 from nexwatt_shared.codec import decode
@@ -569,3 +571,90 @@ async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_cr
             assert again == [recorded, recorded]
     finally:
         await other.stop()
+
+
+async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_blocks_no_other(
+    ctx: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kept with a reason, nothing settled on a guess: a confirmation of an instruction not seen
+    # (yet), an instruction without a confirmation, telemetry of an asset without a record.
+    # Then two resources' windows are due and computing the first raises: the second is filed
+    # all the same, the failure is counted, and the first is filed on the next batch.
+    producer = ctx["producer"]
+    other = unique("NXW-PJM-T2")
+    first, second = ctx["instruction"], unique("I-second")
+    ctx["assets"]["X"] = unique("T-X")  # never registered
+    orphan, _ = dispatch(ctx, unique("I-unconfirmed"), "confirmed")
+    _, stray = dispatch(ctx, unique("I-unknown"), "confirmed")
+    ctx["instruction"] = orphan.instruction_id  # is_mine: let the handler see both
+    ctx["rejected"] = stray.instruction_id
+    seen: list[str] = []
+    with structlog.testing.capture_logs() as logs:
+        async with service_running(ctx, seen):
+            await producer.publish_many(DISPATCH_INSTRUCTION, [orphan])
+            await producer.publish_many(DISPATCH_CONFIRMED, [stray])
+            await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "X", 0, 300, [1.0]))
+            await handled(seen, 3)
+    events = {e["event"]: e for e in logs}
+    assert (
+        events["instruction without a confirmation yet: kept, settled once confirmed"][
+            "instruction_id"
+        ]
+        == orphan.instruction_id
+    )
+    assert (
+        events[
+            "confirmation of an unknown instruction: kept, settled once the instruction arrives"
+        ]["instruction_id"]
+        == stray.instruction_id
+    )
+    assert events["telemetry of assets without a record: kept, settled once they are registered"][
+        "examples"
+    ] == [ctx["assets"]["X"]]
+    assert await reports(ctx) == []
+    assert await count(ctx["pool"], "instructions") == 1
+    assert await count(ctx["pool"], "confirmations") == 1
+
+    # Two resources, each one asset delivering 2.0 kW against a 0 kW baseline.
+    assets = [
+        asset(ctx, "A", "east"),
+        asset(ctx, "B", "east").model_copy(update={"resource_id": other}),
+    ]
+    await producer.publish_many(ASSET_REGISTERED, assets)
+    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [2.0] * 3),
+            *intervals(ctx, "B", 0, 300, [2.0] * 3)]  # fmt: skip
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    windows = [dispatch(ctx, first, "confirmed", mw=0.002)]
+    windows.append(tuple(
+        m.model_copy(update={"instruction_id": second, "resource_id": other})
+        for m in dispatch(ctx, second, "confirmed", mw=0.002)
+    ))  # fmt: skip
+    await producer.publish_many(DISPATCH_INSTRUCTION, [i for i, _ in windows])
+    await producer.publish_many(DISPATCH_CONFIRMED, [c for _, c in windows])
+    ctx["instruction"], ctx["rejected"] = first, second
+    real_settle = domain.settle
+
+    def failing(due: Due, *args: object) -> object:
+        if due.resource_id == ctx["resource"]:
+            raise RuntimeError("a bug in one resource's report")
+        return real_settle(due, *args)
+
+    failures = SETTLEMENT_FAILURES._value.get()
+    monkeypatch.setattr(domain, "settle", failing)
+    seen = []
+    async with service_running(ctx, seen):  # from the test's start: X's reading again too
+        await handled(seen, 1 + 2 + len(data) + 4)
+        filed = await eventually(
+            lambda: read_all(ctx["bootstrap"], SETTLEMENT_FILED.name),
+            lambda records: any(r.key == other.encode() for r in records),
+        )
+        assert [decode(SETTLEMENT_FILED, r.value).data.instruction_id
+                for r in filed if r.key == other.encode()] == [second]  # fmt: skip
+        assert await reports(ctx) == []
+        assert SETTLEMENT_FAILURES._value.get() > failures
+        monkeypatch.setattr(domain, "settle", real_settle)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 60, 300, [0.0]))
+        await handled(seen, 1 + 2 + len(data) + 5)
+        [report] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+    assert report.data.instruction_id == first
+    assert report.data.delivered_mw == pytest.approx(0.002, abs=1e-9)
