@@ -26,10 +26,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import structlog.testing
 from aiokafka.partitioner import DefaultPartitioner
 
-from nexwatt_settlement import domain
+from nexwatt_settlement import domain, store
 from nexwatt_settlement.baselines import ParticipationModel
 from nexwatt_settlement.bootstrap import MIGRATIONS
 from nexwatt_settlement.domain import BaselineMethod, Due, Program
@@ -48,6 +47,7 @@ from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.postgres import database_url
+from nexwatt_shared.series import channel_intervals
 from nexwatt_shared.topics import (
     ASSET_REGISTERED,
     DEAD_LETTER,
@@ -586,34 +586,21 @@ async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_b
     ctx["assets"]["X"] = unique("T-X")  # never registered
     orphan, _ = dispatch(ctx, unique("I-unconfirmed"), "confirmed")
     _, stray = dispatch(ctx, unique("I-unknown"), "confirmed")
-    ctx["instruction"] = orphan.instruction_id  # is_mine: let the handler see both
-    ctx["rejected"] = stray.instruction_id
-    seen: list[str] = []
-    with structlog.testing.capture_logs() as logs:
-        async with service_running(ctx, seen):
-            await producer.publish_many(DISPATCH_INSTRUCTION, [orphan])
-            await producer.publish_many(DISPATCH_CONFIRMED, [stray])
-            await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "X", 0, 300, [1.0]))
-            await handled(seen, 3)
-    events = {e["event"]: e for e in logs}
-    assert (
-        events["instruction without a confirmation yet: kept, settled once confirmed"][
-            "instruction_id"
-        ]
-        == orphan.instruction_id
-    )
-    assert (
-        events[
-            "confirmation of an unknown instruction: kept, settled once the instruction arrives"
-        ]["instruction_id"]
-        == stray.instruction_id
-    )
-    assert events["telemetry of assets without a record: kept, settled once they are registered"][
-        "examples"
-    ] == [ctx["assets"]["X"]]
-    assert await reports(ctx) == []
+    unknown = intervals(ctx, "X", 0, 300, [1.0])
+    saved = await store.save_inputs(
+        ctx["pool"],
+        program(0.98),
+        [],
+        [i for r in unknown for i in channel_intervals(r, store.CHANNELS)],
+        [orphan],
+        [stray],
+    )  # what the handler logs, each with its reason
+    assert saved.unconfirmed == [orphan.instruction_id]
+    assert saved.unmatched == [stray.instruction_id]
+    assert saved.unknown_assets == [ctx["assets"]["X"]]
     assert await count(ctx["pool"], "instructions") == 1
     assert await count(ctx["pool"], "confirmations") == 1
+    assert await count(ctx["pool"], "telemetry") == 2  # battery_kw and net_kw
 
     # Two resources, each one asset delivering 2.0 kW against a 0 kW baseline.
     assets = [
@@ -641,9 +628,9 @@ async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_b
 
     failures = SETTLEMENT_FAILURES._value.get()
     monkeypatch.setattr(domain, "settle", failing)
-    seen = []
-    async with service_running(ctx, seen):  # from the test's start: X's reading again too
-        await handled(seen, 1 + 2 + len(data) + 4)
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, 2 + len(data) + 4)
         filed = await eventually(
             lambda: read_all(ctx["bootstrap"], SETTLEMENT_FILED.name),
             lambda records: any(r.key == other.encode() for r in records),
@@ -654,7 +641,7 @@ async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_b
         assert SETTLEMENT_FAILURES._value.get() > failures
         monkeypatch.setattr(domain, "settle", real_settle)
         await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 60, 300, [0.0]))
-        await handled(seen, 1 + 2 + len(data) + 5)
+        await handled(seen, 2 + len(data) + 5)
         [report] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
     assert report.data.instruction_id == first
     assert report.data.delivered_mw == pytest.approx(0.002, abs=1e-9)
