@@ -12,7 +12,11 @@
    each turned into a letter on `dead.letter`): how fast a flood of bad records drains;
 4. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
    `dispatch.confirmed`, with onboarding, dispatch and the fleet simulator running for real,
-   for a 312-asset and a 3,120-asset resource (p50 / p95 / max over several instructions).
+   for a 312-asset and a 3,120-asset resource (p50 / p95 / max over several instructions);
+5. settlement: one 1-hour event of a 100,000-asset resource (`NEXWATT_BENCH_SETTLE_ASSETS`)
+   settled end to end (`tests.bench.settle`: 30 days of hourly history, 5-minute data, the
+   report published), per phase [s] and peak RSS; and the per-batch cost with its window open
+   (`store.save_inputs` of 2,000 readings, `store.due`) [ms]. The issue's goal: under 30 s.
 
 Times on a shared 2-core machine are noisy: compare ratios within one run.
 """
@@ -51,6 +55,9 @@ from nexwatt_shared.wiring import tune_gc
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS as INGEST_MIGRATIONS
 from nexwatt_telemetry_ingest.handlers import make_historian, make_normalizer
 from tests.bench.backfill import bench_backfill
+from tests.bench.settle import ASSETS as SETTLE_ASSETS
+from tests.bench.settle import bench_settle
+from tests.bench.settle import summary as settle_summary
 from tests.helpers import TopicWatcher, committed_total, eventually, unique
 from tests.story import Story
 
@@ -241,6 +248,7 @@ async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]
         "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
         "NEXWATT_SIM_RESOURCE_ID": resource,
         "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{ports['onboarding']}",
+        "NEXWATT_SIM_HISTORY_DAYS": "0",  # no backfill of hourly history: live readings only
     }
     watcher = await TopicWatcher(BOOTSTRAP, [DISPATCH_CONFIRMED]).start()
     producer = EventProducer(BOOTSTRAP, "bench-iso")
@@ -315,6 +323,10 @@ async def main() -> None:
         row = await bench_dispatch(assets)
         results["dispatch_latency"].append(row)  # type: ignore[union-attr]
         print(f"    {row}", flush=True)
+    print(f"settlement of a 1-hour event, {SETTLE_ASSETS:,} assets ...", flush=True)
+    settled = await bench_settle(SETTLE_ASSETS)
+    results["settle"] = settled
+    print(f"    {settle_summary(settled)}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{results['when']}.json".replace(":", "")
     out.write_text(json.dumps(results, indent=2) + "\n")
