@@ -56,7 +56,8 @@ class Story:
 
     def service_env(self, name: str, replica: int = 1) -> dict[str, str]:
         port = self.ports[name] + 100 * (replica - 1)  # a further replica: its own HTTP port
-        return {"NEXWATT_HTTP_PORT": str(port)}
+        # Offline assets never report: settlement files once the rest has stopped growing.
+        return {"NEXWATT_HTTP_PORT": str(port), "NEXWATT_SETTLEMENT_STALL_S": "10"}
 
     def fleet_env(self) -> dict[str, str]:
         return {

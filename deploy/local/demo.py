@@ -84,7 +84,10 @@ async def main(keep_running: bool) -> None:
     try:
         step("Starting onboarding, telemetry-ingest, capacity-model, dispatch, settlement")
         for name in SERVICES:
-            launcher.start(name)
+            # The demo fleet has offline assets that never report: settle without them once
+            # the others' data has stopped arriving for 20 s (15 minutes by default).
+            env = {"NEXWATT_SETTLEMENT_STALL_S": "20"} if name == "settlement" else None
+            launcher.start(name, env=env)
         await launcher.wait_ready(SERVICES)
         print("    all five ready (/readyz)", flush=True)
 

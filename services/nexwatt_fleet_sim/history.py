@@ -5,8 +5,7 @@ before an event, and the simulator starts a few hours before its event. So befor
 publishes anything, the simulator backfills `NEXWATT_SIM_HISTORY_DAYS` days of meter-style
 hourly readings on `telemetry.interval`, from the same physics as the live data, for every
 asset that reports: the SolarEdge sites too (only their live data goes to `telemetry.raw`), but
-not the offline ones, which never report (settlement does not expect data from an asset silent
-for the day before a window).
+not the offline ones, which never report.
 """
 
 from __future__ import annotations

@@ -148,8 +148,8 @@ def report_summary(report: SettlementFiled) -> str:
     money = report.performance
     lines = [
         f"    {report.participation_model}, baselines per asset: {methods}; "
-        f"{report.assets_expected} of {report.assets_enrolled} assets expected, "
-        f"{report.assets_metered} metered",
+        f"{report.assets_metered} of {report.assets_enrolled} enrolled assets metered, "
+        f"coverage {report.coverage_pct:.1f} %",
         "    hourly report (kWh, hour ending in market time):",
         *(f"      {row}" for row in report.iso_report_csv.strip().splitlines()),
         f"    PAI assessment: expected {money.expected_mw:.3f} MW, shortfall "

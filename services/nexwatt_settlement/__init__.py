@@ -7,10 +7,10 @@ record (enrolment is read as of the window), telemetry `battery_kw` and `net_kw`
 per asset and channel, and their hourly roll-up in market time (`market_time`) that baselines
 read.
 
-A confirmed window is filed once its data is in, never on "the newest reading": when the
-assets expected to report (those that reported the day before) have measured data for
-`NEXWATT_SETTLEMENT_COVERAGE_THRESHOLD_PCT` of their slot-time, version 1 is filed
-*preliminary*. Data arriving later for the window (or the hours before it that its baseline
+A confirmed window is filed once its data is in, never on "the newest reading": when its
+enrolled assets have measured data for `NEXWATT_SETTLEMENT_COVERAGE_THRESHOLD_PCT` of their
+slot-time, or when that coverage has stopped growing for `NEXWATT_SETTLEMENT_STALL_S` (offline
+assets are not waited for until the deadline), version 1 is filed *preliminary*. Data arriving later for the window (or the hours before it that its baseline
 reads) files the next version, *restated*, with the diff to the Wh; once
 `NEXWATT_SETTLEMENT_FINAL_AFTER_S` (60 days) have passed since the window, it is filed *final*
 and later data is kept but not settled into it (logged, counted). Each version's event (id

@@ -43,6 +43,7 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         res.producer,
         program(settings),
         final_after_s=settings.settlement_final_after_s,
+        stall_s=settings.settlement_stall_s,
         check_interval_s=settings.settlement_check_interval_s,
     )
     consumer = res.consumer(

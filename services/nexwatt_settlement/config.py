@@ -32,6 +32,12 @@ class Settings(ServiceSettings):
         le=100,
         description="Share of a window's asset-slots measured before it is filed [%]",
     )
+    settlement_stall_s: float = Field(
+        900.0,
+        gt=0,
+        description="A window whose coverage has not grown for this long is filed below the"
+        " threshold (offline assets are not waited for until the deadline) [s]",
+    )
     settlement_final_after_s: float = Field(
         60 * DAY_S,
         gt=0,

@@ -27,9 +27,7 @@ baseline would credit the same energy twice).
 The resource's slot values are sums over credited assets / 1000 [MW]; over the window of
 length T [s]: delivered_mw = sum_k delivered_k * L_k / T, delivered_mwh = sum_k delivered_k *
 L_k / 3600, performance_pct = delivered_mw / mw_requested * 100. Coverage = the share of the
-expected assets' slot-time that is measured [%], where an asset is expected when it reported in
-the day before the window (a full hour of history, or data in the hour before): one silent
-since before the event is not waited for, and is not credited unless its data comes.
+enrolled assets' slot-time that is measured [%].
 """
 
 from __future__ import annotations
@@ -67,7 +65,6 @@ KWH_DECIMALS = 3
 PCT_DECIMALS = 3
 MEASURED = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # what counts as metered
 HOUR_BEFORE_MIN_COVERED = 0.5  # share of the hour before that must be measured [-]
-EXPECTED_AFTER_H = 24  # an asset that reported in these hours before a window is waited for
 NO_BASELINE = "none"
 
 
@@ -122,6 +119,28 @@ class Reading(NamedTuple):
         return self.value_kw is not None and self.quality in MEASURED
 
 
+class Readings(NamedTuple):
+    """Measured intervals of the settled channel of a fleet's assets, as columns."""
+
+    asset_index: np.ndarray  # position of each interval's asset in the fleet
+    start_s: np.ndarray  # each interval's start [s since 1970, UTC]
+    interval_s: np.ndarray  # each interval's length [s]
+    value_kw: np.ndarray  # each interval's mean value of the channel, as reported [kW]
+
+    @classmethod
+    def of(cls, fleet: Fleet, readings: Sequence[Reading]) -> Readings:
+        """The measured readings of the fleet's assets (others, and intervals reported missing
+        or questionable, left out: their time is uncovered)."""
+        index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
+        kept = [r for r in readings if r.measured and r.asset_id in index]
+        return cls(
+            np.fromiter((index[r.asset_id] for r in kept), np.intp, len(kept)),
+            np.fromiter((r.interval_start.timestamp() for r in kept), float, len(kept)),
+            np.fromiter((r.interval_s for r in kept), float, len(kept)),
+            np.fromiter((r.value_kw for r in kept), float, len(kept)),
+        )
+
+
 @dataclass(frozen=True)
 class Due:
     """A confirmed instruction to settle."""
@@ -173,8 +192,7 @@ class Settlement:
     methods: np.ndarray  # per asset, the baseline method used (or "none")
     window_mw: float  # time-weighted mean delivery over the window [MW]
     delivered_mwh: float  # [MWh]
-    coverage_pct: float  # over the window, of the expected assets [%]
-    assets_expected: int  # assets that reported in the day before the window
+    coverage_pct: float  # over the window [%]
     assets_metered: int  # assets with measured data inside the window
     hours: list[HourlyDelivery]  # the ISO-format hourly report
 
@@ -295,24 +313,18 @@ def day_baseline_kw(
 def settle(
     due: Due,
     fleet: Fleet,
-    readings: Sequence[Reading],
+    readings: Readings,
     history: History,
     program: Program,
 ) -> Settlement:
     """Delivery of the fleet over the window; see the module docstring for the formulas.
-    Readings are the settled channel's intervals from an hour before the window to its end;
-    readings of assets outside the fleet, and intervals not measured, are left out."""
+    Readings are the settled channel's measured intervals from an hour before the window to
+    its end."""
     n = fleet.size
-    index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
-    counted = [r for r in readings if r.measured and r.asset_id in index]
-    start_s = np.fromiter(
-        ((r.interval_start - due.window_start).total_seconds() for r in counted),
-        float,
-        len(counted),
-    )
-    end_s = start_s + np.fromiter((r.interval_s for r in counted), float, len(counted))
-    value_kw = program.measured_kw(np.fromiter((r.value_kw for r in counted), float, len(counted)))
-    asset_index = np.fromiter((index[r.asset_id] for r in counted), np.intp, len(counted))
+    start_s = readings.start_s - due.window_start.timestamp()
+    end_s = start_s + readings.interval_s
+    value_kw = program.measured_kw(readings.value_kw)
+    asset_index = readings.asset_index
 
     window_s = (due.window_end - due.window_start).total_seconds()
     edges_s = slot_edges_s(window_s)
@@ -370,9 +382,8 @@ def settle(
     baseline_mw = baseline_slot_kw.sum(axis=0) / KW_PER_MW
     metered_mw = metered_credited_kw.sum(axis=0) / KW_PER_MW
     delivered_mw = delivered_kw.sum(axis=0) / KW_PER_MW
-    expected = _reported_before(history, due.window_start, program) | (before_covered[:, 0] > 0)
-    # Nobody expected: nothing to settle on yet (the deadline files what there is).
-    coverage = covered[expected].mean(axis=0) if expected.any() else np.zeros(slot_s.size)
+    # No asset enrolled: nothing to settle on (the deadline files what there is).
+    coverage = covered.mean(axis=0) if n else np.zeros(slot_s.size)
     return Settlement(
         edges_s=edges_s,
         baseline_mw=baseline_mw,
@@ -384,23 +395,11 @@ def settle(
         window_mw=float((delivered_mw * slot_s).sum() / window_s),
         delivered_mwh=float((delivered_mw * slot_s).sum() / S_PER_H),
         coverage_pct=float((coverage * slot_s).sum() / window_s * 100.0),
-        assets_expected=int(expected.sum()),
         assets_metered=int((covered.sum(axis=1) > 0).sum()),
         hours=hourly_report(
             due.resource_id, local, local_hour, slot_s, baseline_mw, metered_mw, delivered_mw
         ),
     )
-
-
-def _reported_before(history: History, moment: datetime, program: Program) -> np.ndarray:
-    """Per asset: a fully measured hour among the EXPECTED_AFTER_H local hours before
-    `moment` (the hour holding `moment` excluded)."""
-    day = program.clock.local_date(moment)
-    if day not in history.days() or history.hourly_kw.shape[0] == 0:
-        return np.zeros(history.hourly_kw.shape[0], dtype=bool)
-    end = history.days().index(day) * HOURS + program.clock.local_hour(moment)
-    hours = history.hourly_kw.reshape(history.hourly_kw.shape[0], -1)
-    return ~np.isnan(hours[:, max(end - EXPECTED_AFTER_H, 0) : end]).all(axis=1)
 
 
 def hourly_report(
@@ -768,7 +767,6 @@ def build_report(
         performance_pct=round(performance_pct(settlement.window_mw, due.mw_requested), PCT_DECIMALS)
         + 0.0,
         assets_enrolled=fleet.size,
-        assets_expected=settlement.assets_expected,
         assets_metered=settlement.assets_metered,
         coverage_pct=round(settlement.coverage_pct, PCT_DECIMALS),
         coverage_threshold_pct=round(program.coverage_threshold * 100.0, PCT_DECIMALS),

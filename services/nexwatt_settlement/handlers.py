@@ -66,10 +66,11 @@ class Settler:
         producer: EventProducer,
         program: Program,
         final_after_s: float,
+        stall_s: float,
         check_interval_s: float = 30.0,
     ) -> None:
         self.pool, self.producer, self.program = pool, producer, program
-        self.final_after_s = final_after_s
+        self.final_after_s, self.stall_s = final_after_s, stall_s
         self.check_interval_s = check_interval_s
         self._lock = asyncio.Lock()  # the consumer and the deadline timer settle one at a time
 
@@ -135,7 +136,11 @@ class Settler:
             # Reports recorded before a crash (or by a replica that stopped) go out first.
             await outbox.publish_pending(self.pool, self.producer)
             work = await store.due(
-                self.pool, self.program.coverage_threshold, datetime.now(UTC), self.final_after_s
+                self.pool,
+                self.program.coverage_threshold,
+                datetime.now(UTC),
+                self.final_after_s,
+                self.stall_s,
             )
             for item in work:
                 with structlog.contextvars.bound_contextvars(
@@ -153,7 +158,7 @@ class Settler:
         fleet = await store.fleet_as_of(self.pool, due.resource_id, due.window_start)
         readings = await store.readings(
             self.pool,
-            fleet.asset_ids,
+            fleet,
             program.channel,
             due.window_start - timedelta(hours=1),
             due.window_end,
@@ -162,7 +167,7 @@ class Settler:
         last_day = program.clock.local_date(due.window_end - timedelta(microseconds=1))
         history = await store.history(
             self.pool,
-            fleet.asset_ids,
+            fleet,
             program.channel,
             event_day - timedelta(days=program.history_days),
             last_day,
@@ -170,17 +175,22 @@ class Settler:
         )
         result = domain.settle(due, fleet, readings, history, program)
         enough = result.coverage_pct >= program.coverage_threshold * 100.0 - 1e-9
-        if work.state == "waiting" and not work.past_deadline and not enough:
+        if work.state == "waiting" and not (enough or work.stalled or work.past_deadline):
             WINDOWS_WAITING.inc()
             window_s = (due.window_end - due.window_start).total_seconds()
             await store.recount(
                 self.pool,
                 due.instruction_id,
-                result.coverage_pct / 100.0 * result.assets_expected * window_s,
-                result.assets_expected,
+                result.coverage_pct / 100.0 * fleet.size * window_s,
+                fleet.size,
             )
             log.info("waiting for the window's data", coverage_pct=round(result.coverage_pct, 3))
             return
+        if work.stalled and not enough:
+            log.warning(
+                "the window's data stopped arriving below the threshold: filed as it is",
+                coverage_pct=round(result.coverage_pct, 3),
+            )
         previous = await store.latest_report(self.pool, due.instruction_id)
         quality = (
             DataQuality.FINAL

@@ -3,7 +3,7 @@ windows to settle with their completeness, and every version of every report."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -12,13 +12,12 @@ import asyncpg
 import numpy as np
 
 from nexwatt_settlement.domain import (
-    EXPECTED_AFTER_H,
     Due,
     Fleet,
     History,
     Payout,
     Program,
-    Reading,
+    Readings,
 )
 from nexwatt_settlement.market_time import HOURS, MarketClock, from_day_number, hourly_parts
 from nexwatt_shared.contracts import (
@@ -89,6 +88,8 @@ WITH new (asset_id, s, e) AS (
     GROUP BY i.instruction_id, i.state
 ), touched AS (
     UPDATE instructions i SET covered_s = i.covered_s + h.covered_s,
+                              covered_changed_at = CASE WHEN h.covered_s > 0 THEN now()
+                                                        ELSE i.covered_changed_at END,
                               dirty = i.dirty OR i.state = 'filed'
     FROM hits h WHERE i.instruction_id = h.instruction_id AND h.state <> 'final'
 )
@@ -107,19 +108,13 @@ ORDER BY v.asset_id, (v.updated_at <= $2) DESC,
 _COUNT_COVERAGE = f"""
 WITH fleet AS (
     SELECT asset_id FROM ({_AS_OF}) a WHERE a.resource_id = $1 AND a.status = 'enrolled'
-), expected AS (  -- reported in the day before the window (domain.EXPECTED_AFTER_H)
-    SELECT f.asset_id FROM fleet f WHERE EXISTS (
-        SELECT 1 FROM telemetry t
-        WHERE t.asset_id = f.asset_id AND t.channel = $4 AND t.quality = ANY($5::text[])
-          AND t.interval_start < $2 AND t.interval_start >= $2 - make_interval(hours => $7)
-    )
 )
-SELECT (SELECT count(*) FROM expected) AS assets,
+SELECT (SELECT count(*) FROM fleet) AS assets,
        coalesce(sum(greatest(extract(epoch FROM least(
            t.interval_start + make_interval(secs => t.interval_s), $3)
            - greatest(t.interval_start, $2)), 0)), 0) AS covered_s
 FROM telemetry t
-WHERE t.asset_id IN (SELECT asset_id FROM expected) AND t.channel = $4
+WHERE t.asset_id IN (SELECT asset_id FROM fleet) AND t.channel = $4
   AND t.quality = ANY($5::text[])
   AND t.interval_start < $3 AND t.interval_start > $2 - make_interval(secs => $6)
   AND t.interval_start + make_interval(secs => t.interval_s) > $2
@@ -332,10 +327,10 @@ async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel
         channel.value,
         list(MEASURED),
         MAX_INTERVAL.total_seconds(),
-        EXPECTED_AFTER_H,
     )
     await conn.execute(
-        "UPDATE instructions SET covered_s = $2, assets_expected = $3 WHERE instruction_id = $1",
+        "UPDATE instructions SET covered_s = $2, assets_expected = $3,"
+        " covered_changed_at = now() WHERE instruction_id = $1",
         instruction_id,
         float(count["covered_s"]),
         int(count["assets"]),
@@ -349,27 +344,29 @@ class Work(NamedTuple):
     due: Due
     state: str  # waiting / filed
     past_deadline: bool
+    stalled: bool  # waiting, its coverage unchanged for the stall time: filed as it is
 
 
 async def due(
-    pool: asyncpg.Pool, threshold: float, now: datetime, final_after_s: float
+    pool: asyncpg.Pool, threshold: float, now: datetime, final_after_s: float, stall_s: float
 ) -> list[Work]:
     """Windows to (re)settle: confirmed and not rejected, not final, and either waiting with
-    their counted coverage at the threshold (or data for a window nobody was expected for),
-    filed with data arrived since, or past their deadline. Reads only the open windows, never
-    the assets; oldest window first."""
+    their counted coverage at the threshold (or stalled below it with some data), filed with
+    data arrived since, or past their deadline. Reads only the open windows, never the
+    assets; oldest window first."""
     rows = await pool.fetch(
         """
         SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
                i.mw AS mw_requested, c.mw_confirmed, i.state,
-               i.window_end + make_interval(secs => $3) <= $2 AS past_deadline
+               i.window_end + make_interval(secs => $3) <= $2 AS past_deadline,
+               i.state = 'waiting' AND i.covered_s > 0
+               AND i.covered_changed_at + make_interval(secs => $4) <= $2 AS stalled
         FROM instructions i JOIN confirmations c USING (instruction_id)
         WHERE i.state <> 'final' AND c.status <> 'rejected' AND (
-            (i.state = 'waiting' AND i.assets_expected > 0
-             AND i.covered_s >= $1 * i.assets_expected
-                                   * extract(epoch FROM i.window_end - i.window_start) - 1e-6)
-            -- data in a window nobody was expected for (its assets came later): count again
-            OR (i.state = 'waiting' AND i.assets_expected = 0 AND i.covered_s > 0)
+            (i.state = 'waiting' AND i.covered_s > 0 AND (
+                i.covered_s >= $1 * i.assets_expected
+                               * extract(epoch FROM i.window_end - i.window_start) - 1e-6
+                OR i.covered_changed_at + make_interval(secs => $4) <= $2))
             OR (i.state = 'filed' AND i.dirty)
             OR i.window_end + make_interval(secs => $3) <= $2)
         ORDER BY i.window_end, i.instruction_id
@@ -377,12 +374,14 @@ async def due(
         threshold,
         now,
         final_after_s,
+        stall_s,
     )
     return [
         Work(
             Due(**{k: r[k] for k in Due.__dataclass_fields__}),
             r["state"],
             r["past_deadline"],
+            r["stalled"],
         )
         for r in rows
     ]
@@ -405,59 +404,102 @@ async def fleet_as_of(pool: asyncpg.Pool, resource_id: str, moment: datetime) ->
     )
 
 
+# One row per asset, its intervals packed by PostgreSQL: 100,000 assets' rows decode as fast
+# as 100,000 small values, not millions of records.
+READING = np.dtype([("start_s", ">f8"), ("interval_s", ">i4"), ("value_kw", ">f8")])
+HISTORY_DAY = np.dtype([("day", ">i4"), ("kwh", FLOATS, (HOURS,)), ("covered_s", FLOATS, (HOURS,))])
+
+
+CHUNK_ASSETS = 20_000  # assets per query: bounds the packed bytes held at once
+
+
+def _unpack(
+    rows: Sequence[asyncpg.Record], index: dict[str, int], dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fleet position of each packed record, the records) from rows of (asset_id, packed)."""
+    packed = [r[1] for r in rows]
+    counts = np.fromiter((len(p) // dtype.itemsize for p in packed), np.intp, len(packed))
+    owners = np.fromiter((index[r[0]] for r in rows), np.intp, len(rows))
+    return np.repeat(owners, counts), np.frombuffer(b"".join(packed), dtype)
+
+
+async def _packed(
+    pool: asyncpg.Pool, query: str, fleet: Fleet, dtype: np.dtype, *args: object
+) -> AsyncIterator[tuple[np.ndarray, np.ndarray]]:
+    """`query` ($1: asset ids, then `args`) over the fleet, chunk by chunk, unpacked."""
+    index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
+    for first in range(0, fleet.size, CHUNK_ASSETS):
+        chunk = list(fleet.asset_ids[first : first + CHUNK_ASSETS])
+        yield _unpack(await pool.fetch(query, chunk, *args), index, dtype)
+
+
 async def readings(
-    pool: asyncpg.Pool, asset_ids: Sequence[str], channel: Channel, start: datetime, end: datetime
-) -> list[Reading]:
-    """Intervals of `channel` of the assets that overlap [start, end), with their quality."""
-    rows = await pool.fetch(
+    pool: asyncpg.Pool, fleet: Fleet, channel: Channel, start: datetime, end: datetime
+) -> Readings:
+    """Measured intervals of `channel` of the fleet's assets that overlap [start, end)."""
+    chunks = _packed(
+        pool,
         """
-        SELECT asset_id, interval_start, interval_s, value, quality FROM telemetry
+        SELECT asset_id,
+               string_agg(float8send(extract(epoch FROM interval_start)::float8)
+                          || int4send(interval_s) || float8send(value), ''::bytea)
+        FROM telemetry
         WHERE asset_id = ANY($1::text[]) AND channel = $2
+          AND value IS NOT NULL AND quality = ANY($6::text[])
           AND interval_start < $4
           AND interval_start > $5  -- a bound the primary key's index can use
           AND interval_start + make_interval(secs => interval_s) > $3
+        GROUP BY asset_id
         """,
-        list(asset_ids),
+        fleet,
+        READING,
         channel.value,
         start,
         end,
         start - MAX_INTERVAL,
+        list(MEASURED),
     )
-    return [Reading(*r) for r in rows]
+    parts = [part async for part in chunks]
+    found = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, READING)
+    return Readings(
+        asset_index=np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.intp),
+        start_s=found["start_s"].astype(float),
+        interval_s=found["interval_s"].astype(float),
+        value_kw=found["value_kw"].astype(float),
+    )
 
 
 async def history(
     pool: asyncpg.Pool,
-    asset_ids: Sequence[str],
+    fleet: Fleet,
     channel: Channel,
     first_day: date,
     last_day: date,
     event_days: frozenset[date],
 ) -> History:
-    """Hourly means of the assets' `channel` for the days [first_day, last_day] [kW]: NaN for
+    """Hourly means of the fleet's `channel` for the days [first_day, last_day] [kW]: NaN for
     an hour not fully measured."""
-    n_days = (last_day - first_day).days + 1
-    kwh = np.zeros((len(asset_ids), n_days, HOURS))
-    covered = np.zeros((len(asset_ids), n_days, HOURS))
-    rows = await pool.fetch(
+    hourly_kw = np.full((fleet.size, (last_day - first_day).days + 1, HOURS), np.nan)
+    chunks = _packed(
+        pool,
         """
-        SELECT k.i, h.day - $3::date AS d, h.kwh, h.covered_s
-        FROM unnest($1::text[]) WITH ORDINALITY AS k(asset_id, i)
-        JOIN hourly h ON h.asset_id = k.asset_id
-        WHERE h.channel = $2 AND h.day BETWEEN $3 AND $4
+        SELECT asset_id, string_agg(int4send(day - $3::date) || kwh || covered_s, ''::bytea)
+        FROM hourly
+        WHERE asset_id = ANY($1::text[]) AND channel = $2 AND day BETWEEN $3 AND $4
+        GROUP BY asset_id
         """,
-        list(asset_ids),
+        fleet,
+        HISTORY_DAY,
         channel.value,
         first_day,
         last_day,
     )
-    if rows:
-        i = np.fromiter((r[0] - 1 for r in rows), np.intp, len(rows))
-        d = np.fromiter((r[1] for r in rows), np.intp, len(rows))
-        kwh[i, d] = np.frombuffer(b"".join(r[2] for r in rows), FLOATS).reshape(-1, HOURS)
-        covered[i, d] = np.frombuffer(b"".join(r[3] for r in rows), FLOATS).reshape(-1, HOURS)
-    full = covered >= 3600.0 - 1e-6  # the autumn DST hour holds two hours: mean = kWh / hours
-    hourly_kw = np.divide(kwh * 3600.0, covered, out=np.full(kwh.shape, np.nan), where=full)
+    async for owners, days in chunks:
+        covered = days["covered_s"]
+        full = covered >= 3600.0 - 1e-6  # the autumn DST hour holds two: mean = kWh / hours
+        hourly_kw[owners, days["day"]] = np.where(
+            full, days["kwh"] * 3600.0 / np.where(full, covered, 1.0), np.nan
+        )
     return History(first_day=first_day, hourly_kw=hourly_kw, event_days=event_days)
 
 
@@ -538,7 +580,9 @@ async def recount(
     """Set a waiting window's coverage to the settlement's own count (the per-batch count is
     a hint: it counts today's members, and late data of assets that left)."""
     await pool.execute(
-        "UPDATE instructions SET covered_s = $2, assets_expected = $3 WHERE instruction_id = $1",
+        "UPDATE instructions SET covered_s = $2, assets_expected = $3,"
+        " covered_changed_at = CASE WHEN covered_s = $2 THEN covered_changed_at ELSE now() END"
+        " WHERE instruction_id = $1",
         instruction_id,
         covered_s,
         assets_expected,

@@ -517,15 +517,11 @@ class SettlementFiled(Window):
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     performance_pct: float = Field(description="delivered_mw / mw_requested [%]")
     assets_enrolled: Count = Field(description="Assets enrolled in the resource as of the window")
-    assets_expected: Count = Field(
-        description="Enrolled assets that reported in the day before the window: coverage is"
-        " measured over them (an asset silent before the event is not waited for)"
-    )
     assets_metered: Count
     coverage_pct: float = Field(
         ge=0,
         le=100,
-        description="Share of the expected assets' slots in the window with measured data [%]",
+        description="Share of the enrolled assets' slots in the window with measured data [%]",
     )
     coverage_threshold_pct: float = Field(ge=0, le=100, description="Needed for a filing [%]")
     intervals_csv: str = Field(
@@ -571,7 +567,6 @@ class SettlementFiledV1(Window):
             baseline_methods={self.baseline_method: self.assets_metered},
             baseline_accuracy=[],
             assets_enrolled=self.assets_metered,
-            assets_expected=self.assets_metered,
             coverage_pct=0.0,
             coverage_threshold_pct=0.0,
             iso_report=[],

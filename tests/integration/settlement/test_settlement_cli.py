@@ -93,7 +93,6 @@ def report(
         delivered_mwh=round(mwh, 6),
         performance_pct=round(sum(delivered) / 3 / 0.012 * 100, 2),
         assets_enrolled=3,
-        assets_expected=3,
         assets_metered=3,
         coverage_pct=98.5 if version == 1 else 100.0,
         coverage_threshold_pct=98.0,

@@ -90,8 +90,10 @@ def program(threshold: float) -> Program:
 
 
 def settler(ctx: dict, threshold: float = 0.98, final_after_s: float = 60 * 86400.0,
-            producer: EventProducer | None = None) -> Settler:  # fmt: skip
-    return Settler(ctx["pool"], producer or ctx["producer"], program(threshold), final_after_s)
+            producer: EventProducer | None = None, stall_s: float = 3600.0) -> Settler:  # fmt: skip
+    return Settler(
+        ctx["pool"], producer or ctx["producer"], program(threshold), final_after_s, stall_s
+    )
 
 
 @pytest.fixture
@@ -374,7 +376,7 @@ async def test_no_preliminary_report_while_one_partition_of_the_window_is_held_b
         [filed] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
     assert filed.data.data_quality == DataQuality.PRELIMINARY
     assert filed.data.coverage_pct == pytest.approx(100.0, abs=1e-9)
-    assert filed.data.assets_expected == 40
+    assert filed.data.assets_enrolled == 40
     assert filed.data.delivered_mw == pytest.approx(0.080, abs=1e-9)
     assert filed.data.performance.net_cents == 0
 
@@ -645,3 +647,31 @@ async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_b
         [report] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
     assert report.data.instruction_id == first
     assert report.data.delivered_mw == pytest.approx(0.002, abs=1e-9)
+
+
+async def test_a_window_whose_data_stops_short_of_the_threshold_is_filed_once_it_stalls(
+    ctx: dict,
+) -> None:
+    # A delivers 4.0 kW over the window; B (enrolled, with history) never reports in it: 50 %
+    # coverage. Not filed while the coverage may still grow; once it has not grown for the
+    # stall time (1 s here), the next batch files it preliminary as it is: 0.004 MW at 50 %.
+    producer = ctx["producer"]
+    await producer.publish_many(
+        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
+    )
+    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    seen: list[str] = []
+    async with service_running(ctx, seen, settler(ctx, stall_s=1.0)):
+        await handled(seen, 2 + len(data) + 2)
+        assert await reports(ctx) == []
+        await asyncio.sleep(1.5)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 30, 300, [0.0]))
+        await handled(seen, 2 + len(data) + 3)
+        [filed] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+    assert filed.data.data_quality == DataQuality.PRELIMINARY
+    assert filed.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
+    assert filed.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
