@@ -10,8 +10,9 @@ read.
 A confirmed window is filed once its data is in, never on "the newest reading": when its
 enrolled assets have measured data for `NEXWATT_SETTLEMENT_COVERAGE_THRESHOLD_PCT` of their
 slot-time, or when that coverage has stopped growing for `NEXWATT_SETTLEMENT_STALL_S` (offline
-assets are not waited for until the deadline), version 1 is filed *preliminary*. Data arriving later for the window (or the hours before it that its baseline
-reads) files the next version, *restated*, with the diff to the Wh; once
+assets are not waited for until the deadline), version 1 is filed *preliminary*. Data arriving
+later for the window (or the hours before it that its baseline reads) files the next version,
+*restated*, with the diff to the Wh (at most one per NEXWATT_SETTLEMENT_RESTATE_EVERY_S); once
 `NEXWATT_SETTLEMENT_FINAL_AFTER_S` (60 days) have passed since the window, it is filed *final*
 and later data is kept but not settled into it (logged, counted). Each version's event (id
 `settlement:<instruction_id>:v<version>`) is recorded with the report, then published from that

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nexwatt_settlement import store
 from nexwatt_settlement.config import Settings
 from nexwatt_settlement.domain import Program
 from nexwatt_settlement.handlers import Settler
@@ -35,17 +36,18 @@ def program(settings: Settings) -> Program:
     )
 
 
+def timing(settings: Settings) -> store.Timing:
+    return store.Timing(
+        final_after_s=settings.settlement_final_after_s,
+        stall_s=settings.settlement_stall_s,
+        restate_every_s=settings.settlement_restate_every_s,
+    )
+
+
 async def bootstrap(settings: Settings) -> ServiceProcess:
     res = await open_resources(settings, migrations=MIGRATIONS)
     assert res.pool is not None
-    settler = Settler(
-        res.pool,
-        res.producer,
-        program(settings),
-        final_after_s=settings.settlement_final_after_s,
-        stall_s=settings.settlement_stall_s,
-        check_interval_s=settings.settlement_check_interval_s,
-    )
+    settler = Settler(res.pool, res.producer, program(settings), timing(settings))
     consumer = res.consumer(
         [DISPATCH_INSTRUCTION, DISPATCH_CONFIRMED, TELEMETRY_INTERVAL, ASSET_REGISTERED],
         settler.handle,

@@ -38,6 +38,12 @@ class Settings(ServiceSettings):
         description="A window whose coverage has not grown for this long is filed below the"
         " threshold (offline assets are not waited for until the deadline) [s]",
     )
+    settlement_restate_every_s: float = Field(
+        300.0,
+        ge=0,
+        description="At most one restated version of a window this often: late data arriving"
+        " in many batches is settled once [s]",
+    )
     settlement_final_after_s: float = Field(
         60 * DAY_S,
         gt=0,

@@ -65,12 +65,11 @@ class Settler:
         pool: asyncpg.Pool,
         producer: EventProducer,
         program: Program,
-        final_after_s: float,
-        stall_s: float,
+        timing: store.Timing,
         check_interval_s: float = 30.0,
     ) -> None:
         self.pool, self.producer, self.program = pool, producer, program
-        self.final_after_s, self.stall_s = final_after_s, stall_s
+        self.timing = timing
         self.check_interval_s = check_interval_s
         self._lock = asyncio.Lock()  # the consumer and the deadline timer settle one at a time
 
@@ -139,8 +138,7 @@ class Settler:
                 self.pool,
                 self.program.coverage_threshold,
                 datetime.now(UTC),
-                self.final_after_s,
-                self.stall_s,
+                self.timing,
             )
             for item in work:
                 with structlog.contextvars.bound_contextvars(

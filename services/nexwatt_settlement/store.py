@@ -347,13 +347,21 @@ class Work(NamedTuple):
     stalled: bool  # waiting, its coverage unchanged for the stall time: filed as it is
 
 
-async def due(
-    pool: asyncpg.Pool, threshold: float, now: datetime, final_after_s: float, stall_s: float
-) -> list[Work]:
+@dataclass(frozen=True)
+class Timing:
+    """When windows move on [s]."""
+
+    final_after_s: float  # after the window's end: filed final
+    stall_s: float  # coverage not grown for this long: filed as it is
+    restate_every_s: float  # at most one restated version per window this often
+
+
+async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timing) -> list[Work]:
     """Windows to (re)settle: confirmed and not rejected, not final, and either waiting with
     their counted coverage at the threshold (or stalled below it with some data), filed with
-    data arrived since, or past their deadline. Reads only the open windows, never the
-    assets; oldest window first."""
+    data arrived since (once `restate_every_s` has passed since the last version: a backfill
+    arriving in many batches is one restatement, not one per batch), or past their deadline.
+    Reads only the open windows, never the assets; oldest window first."""
     rows = await pool.fetch(
         """
         SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
@@ -367,14 +375,18 @@ async def due(
                 i.covered_s >= $1 * i.assets_expected
                                * extract(epoch FROM i.window_end - i.window_start) - 1e-6
                 OR i.covered_changed_at + make_interval(secs => $4) <= $2))
-            OR (i.state = 'filed' AND i.dirty)
+            OR (i.state = 'filed' AND i.dirty
+                AND (SELECT max(r.filed_at) FROM reports r
+                     WHERE r.instruction_id = i.instruction_id)
+                    + make_interval(secs => $5) <= $2)
             OR i.window_end + make_interval(secs => $3) <= $2)
         ORDER BY i.window_end, i.instruction_id
         """,
         threshold,
         now,
-        final_after_s,
-        stall_s,
+        timing.final_after_s,
+        timing.stall_s,
+        timing.restate_every_s,
     )
     return [
         Work(

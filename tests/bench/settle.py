@@ -59,6 +59,7 @@ import numpy as np
 from nexwatt_settlement import domain, store
 from nexwatt_settlement.bootstrap import MIGRATIONS
 from nexwatt_settlement.bootstrap import program as settlement_program
+from nexwatt_settlement.bootstrap import timing as settlement_timing
 from nexwatt_settlement.config import Settings
 from nexwatt_settlement.domain import Program
 from nexwatt_settlement.handlers import Settler
@@ -345,7 +346,7 @@ async def batch_costs(
 
     async def due() -> list[store.Work]:
         return await store.due(
-            pool, program.coverage_threshold, datetime.now(UTC), settings.settlement_final_after_s
+            pool, program.coverage_threshold, datetime.now(UTC), settlement_timing(settings)
         )
 
     out: dict[str, float] = {"readings_per_batch": BATCH_READINGS, "batches": BATCHES}
@@ -410,11 +411,11 @@ async def bench_settle(assets: int = ASSETS) -> dict[str, object]:
 
         t0 = time.perf_counter()
         work = await store.due(
-            pool, program.coverage_threshold, datetime.now(UTC), settings.settlement_final_after_s
+            pool, program.coverage_threshold, datetime.now(UTC), settlement_timing(settings)
         )
         result["due_ms"] = (time.perf_counter() - t0) * 1000
         [item] = work
-        settler = Settler(pool, producer, program, settings.settlement_final_after_s)
+        settler = Settler(pool, producer, program, settlement_timing(settings))
         phases: dict[str, float] = {}
         profiler = cProfile.Profile() if PROFILE else None
         rss_before, _ = rss_mb()

@@ -90,10 +90,10 @@ def program(threshold: float) -> Program:
 
 
 def settler(ctx: dict, threshold: float = 0.98, final_after_s: float = 60 * 86400.0,
-            producer: EventProducer | None = None, stall_s: float = 3600.0) -> Settler:  # fmt: skip
-    return Settler(
-        ctx["pool"], producer or ctx["producer"], program(threshold), final_after_s, stall_s
-    )
+            producer: EventProducer | None = None, stall_s: float = 3600.0,
+            restate_every_s: float = 0.0) -> Settler:  # fmt: skip
+    timing = store.Timing(final_after_s, stall_s, restate_every_s)
+    return Settler(ctx["pool"], producer or ctx["producer"], program(threshold), timing)
 
 
 @pytest.fixture
@@ -675,3 +675,39 @@ async def test_a_window_whose_data_stops_short_of_the_threshold_is_filed_once_it
     assert filed.data.data_quality == DataQuality.PRELIMINARY
     assert filed.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
     assert filed.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
+
+
+async def test_late_data_restates_a_window_at_most_once_per_restatement_interval(
+    ctx: dict,
+) -> None:
+    # A and B deliver 2.0 kW; v1 is filed at 100 %. Late data then arrives for the hour before
+    # the window (what its Hour Before fallback and the adjustment read): the window is marked,
+    # but with an interval of an hour since v1 no v2 is filed yet.
+    producer = ctx["producer"]
+    await producer.publish_many(
+        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
+    )
+    hours = HISTORY_DAYS * 24
+    data = [
+        *intervals(ctx, "A", -hours * 60, 3600, [0.0] * (hours - 1)),
+        *intervals(ctx, "B", -hours * 60, 3600, [0.0] * (hours - 1)),
+        *intervals(ctx, "A", 0, 300, [2.0] * 3),
+        *intervals(ctx, "B", 0, 300, [2.0] * 3),
+    ]
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    seen: list[str] = []
+    async with service_running(ctx, seen, settler(ctx, restate_every_s=3600.0)):
+        await handled(seen, 2 + len(data) + 2)
+        [v1] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+        assert v1.data.coverage_pct == pytest.approx(100.0, abs=1e-9)
+        late = intervals(ctx, "A", -60, 300, [1.0] * 12)
+        await producer.publish_many(TELEMETRY_INTERVAL, late)
+        await handled(seen, 2 + len(data) + 2 + len(late))
+        assert await ctx["pool"].fetchval(
+            "SELECT dirty FROM instructions WHERE instruction_id = $1", ctx["instruction"]
+        )
+        await asyncio.sleep(1.0)
+    assert len(await reports(ctx)) == 1
