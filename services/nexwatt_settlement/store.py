@@ -360,8 +360,9 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
     """Windows to (re)settle: confirmed and not rejected, not final, and either waiting with
     their counted coverage at the threshold (or stalled below it with some data), filed with
     data arrived since (once `restate_every_s` has passed since the last version: a backfill
-    arriving in many batches is one restatement, not one per batch), or past their deadline.
-    Reads only the open windows, never the assets; oldest window first."""
+    arriving in many batches is one restatement, not one per batch), or past their deadline
+    with no data arriving for `stall_s`. Reads only the open windows, never the assets;
+    oldest window first."""
     rows = await pool.fetch(
         """
         SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
@@ -372,14 +373,17 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
         FROM instructions i JOIN confirmations c USING (instruction_id)
         WHERE i.state <> 'final' AND c.status <> 'rejected' AND (
             (i.state = 'waiting' AND i.covered_s > 0 AND (
-                i.covered_s >= $1 * i.assets_expected
+                i.covered_s >= $1::float8 * i.assets_expected
                                * extract(epoch FROM i.window_end - i.window_start) - 1e-6
                 OR i.covered_changed_at + make_interval(secs => $4) <= $2))
             OR (i.state = 'filed' AND i.dirty
                 AND (SELECT max(r.filed_at) FROM reports r
                      WHERE r.instruction_id = i.instruction_id)
                     + make_interval(secs => $5) <= $2)
-            OR i.window_end + make_interval(secs => $3) <= $2)
+            -- past the deadline, once no data has arrived for the stall time: a window settled
+            -- long after it happened (a replay) is not finalised while its data streams in
+            OR (i.window_end + make_interval(secs => $3) <= $2
+                AND i.covered_changed_at + make_interval(secs => $4) <= $2))
         ORDER BY i.window_end, i.instruction_id
         """,
         threshold,

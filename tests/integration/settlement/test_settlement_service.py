@@ -32,7 +32,7 @@ from nexwatt_settlement import domain, store
 from nexwatt_settlement.baselines import ParticipationModel
 from nexwatt_settlement.bootstrap import MIGRATIONS
 from nexwatt_settlement.domain import BaselineMethod, Due, Program
-from nexwatt_settlement.handlers import SETTLEMENT_FAILURES, Settler
+from nexwatt_settlement.handlers import SETTLEMENT_FAILURES, WINDOWS_WAITING, Settler
 from nexwatt_settlement.market_time import MarketClock
 from nexwatt_settlement.money import PerformanceRates
 from nexwatt_shared.codec import decode
@@ -359,9 +359,12 @@ async def test_no_preliminary_report_while_one_partition_of_the_window_is_held_b
     published = len(names) * (1 + HISTORY_DAYS * 24 - 1 + 12) + 4 * (len(names) - len(held)) + 2
 
     seen: list[str] = []
+    attempts = WINDOWS_WAITING._value.get()
     async with service_running(ctx, seen):
         await handled(seen, published)
         assert await reports(ctx) == []
+        # The per-batch count kept the window from being computed at all while short.
+        assert WINDOWS_WAITING._value.get() == attempts
         covered = await ctx["pool"].fetchval(
             "SELECT covered_s / (assets_expected * 900.0) FROM instructions"
             " WHERE instruction_id = $1",
@@ -384,9 +387,10 @@ async def test_no_preliminary_report_while_one_partition_of_the_window_is_held_b
 async def test_a_window_past_its_deadline_is_filed_final_and_later_data_is_refused(
     ctx: dict,
 ) -> None:
-    # Deadline one day after the window's end; the window ended two days ago: final at once,
-    # even at 50 % coverage (B never reported). A 4.0 kW over the window, baseline 0:
-    # 0.004 MW. B's data arriving afterwards is kept but files nothing.
+    # Deadline one day after the window's end; the window ended two days ago: final once no
+    # data has arrived for the stall time (1 s), even at 50 % coverage (B never reported).
+    # A 4.0 kW over the window, baseline 0: 0.004 MW. B's data arriving afterwards is kept but
+    # files nothing.
     producer = ctx["producer"]
     await producer.publish_many(
         ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
@@ -394,18 +398,22 @@ async def test_a_window_past_its_deadline_is_filed_final_and_later_data_is_refus
     data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
     await producer.publish_many(TELEMETRY_INTERVAL, data)
     seen: list[str] = []
-    async with service_running(ctx, seen, settler(ctx, final_after_s=86400.0)):
+    async with service_running(ctx, seen, settler(ctx, final_after_s=86400.0, stall_s=1.0)):
         await handled(seen, 2 + len(data))
         instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
         await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
         await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
         await handled(seen, 2 + len(data) + 2)
+        assert await reports(ctx) == []  # the window's data may still be streaming in
+        await asyncio.sleep(1.5)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 60, 300, [0.0]))
+        await handled(seen, 2 + len(data) + 3)
         [final] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
         assert final.data.data_quality == DataQuality.FINAL
         assert final.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
         assert final.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
         await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "B", 0, 300, [3.0] * 3))
-        await handled(seen, 2 + len(data) + 2 + 3)
+        await handled(seen, 2 + len(data) + 3 + 3)
     assert len(await reports(ctx)) == 1
     assert (
         await ctx["pool"].fetchval(
