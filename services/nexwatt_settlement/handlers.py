@@ -153,7 +153,7 @@ class Settler:
 
     async def settle(self, work: store.Work) -> None:
         due, program = work.due, self.program
-        fleet = await store.fleet_as_of(self.pool, due.resource_id, due.window_start)
+        fleet = await store.fleet_as_of(self.pool, due, program.channel)
         readings = await store.readings(
             self.pool,
             fleet,

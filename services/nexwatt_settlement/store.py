@@ -43,6 +43,7 @@ INSERT INTO asset_versions (asset_id, version, resource_id, cohort, subscriber_i
 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[],
                      $7::text[], $8::timestamptz[])
 ON CONFLICT (asset_id, version) DO NOTHING
+RETURNING asset_id, version, updated_at
 """
 # RETURNING gives the rows stored now: only they are rolled up and counted, so a redelivery
 # adds nothing twice.
@@ -95,15 +96,43 @@ WITH new (asset_id, s, e) AS (
 )
 SELECT instruction_id FROM hits WHERE state = 'final'
 """
-# Assets enrolled as of an instant: each asset's newest version at or before it; an asset whose
-# first record came later (registered after the fact) is taken as that first record.
+# Assets enrolled as of a window ($1 resource, $2 its start, $3 its end, $4 the settled
+# channel): each asset's newest version at or before the start. An asset whose first record
+# came later counts as that first record only if it has data in the window (registered after
+# the fact, e.g. a simulated or backfilled fleet); one enrolled after the event never does.
 _AS_OF = """
 SELECT DISTINCT ON (v.asset_id) v.asset_id, v.resource_id, v.cohort, v.subscriber_id,
        v.capacity_kw, v.status
 FROM asset_versions v
 WHERE v.asset_id IN (SELECT asset_id FROM asset_versions WHERE resource_id = $1)
+  AND (v.updated_at <= $2 OR EXISTS (
+      SELECT 1 FROM telemetry t
+      WHERE t.asset_id = v.asset_id AND t.channel = $4 AND t.value IS NOT NULL
+        AND t.interval_start < $3 AND t.interval_start >= $2))
 ORDER BY v.asset_id, (v.updated_at <= $2) DESC,
          CASE WHEN v.updated_at <= $2 THEN v.version ELSE -v.version END DESC
+"""
+# New asset versions that change who counts in an open window: one effective before the
+# window's start, or an asset's first record with data in the window. Filed windows are marked
+# for a restatement; waiting ones are counted again.
+_VERSIONS_TOUCH = """
+WITH v (asset_id, version, updated_at) AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[])
+), hits AS (
+    SELECT DISTINCT i.instruction_id, i.state
+    FROM v JOIN asset_versions a ON a.asset_id = v.asset_id
+    JOIN instructions i ON i.resource_id = a.resource_id AND i.state <> 'final'
+    WHERE v.updated_at <= i.window_start
+       OR (v.version = (SELECT min(f.version) FROM asset_versions f WHERE f.asset_id = v.asset_id)
+           AND EXISTS (SELECT 1 FROM telemetry t
+                       WHERE t.asset_id = v.asset_id AND t.channel = $4
+                         AND t.interval_start < i.window_end
+                         AND t.interval_start >= i.window_start))
+), marked AS (
+    UPDATE instructions i SET dirty = i.dirty OR i.state = 'filed'
+    FROM hits h WHERE i.instruction_id = h.instruction_id
+)
+SELECT instruction_id FROM hits WHERE state = 'waiting'
 """
 _COUNT_COVERAGE = f"""
 WITH fleet AS (
@@ -221,8 +250,20 @@ async def save_inputs(
     change, instructions and confirmations (a window's completeness is counted once both are
     in)."""
     async with pool.acquire() as conn, conn.transaction():
+        recount: list[str] = []
         if assets:
-            await conn.execute(_INSERT_VERSIONS, *_versions_args(assets))
+            stored_versions = await conn.fetch(_INSERT_VERSIONS, *_versions_args(assets))
+            if stored_versions:
+                recount = [
+                    r["instruction_id"]
+                    for r in await conn.fetch(
+                        _VERSIONS_TOUCH,
+                        [r["asset_id"] for r in stored_versions],
+                        [r["version"] for r in stored_versions],
+                        [r["updated_at"] for r in stored_versions],
+                        program.channel.value,
+                    )
+                ]
         after_final: list[str] = []
         unknown: list[str] = []
         if intervals:
@@ -292,6 +333,8 @@ async def save_inputs(
             for instruction_id in dict.fromkeys(new_ids)
             if await _count_coverage(conn, instruction_id, program.channel)
         ]
+        for instruction_id in recount:  # its enrolment changed: counted again
+            await _count_coverage(conn, instruction_id, program.channel)
         confirmed_ids = {r["instruction_id"] for r in new_confirmations}
         waiting = [i for i in dict.fromkeys(new_ids) if i not in counted]
     return Saved(
@@ -403,13 +446,15 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
     ]
 
 
-async def fleet_as_of(pool: asyncpg.Pool, resource_id: str, moment: datetime) -> Fleet:
-    """The resource's assets enrolled as of `moment`, by asset id."""
+async def fleet_as_of(pool: asyncpg.Pool, due: Due, channel: Channel) -> Fleet:
+    """The resource's assets enrolled as of the window (see `_AS_OF`), by asset id."""
     rows = await pool.fetch(
-        f"SELECT * FROM ({_AS_OF}) a WHERE a.resource_id = $1 AND a.status = $3"
+        f"SELECT * FROM ({_AS_OF}) a WHERE a.resource_id = $1 AND a.status = $5"
         " ORDER BY a.asset_id",
-        resource_id,
-        moment,
+        due.resource_id,
+        due.window_start,
+        due.window_end,
+        channel.value,
         AssetStatus.ENROLLED.value,
     )
     return Fleet(

@@ -193,6 +193,16 @@ def dispatch(ctx: dict, instruction_id: str, status: str, mw: float = 0.012) -> 
     return instruction, confirmed
 
 
+async def enrol(ctx: dict, records: list[AssetRegistered]) -> None:
+    """Publish asset records and have them stored before anything else is published: in
+    production enrolment precedes events by days (a record consumed after its window's data
+    changes the fleet and restates the window; that is not what these tests are about)."""
+    await ctx["producer"].publish_many(ASSET_REGISTERED, records)
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, len(records))
+
+
 async def reports(ctx: dict) -> list[CloudEvent]:
     """Every settlement event published for the test's resource, in order."""
     records = await read_all(ctx["bootstrap"], SETTLEMENT_FILED.name)
@@ -232,8 +242,7 @@ async def test_preliminary_once_coverage_is_reached_then_late_data_restates_it_w
     #   hour the window touches. Shortfall 0.0005 MW * 100 * 3 = $0.15 -> -15 cents:
     #   east/west 7.5 each -> largest remainder, the tie to the lower index: east -8, west -7.
     # A "correction" of A's slot 1 overlaps its stored interval: dead-lettered, not restated.
-    await producer.publish_many(
-        ASSET_REGISTERED,
+    await enrol(ctx,
         [asset(ctx, "A", "east"), asset(ctx, "B", "west"), asset(ctx, "C", "east"),
          asset(ctx, "E", "west"),
          asset(ctx, "C", "east", "unenrolled", version=2, updated_at=at(75))],
@@ -347,7 +356,7 @@ async def test_no_preliminary_report_while_one_partition_of_the_window_is_held_b
     partitions = list(range(TELEMETRY_INTERVAL.partitions))
     held = {n for n in names if partitioner(n.encode(), partitions, partitions) == 2}
     assert 0 < len(held) < len(names)
-    await producer.publish_many(ASSET_REGISTERED, [asset(ctx, n, "east") for n in names])
+    await enrol(ctx, [asset(ctx, n, "east") for n in names])
     await producer.publish_many(TELEMETRY_INTERVAL, [r for n in names for r in history(ctx, n)])
     window = {n: intervals(ctx, n, 0, 300, [2.0] * 3 + [0.0]) for n in names}
     await producer.publish_many(
@@ -392,9 +401,7 @@ async def test_a_window_past_its_deadline_is_filed_final_and_later_data_is_refus
     # A 4.0 kW over the window, baseline 0: 0.004 MW. B's data arriving afterwards is kept but
     # files nothing.
     producer = ctx["producer"]
-    await producer.publish_many(
-        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
-    )
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
     data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
     await producer.publish_many(TELEMETRY_INTERVAL, data)
     seen: list[str] = []
@@ -533,9 +540,7 @@ async def test_two_replicas_file_one_content_and_a_recorded_report_survives_a_cr
     other = EventProducer(servers["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"], "settlement-replica-2")
     await other.start()
     producer = ctx["producer"]
-    await producer.publish_many(
-        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
-    )
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
     telemetry = [
         *history(ctx, "A"),
         *history(ctx, "B"),
@@ -617,7 +622,7 @@ async def test_inputs_that_cannot_be_settled_yet_are_kept_and_a_failing_window_b
         asset(ctx, "A", "east"),
         asset(ctx, "B", "east").model_copy(update={"resource_id": other}),
     ]
-    await producer.publish_many(ASSET_REGISTERED, assets)
+    await enrol(ctx, assets)
     data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [2.0] * 3),
             *intervals(ctx, "B", 0, 300, [2.0] * 3)]  # fmt: skip
     await producer.publish_many(TELEMETRY_INTERVAL, data)
@@ -664,9 +669,7 @@ async def test_a_window_whose_data_stops_short_of_the_threshold_is_filed_once_it
     # coverage. Not filed while the coverage may still grow; once it has not grown for the
     # stall time (1 s here), the next batch files it preliminary as it is: 0.004 MW at 50 %.
     producer = ctx["producer"]
-    await producer.publish_many(
-        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
-    )
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
     data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
     await producer.publish_many(TELEMETRY_INTERVAL, data)
     instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
@@ -692,9 +695,7 @@ async def test_late_data_restates_a_window_at_most_once_per_restatement_interval
     # the window (what its Hour Before fallback and the adjustment read): the window is marked,
     # but with an interval of an hour since v1 no v2 is filed yet.
     producer = ctx["producer"]
-    await producer.publish_many(
-        ASSET_REGISTERED, [asset(ctx, "A", "east"), asset(ctx, "B", "west")]
-    )
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
     hours = HISTORY_DAYS * 24
     data = [
         *intervals(ctx, "A", -hours * 60, 3600, [0.0] * (hours - 1)),
@@ -719,3 +720,29 @@ async def test_late_data_restates_a_window_at_most_once_per_restatement_interval
         )
         await asyncio.sleep(1.0)
     assert len(await reports(ctx)) == 1
+
+
+async def test_an_asset_record_consumed_after_its_window_was_filed_restates_it(ctx: dict) -> None:
+    # A is enrolled; B's telemetry is in but its record is consumed only after v1 was filed
+    # (a replay where asset.registered lags): B enrolled since before the window, so v2
+    # restates the window with it. 2.0 kW each: v1 0.002 MW, v2 0.004 MW, diff +500 Wh.
+    producer = ctx["producer"]
+    await enrol(ctx, [asset(ctx, "A", "east")])
+    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [2.0] * 3),
+            *intervals(ctx, "B", 0, 300, [2.0] * 3)]  # fmt: skip
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed", mw=0.004)
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    seen: list[str] = []
+    async with service_running(ctx, seen):
+        await handled(seen, 1 + len(data) + 2)
+        [v1] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+        assert (v1.data.assets_enrolled, v1.data.delivered_mw) == (1, pytest.approx(0.002))
+        await producer.publish(ASSET_REGISTERED, asset(ctx, "B", "west"))
+        await handled(seen, 1 + len(data) + 2 + 1)
+        [_, v2] = await eventually(lambda: reports(ctx), lambda found: len(found) == 2)
+    assert v2.data.data_quality == DataQuality.RESTATED
+    assert v2.data.assets_enrolled == 2
+    assert v2.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
+    assert v2.data.diff is not None and v2.data.diff.delivered_wh == 500
