@@ -185,11 +185,11 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
         assert channels[name]["coverage_pct"] == pytest.approx(100.0, abs=1e-9), channels[name]
         assert channels[name]["longest_gap_s"] == 0.0
 
-    # Settlement comes back and catches up from its committed offsets. The offline assets never
-    # report, so the window's coverage stays short of 98 %: once it has stopped growing (10 s
-    # here) the window is filed preliminary as it is, in agreement with what the simulator
-    # actually delivered: its batteries idle in their history, so each High X of Y baseline is
-    # zero and the only differences are telemetry rounding (4 decimals of a kW).
+    # Settlement comes back, catches up from its committed offsets and files the window
+    # preliminary once its data is in (or, should some stop short, once it stalls: 10 s here),
+    # in agreement with what the simulator actually delivered: its batteries idle in their
+    # history, so each High X of Y baseline is zero and the only differences are telemetry
+    # rounding (4 decimals of a kW).
     story["launcher"].start("settlement", env=story["story"].service_env("settlement"))
     [report, *_] = await watcher.wait_for(
         SETTLEMENT_FILED, timeout_s=90, instruction_id=good.instruction_id
@@ -198,8 +198,10 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     assert delivered_mwh > 0
     assert report.status == "filed"
     assert (report.version, report.data_quality) == (1, DataQuality.PRELIMINARY)
-    assert 50.0 <= report.coverage_pct < 100.0
-    assert report.assets_metered < report.assets_enrolled == story["story"].assets
+    # The fleet was registered (wall clock) after its window (event time): an asset counts as
+    # of the window when it has data in it, so the offline ones are not waited for at all.
+    assert report.coverage_pct >= 50.0
+    assert 0 < report.assets_metered <= report.assets_enrolled < story["story"].assets
     assert report.baseline_methods.get("pjm-high-x-of-y-adjusted", 0) >= report.assets_metered
     assert report.delivered_mwh == pytest.approx(delivered_mwh, rel=0.01)
     assert report.delivered_mw == pytest.approx(delivered_mwh / 0.5, rel=0.01)  # 30-min window
