@@ -16,13 +16,19 @@ import re
 import subprocess
 import sys
 import time
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from nexwatt_admin.launcher import SERVICES, Launcher
+from nexwatt_settlement.baselines import DayKind
+from nexwatt_settlement.market_time import day_kind
 
 ROOT = Path(__file__).resolve().parents[2]
+MARKET = ZoneInfo("America/New_York")
 RESOURCE = "NXW-PJM-0042"
 MW_CLEARED = 44.5  # the ISO simulator's instruction
 FLEET_SIM_PORT = 8086
@@ -31,6 +37,30 @@ FLEET_SIM_PORT = 8086
 async def run(argv: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
     out = subprocess.DEVNULL if quiet else None
     await asyncio.to_thread(subprocess.run, argv, check=True, env=env, stdout=out)
+
+
+def story_day(today: date) -> date:
+    """The most recent working day before `today` (not a weekend, not a NERC holiday): the
+    story replays its morning, recent enough to be settled preliminary (not past the 60-day
+    restatement deadline) and a weekday, as the program's events are."""
+    day = today - timedelta(days=1)
+    while day_kind(day) != DayKind.WEEKDAY:
+        day -= timedelta(days=1)
+    return day
+
+
+def story_env(day: date) -> dict[str, str]:
+    """The fleet starts at 08:44 and the ISO asks for 09:15-10:15 at 09:17, market time."""
+
+    def at(hour: int, minute: int) -> str:
+        return datetime.combine(day, clock_time(hour, minute), MARKET).isoformat()
+
+    return {
+        "NEXWATT_SIM_START": at(8, 44),
+        "NEXWATT_ISO_ISSUE_AT": at(9, 17),
+        "NEXWATT_ISO_WINDOW_START": at(9, 15),
+        "NEXWATT_ISO_WINDOW_END": at(10, 15),
+    }
 
 
 def step(text: str) -> None:
@@ -79,7 +109,8 @@ async def main(keep_running: bool) -> None:
     started = time.monotonic()
     step("A fresh local stack (the story starts from a clean slate)")
     await run([sys.executable, str(ROOT / "deploy/local/stack.py"), "reset"])
-    launcher = Launcher(ROOT / ".stack/logs/demo")
+    day = story_day(datetime.now(MARKET).date())
+    launcher = Launcher(ROOT / ".stack/logs/demo", env=story_env(day))
     await run([*launcher.command("admin"), "create-topics"], launcher.env, quiet=True)  # fmt: skip
     try:
         step("Starting onboarding, telemetry-ingest, capacity-model, dispatch, settlement")
@@ -95,7 +126,10 @@ async def main(keep_running: bool) -> None:
         await run([*launcher.command("fleet-sim"), "register"], launcher.env)
         await wait_for_enrolment(expected=312)
 
-        step("Fleet simulator streaming telemetry (60x real time); ISO simulator waiting for 09:17")
+        step(
+            f"Fleet simulator streaming {day:%a %Y-%m-%d} (60x real time, after 14 days of"
+            " hourly history); ISO simulator waiting for 09:17"
+        )
         launcher.start("fleet-sim")
         await launcher.wait_ready({"fleet-sim": FLEET_SIM_PORT})
         print("\nDispatch event log (event time, America/New_York):", flush=True)
