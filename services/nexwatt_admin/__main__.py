@@ -8,25 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
 from nexwatt_admin import dead_letters as dl
+from nexwatt_shared.arguments import moment
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.schema_export import render_all
 from nexwatt_shared.settings import ServiceSettings
-
-
-def _since(text: str) -> datetime:
-    """An ISO 8601 date or datetime; one without an offset is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or datetime: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _offset(text: str) -> int:
@@ -59,7 +50,7 @@ def _dead_letter_parsers(sub: argparse._SubParsersAction) -> None:
         command.add_argument("--topic", help="only letters from this origin topic")
         command.add_argument(
             "--since",
-            type=_since,
+            type=moment,
             help="only letters that failed from then on (ISO 8601; UTC if no offset is given)",
         )
 

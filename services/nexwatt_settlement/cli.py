@@ -34,6 +34,7 @@ from nexwatt_settlement.money import (
 )
 from nexwatt_settlement.revenue import RevenueSplit, split_capacity_revenue
 from nexwatt_settlement.store import parse_report
+from nexwatt_shared.arguments import moment
 from nexwatt_shared.contracts import AssetStatus, SettlementFiled
 from nexwatt_shared.postgres import database_url
 
@@ -299,8 +300,8 @@ def _write(path: Path, text: str) -> None:
         raise SettlementError(f"cannot write {path}: {exc}") from None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- the database --------------------------------------------------------------------------
@@ -518,15 +519,6 @@ async def compute_revenue(
 COMMANDS = ("list", "show", "export", "plot", "revenue")
 
 
-def _since(text: str) -> datetime:
-    """An ISO 8601 date or datetime; one without an offset is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or datetime: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _version(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a report version (1, 2, ...): {text!r}")
@@ -558,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="one line per report version, newest first")
     listing.add_argument(
         "--since",
-        type=_since,
+        type=moment,
         help="only versions filed from then on (ISO 8601; UTC if no offset is given)",
     )
     listing.add_argument("--resource", help="only this resource's reports")
