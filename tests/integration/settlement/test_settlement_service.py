@@ -203,6 +203,15 @@ async def enrol(ctx: dict, records: list[AssetRegistered]) -> None:
         await handled(seen, len(records))
 
 
+async def a_delivers_b_silent(ctx: dict, a_kw: float) -> int:
+    """Enrol A (east) and B (west) with their history; A delivers `a_kw` in the window's three
+    slots, B reports nothing in it. Returns the records the handler will see."""
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
+    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [a_kw] * 3)]
+    await ctx["producer"].publish_many(TELEMETRY_INTERVAL, data)
+    return 2 + len(data)
+
+
 async def reports(ctx: dict) -> list[CloudEvent]:
     """Every settlement event published for the test's resource, in order."""
     records = await read_all(ctx["bootstrap"], SETTLEMENT_FILED.name)
@@ -401,26 +410,24 @@ async def test_a_window_past_its_deadline_is_filed_final_and_later_data_is_refus
     # A 4.0 kW over the window, baseline 0: 0.004 MW. B's data arriving afterwards is kept but
     # files nothing.
     producer = ctx["producer"]
-    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
-    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
-    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    published = await a_delivers_b_silent(ctx, 4.0)
     seen: list[str] = []
     async with service_running(ctx, seen, settler(ctx, final_after_s=86400.0, stall_s=1.0)):
-        await handled(seen, 2 + len(data))
+        await handled(seen, published)
         instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
         await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
         await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
-        await handled(seen, 2 + len(data) + 2)
+        await handled(seen, published + 2)
         assert await reports(ctx) == []  # the window's data may still be streaming in
         await asyncio.sleep(1.5)
         await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 60, 300, [0.0]))
-        await handled(seen, 2 + len(data) + 3)
+        await handled(seen, published + 3)
         [final] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
         assert final.data.data_quality == DataQuality.FINAL
         assert final.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
         assert final.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
         await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "B", 0, 300, [3.0] * 3))
-        await handled(seen, 2 + len(data) + 3 + 3)
+        await handled(seen, published + 3 + 3)
     assert len(await reports(ctx)) == 1
     assert (
         await ctx["pool"].fetchval(
@@ -669,19 +676,17 @@ async def test_a_window_whose_data_stops_short_of_the_threshold_is_filed_once_it
     # coverage. Not filed while the coverage may still grow; once it has not grown for the
     # stall time (1 s here), the next batch files it preliminary as it is: 0.004 MW at 50 %.
     producer = ctx["producer"]
-    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "B", "west")])
-    data = [*history(ctx, "A"), *history(ctx, "B"), *intervals(ctx, "A", 0, 300, [4.0] * 3)]
-    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    published = await a_delivers_b_silent(ctx, 4.0)
     instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
     await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
     await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
     seen: list[str] = []
     async with service_running(ctx, seen, settler(ctx, stall_s=1.0)):
-        await handled(seen, 2 + len(data) + 2)
+        await handled(seen, published + 2)
         assert await reports(ctx) == []
         await asyncio.sleep(1.5)
         await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 30, 300, [0.0]))
-        await handled(seen, 2 + len(data) + 3)
+        await handled(seen, published + 3)
         [filed] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
     assert filed.data.data_quality == DataQuality.PRELIMINARY
     assert filed.data.coverage_pct == pytest.approx(50.0, abs=1e-9)
