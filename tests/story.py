@@ -56,8 +56,13 @@ class Story:
 
     def service_env(self, name: str, replica: int = 1) -> dict[str, str]:
         port = self.ports[name] + 100 * (replica - 1)  # a further replica: its own HTTP port
-        # Offline assets never report: settlement files once the rest has stopped growing.
-        return {"NEXWATT_HTTP_PORT": str(port), "NEXWATT_SETTLEMENT_STALL_S": "10"}
+        # Offline assets never report: settlement files once the rest has stopped growing; a
+        # restatement goes out at once.
+        return {
+            "NEXWATT_HTTP_PORT": str(port),
+            "NEXWATT_SETTLEMENT_STALL_S": "10",
+            "NEXWATT_SETTLEMENT_RESTATE_EVERY_S": "0",
+        }
 
     def fleet_env(self) -> dict[str, str]:
         return {

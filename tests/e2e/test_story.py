@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -212,6 +212,41 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     assert sum(c.delivered_mwh for c in report.cohorts) == pytest.approx(report.delivered_mwh)
     assert sum(c.performance_cents for c in report.cohorts) == report.performance.net_cents
     assert report.iso_report and report.iso_report_csv.startswith("registration_id,")
+
+    # Late data after the preliminary filing: an offline asset's meter data arrives at last,
+    # idle in the hour before the window (0 kW: its Hour Before baseline), discharging 2.0 kW
+    # for the window's first 30 minutes. Version 2 restates the window with exactly its
+    # energy: 2.0 kW * 0.5 h = 1.0 kWh = +1000 Wh, all in its cohort.
+    reporting = {r.asset_id for r in watcher.payloads(TELEMETRY_INTERVAL)}
+    late_asset = next(a for a in sorted(registered) if a not in reporting)
+
+    def five_minutes(first: datetime, kw: float, count: int) -> list[TelemetryInterval]:
+        return [
+            TelemetryInterval(
+                asset_id=late_asset,
+                interval_start=first + timedelta(minutes=5 * k),
+                interval_s=300,
+                battery_kw=kw,
+            )
+            for k in range(count)
+        ]
+
+    late = [
+        *five_minutes(good.window_start - timedelta(hours=1), 0.0, 12),
+        *five_minutes(good.window_start, 2.0, 6),
+    ]
+    await producer.publish_many(TELEMETRY_INTERVAL, late)
+    [restated] = await watcher.wait_for(
+        SETTLEMENT_FILED, timeout_s=60, instruction_id=good.instruction_id, version=2
+    )
+    assert restated.data_quality == DataQuality.RESTATED
+    assert restated.supersedes == report.report_id
+    assert restated.baseline_methods.get("hour-before") == 1
+    assert restated.diff is not None
+    assert restated.diff.delivered_wh == 1000
+    assert restated.diff.cohorts_wh == {registered[late_asset].cohort: 1000}
+    assert restated.delivered_mwh == pytest.approx(report.delivered_mwh + 0.001, abs=2e-6)
+
     # Each version filed exactly once, even though every consumer is at-least-once.
     await asyncio.sleep(2)
     versions = [
