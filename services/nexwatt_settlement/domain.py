@@ -520,25 +520,35 @@ def performance_pct(delivered_mw: float, mw_requested: float) -> float:
 
 
 def performance_money(
-    due: Due, delivered_mw: float, n_slots: int, rates: money.PerformanceRates, day: date
+    due: Due,
+    delivered_mw: np.ndarray,
+    slot_s: np.ndarray,
+    rates: money.PerformanceRates,
+    day: date,
 ) -> PerformanceMoney:
-    """The window as Performance Assessment Intervals: the resource owes what the ISO asked
-    (committed UCAP x balancing ratio is the MW dispatched); a shortfall is charged, an
-    over-performance earns the bonus rate, per 5-minute interval."""
-    shortfall = float(money.performance_shortfall_mw(due.mw_requested, delivered_mw))
-    charge = money.to_cents(
-        float(
-            money.non_performance_charge_usd(shortfall, rates.charge_usd_per_mw_interval, n_slots)
-        )
-    )
-    bonus = money.to_cents(
-        float(money.bonus_usd(shortfall, rates.bonus_usd_per_mw_interval, n_slots))
-    )
+    """The window assessed as Performance Assessment Intervals, one per 5-minute slot: the
+    resource owes what the ISO asked (committed UCAP x balancing ratio is the MW dispatched);
+    each slot's shortfall is charged and its over-performance earns the bonus rate, so a slot
+    short does not hide behind another over. A slot shorter than 5 minutes (the window's last)
+    counts pro rata.
+
+    Args:
+        delivered_mw: each slot's delivery [MW]
+        slot_s: each slot's length [s]
+    """
+    shortfall_mw = money.performance_shortfall_mw(due.mw_requested, delivered_mw)
+    share = np.asarray(slot_s, dtype=float) / SLOT_S  # of an assessment interval [-]
+    charge_usd = money.non_performance_charge_usd(
+        shortfall_mw, rates.charge_usd_per_mw_interval, share
+    ).sum()
+    bonus_usd = money.bonus_usd(shortfall_mw, rates.bonus_usd_per_mw_interval, share).sum()
+    charge, bonus = money.to_cents(float(charge_usd)), money.to_cents(float(bonus_usd))
+    window_shortfall = float((shortfall_mw * slot_s).sum() / np.sum(slot_s))
     return PerformanceMoney(
         delivery_year=money.delivery_year(day),
         expected_mw=due.mw_requested,
-        shortfall_mw=round(shortfall, MW_DECIMALS) + 0.0,
-        intervals=n_slots,
+        shortfall_mw=round(window_shortfall, MW_DECIMALS) + 0.0,
+        intervals=int(np.size(slot_s)),
         charge_rate_usd_per_mw_interval=rates.charge_usd_per_mw_interval,
         bonus_rate_usd_per_mw_interval=rates.bonus_usd_per_mw_interval,
         charge_cents=charge,
@@ -561,11 +571,14 @@ def _money_weights(
     accredited_kw: np.ndarray, delivered_mwh: np.ndarray, net_cents: int
 ) -> np.ndarray:
     """Who carries a window's money: a charge by accredited share (the obligation is shared
-    by what each sold), a bonus by energy delivered (by accredited share when none was)."""
+    by what each sold), a bonus by energy delivered (by accredited share when none was; evenly
+    when no rating is known)."""
     delivered = np.maximum(delivered_mwh, 0.0)
     if net_cents > 0 and delivered.sum() > 0:
         return delivered
-    return accredited_kw
+    if accredited_kw.sum() > 0:
+        return accredited_kw
+    return np.ones_like(accredited_kw)  # no ratings known (records kept before v2): per asset
 
 
 def attribute(
@@ -737,11 +750,10 @@ def build_report(
     """The next version of the window's report (version 1 without `previous`), and the
     subscribers' payouts."""
     version = previous.version + 1 if previous else 1
-    n_slots = settlement.edges_s.size - 1
     performance = performance_money(
         due,
-        settlement.window_mw,
-        n_slots,
+        settlement.delivered_mw,
+        np.diff(settlement.edges_s),
         program.rates,
         program.clock.local_date(due.window_start),
     )

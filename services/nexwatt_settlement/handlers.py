@@ -208,12 +208,14 @@ class Settler:
             datetime.now(UTC),
         )
         if quality == DataQuality.RESTATED and report.diff and not domain.changed(report.diff):
-            await store.clear_dirty(self.pool, due.instruction_id)
+            await store.clear_dirty(self.pool, due.instruction_id, work.data_seq)
             log.info("late data changed nothing to the Wh: no new version")
             return
-        await self.file(report, payouts)
+        await self.file(report, payouts, work.data_seq)
 
-    async def file(self, report: SettlementFiled, payouts: list[domain.Payout]) -> None:
+    async def file(
+        self, report: SettlementFiled, payouts: list[domain.Payout], data_seq: int
+    ) -> None:
         event = envelope(
             SETTLEMENT_FILED,
             report,
@@ -225,12 +227,12 @@ class Settler:
         # the one whose insert wins has its version published, and a crash in between re-sends
         # the recorded bytes, never a recomputed report.
         async with self.pool.acquire() as conn, conn.transaction():
-            won = await store.record_report(conn, report, payouts)
+            won = await store.record_report(conn, report, payouts, data_seq)
             if won:
                 await outbox.record(conn, SETTLEMENT_FILED, event)
         await outbox.publish_pending(self.pool, self.producer, [event.id])
         if not won:
-            log.info("filed already (another replica or an earlier try); its version stands")
+            log.info("the window moved on meanwhile (another replica or an earlier try)")
             return
         SETTLEMENTS_FILED.labels(report.data_quality.value).inc()
         DELIVERED_MW.labels(report.resource_id).set(report.delivered_mw)

@@ -74,11 +74,9 @@ RETURNING instruction_id, resource_id, status, reason
 _TOUCH_WINDOWS = """
 WITH new (asset_id, s, e) AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
-), member AS (  -- each asset's resource now (a hint: settling reads it as of the window)
-    SELECT * FROM (
-        SELECT DISTINCT ON (asset_id) asset_id, resource_id, status FROM asset_versions
-        WHERE asset_id IN (SELECT asset_id FROM new) ORDER BY asset_id, version DESC
-    ) m WHERE m.status = 'enrolled'
+), member AS (  -- every resource the asset was ever in (settling reads it as of the window)
+    SELECT DISTINCT asset_id, resource_id FROM asset_versions
+    WHERE asset_id IN (SELECT asset_id FROM new)
 ), hits AS (
     SELECT i.instruction_id, i.state,
            sum(greatest(extract(epoch FROM least(n.e, i.window_end)
@@ -91,6 +89,7 @@ WITH new (asset_id, s, e) AS (
     UPDATE instructions i SET covered_s = i.covered_s + h.covered_s,
                               covered_changed_at = CASE WHEN h.covered_s > 0 THEN now()
                                                         ELSE i.covered_changed_at END,
+                              data_seq = i.data_seq + 1,
                               dirty = i.dirty OR i.state = 'filed'
     FROM hits h WHERE i.instruction_id = h.instruction_id AND h.state <> 'final'
 )
@@ -129,7 +128,7 @@ WITH v (asset_id, version, updated_at) AS (
                          AND t.interval_start < i.window_end
                          AND t.interval_start >= i.window_start))
 ), marked AS (
-    UPDATE instructions i SET dirty = i.dirty OR i.state = 'filed'
+    UPDATE instructions i SET dirty = i.dirty OR i.state = 'filed', data_seq = i.data_seq + 1
     FROM hits h WHERE i.instruction_id = h.instruction_id
 )
 SELECT instruction_id FROM hits WHERE state = 'waiting'
@@ -177,8 +176,8 @@ def _versions_args(assets: Sequence[AssetRegistered]) -> list[list]:
 async def _roll_up(
     conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], clock: MarketClock
 ) -> None:
-    """Add newly stored measured intervals to the hourly roll-up (read, add, write back: an
-    asset's telemetry is consumed by one replica at a time, its partition's)."""
+    """Add newly stored measured intervals to the hourly roll-up: read under a row lock, add,
+    write back."""
     rows = [r for r in rows if r["value"] is not None and r["quality"] in MEASURED]
     if not rows:
         return
@@ -204,6 +203,21 @@ async def _roll_up(
     asset_ids = [str(series[s]).split("\x1f")[0] for s in groups[0]]
     channels = [str(series[s]).split("\x1f")[1] for s in groups[0]]
     days = [from_day_number(d) for d in groups[1]]
+    # Rows created empty first, so that the lock below holds even for a day new to both of two
+    # transactions (a rebalance can briefly give one partition to two replicas).
+    zeros = np.zeros(HOURS, FLOATS).tobytes()
+    await conn.execute(
+        """
+        INSERT INTO hourly (asset_id, channel, day, kwh, covered_s)
+        SELECT k.asset_id, k.channel, k.day, $4, $4
+        FROM unnest($1::text[], $2::text[], $3::date[]) AS k(asset_id, channel, day)
+        ON CONFLICT (asset_id, channel, day) DO NOTHING
+        """,
+        asset_ids,
+        channels,
+        days,
+        zeros,
+    )
     stored = await conn.fetch(
         """
         SELECT h.asset_id, h.channel, h.day, h.kwh, h.covered_s FROM hourly h
@@ -224,10 +238,10 @@ async def _roll_up(
         add_s[i] += np.frombuffer(r["covered_s"], FLOATS)
     await conn.execute(
         """
-        INSERT INTO hourly (asset_id, channel, day, kwh, covered_s)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bytea[], $5::bytea[])
-        ON CONFLICT (asset_id, channel, day) DO UPDATE
-        SET kwh = excluded.kwh, covered_s = excluded.covered_s
+        UPDATE hourly h SET kwh = k.kwh, covered_s = k.covered_s
+        FROM unnest($1::text[], $2::text[], $3::date[], $4::bytea[], $5::bytea[])
+             AS k(asset_id, channel, day, kwh, covered_s)
+        WHERE h.asset_id = k.asset_id AND h.channel = k.channel AND h.day = k.day
         """,
         asset_ids,
         channels,
@@ -388,6 +402,7 @@ class Work(NamedTuple):
     state: str  # waiting / filed
     past_deadline: bool
     stalled: bool  # waiting, its coverage unchanged for the stall time: filed as it is
+    data_seq: int  # the count of data arrivals the settling starts from
 
 
 @dataclass(frozen=True)
@@ -409,7 +424,7 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
     rows = await pool.fetch(
         """
         SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
-               i.mw AS mw_requested, c.mw_confirmed, i.state,
+               i.mw AS mw_requested, c.mw_confirmed, i.state, i.data_seq,
                i.window_end + make_interval(secs => $3) <= $2 AS past_deadline,
                i.state = 'waiting' AND i.covered_s > 0
                AND i.covered_changed_at + make_interval(secs => $4) <= $2 AS stalled
@@ -441,6 +456,7 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
             r["state"],
             r["past_deadline"],
             r["stalled"],
+            r["data_seq"],
         )
         for r in rows
     ]
@@ -594,17 +610,28 @@ async def latest_report(pool: asyncpg.Pool, instruction_id: str) -> SettlementFi
 
 
 async def record_report(
-    conn: asyncpg.Connection, report: SettlementFiled, payouts: Sequence[Payout]
+    conn: asyncpg.Connection, report: SettlementFiled, payouts: Sequence[Payout], data_seq: int
 ) -> bool:
     """Keep a report version and its payouts in the caller's transaction, and move the window
-    on; False when that version is kept already (another replica, or an earlier try, filed it
-    first: its report stands)."""
-    status = await conn.execute(
+    on; False when the window moved on meanwhile (another replica, or an earlier try, filed
+    this version or a final one: what was filed stands). The window stays marked for a
+    restatement if data arrived after `data_seq`, the count this version was computed from."""
+    window = await conn.fetchrow(
+        "SELECT state, (SELECT max(version) FROM reports r WHERE r.instruction_id = $1) AS latest"
+        " FROM instructions WHERE instruction_id = $1 FOR UPDATE",
+        report.instruction_id,
+    )
+    if (
+        window is None
+        or window["state"] == "final"
+        or (window["latest"] or 0) != report.version - 1
+    ):
+        return False
+    await conn.execute(
         """
         INSERT INTO reports (instruction_id, version, report_id, resource_id, filed_at,
                              delivered_mw, data_quality, report)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        ON CONFLICT (instruction_id, version) DO NOTHING
         """,
         report.instruction_id,
         report.version,
@@ -615,8 +642,6 @@ async def record_report(
         report.data_quality.value,
         report.model_dump_json(),
     )
-    if not status.endswith(" 1"):
-        return False
     await conn.copy_records_to_table(
         "payouts",
         records=[
@@ -628,9 +653,10 @@ async def record_report(
                  "delivered_wh", "cents"],
     )  # fmt: skip
     await conn.execute(
-        "UPDATE instructions SET state = $2, dirty = false WHERE instruction_id = $1",
+        "UPDATE instructions SET state = $2, dirty = data_seq <> $3 WHERE instruction_id = $1",
         report.instruction_id,
         "final" if report.data_quality.value == "final" else "filed",
+        data_seq,
     )
     return True
 
@@ -650,8 +676,10 @@ async def recount(
     )
 
 
-async def clear_dirty(pool: asyncpg.Pool, instruction_id: str) -> None:
-    """New data changed nothing to the Wh: no new version."""
+async def clear_dirty(pool: asyncpg.Pool, instruction_id: str, data_seq: int) -> None:
+    """New data changed nothing to the Wh: no new version (unless more arrived meanwhile)."""
     await pool.execute(
-        "UPDATE instructions SET dirty = false WHERE instruction_id = $1", instruction_id
+        "UPDATE instructions SET dirty = false WHERE instruction_id = $1 AND data_seq = $2",
+        instruction_id,
+        data_seq,
     )

@@ -484,8 +484,13 @@ class PerformanceMoney(Contract):
 
     delivery_year: Name
     expected_mw: float = Field(description="What the window owed [MW]")
-    shortfall_mw: float = Field(description="expected - delivered; negative: over-performance")
-    intervals: Count = Field(description="5-minute assessment intervals in the window")
+    shortfall_mw: float = Field(
+        description="expected - delivered over the window; negative: over-performance"
+    )
+    intervals: Count = Field(
+        description="5-minute assessment intervals in the window, each priced on its own (a"
+        " shorter last one pro rata)"
+    )
     charge_rate_usd_per_mw_interval: float = Field(ge=0)
     bonus_rate_usd_per_mw_interval: float = Field(ge=0)
     charge_cents: int = Field(ge=0, description="Non-performance charge [US cents]")

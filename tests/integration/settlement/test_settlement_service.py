@@ -25,6 +25,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import numpy as np
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -41,6 +42,7 @@ from nexwatt_shared.contracts import (
     DataQuality,
     DispatchConfirmed,
     DispatchInstruction,
+    SettlementFiled,
     TelemetryInterval,
 )
 from nexwatt_shared.envelope import CloudEvent
@@ -751,3 +753,67 @@ async def test_an_asset_record_consumed_after_its_window_was_filed_restates_it(c
     assert v2.data.assets_enrolled == 2
     assert v2.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
     assert v2.data.diff is not None and v2.data.diff.delivered_wh == 500
+
+
+async def test_late_data_of_an_asset_unenrolled_since_restates_the_window(ctx: dict) -> None:
+    # A and C deliver 2.0 kW each; C is unenrolled an hour after the window, and its window
+    # data arrives only after v1 (filed with A alone at the stall): v2 adds C's 2.0 kW *
+    # 0.25 h = +500 Wh. C was enrolled as of the window, so its late data counts.
+    producer = ctx["producer"]
+    left = asset(ctx, "C", "east", "unenrolled", version=2, updated_at=at(75))
+    await enrol(ctx, [asset(ctx, "A", "east"), asset(ctx, "C", "east"), left])
+    data = [*history(ctx, "A"), *history(ctx, "C"), *intervals(ctx, "A", 0, 300, [2.0] * 3)]
+    await producer.publish_many(TELEMETRY_INTERVAL, data)
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed", mw=0.004)
+    await producer.publish_many(DISPATCH_INSTRUCTION, [instruction])
+    await producer.publish_many(DISPATCH_CONFIRMED, [confirmed])
+    seen: list[str] = []
+    async with service_running(ctx, seen, settler(ctx, stall_s=1.0)):
+        await handled(seen, 3 + len(data) + 2)
+        await asyncio.sleep(1.5)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "A", 30, 300, [0.0]))
+        [v1] = await eventually(lambda: reports(ctx), lambda found: len(found) == 1)
+        assert v1.data.delivered_mw == pytest.approx(0.002, abs=1e-9)
+        await producer.publish_many(TELEMETRY_INTERVAL, intervals(ctx, "C", 0, 300, [2.0] * 3))
+        [_, v2] = await eventually(lambda: reports(ctx), lambda found: len(found) == 2)
+    assert v2.data.delivered_mw == pytest.approx(0.004, abs=1e-9)
+    assert v2.data.diff is not None and v2.data.diff.delivered_wh == 500
+
+
+async def test_a_version_computed_before_the_latest_data_leaves_the_window_marked(
+    ctx: dict,
+) -> None:
+    # Store-level guards for two settlers racing (a consumer batch and the deadline timer, or
+    # two replicas): a version computed from an older count of data arrivals is recorded but
+    # leaves the window marked for a restatement; a version that no longer follows the latest
+    # (filed meanwhile), or one after the final, is refused.
+    pool = ctx["pool"]
+    instruction, confirmed = dispatch(ctx, ctx["instruction"], "confirmed")
+    await store.save_inputs(pool, program(0.98), [], [], [instruction], [confirmed])
+    await pool.execute("UPDATE instructions SET data_seq = 5")
+    fleet = domain.Fleet([], [], [], np.zeros(0))
+    due = domain.Due(instruction.instruction_id, ctx["resource"], at(0), at(15), 0.012, 0.012)
+    empty = domain.History(at(0).date(), np.zeros((0, 1, 24)), frozenset())
+    result = domain.settle(due, fleet, domain.Readings.of(fleet, []), empty, program(0.98))
+
+    def version(quality: DataQuality, previous: SettlementFiled | None) -> SettlementFiled:
+        report, _ = domain.build_report(
+            due, fleet, result, [], program(0.98), quality, previous, datetime.now(UTC)
+        )
+        return report
+
+    v1 = version(DataQuality.PRELIMINARY, None)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await store.record_report(conn, v1, [], data_seq=4)  # data 5 came meanwhile
+    state = await pool.fetchrow("SELECT state, dirty FROM instructions")
+    assert (state["state"], state["dirty"]) == ("filed", True)
+    async with pool.acquire() as conn, conn.transaction():
+        assert not await store.record_report(conn, v1, [], data_seq=5)  # v1 is filed already
+    v2 = version(DataQuality.FINAL, v1)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await store.record_report(conn, v2, [], data_seq=5)
+    v3 = version(DataQuality.RESTATED, v2)
+    async with pool.acquire() as conn, conn.transaction():
+        assert not await store.record_report(conn, v3, [], data_seq=5)  # final stands
+    assert await pool.fetchval("SELECT state FROM instructions") == "final"
+    assert await count(pool, "reports") == 2

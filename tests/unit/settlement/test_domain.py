@@ -526,10 +526,19 @@ def test_hourly_report_sums_slots_per_local_hour_across_midnight() -> None:
 # --- Money ----------------------------------------------------------------------------------------
 
 
+SLOTS_S = np.full(12, 300.0)  # an hour of 5-minute assessment intervals
+
+
+def slots_mw(mw: float) -> np.ndarray:
+    return np.full(12, mw)
+
+
 def test_performance_money_charges_a_shortfall() -> None:
     # Asked 0.5 MW, delivered 0.4 MW over 12 intervals: shortfall 0.1 MW;
     # charge 0.1 MW * 10 $/MW-interval * 12 = $12.00 = 1200 cents; no bonus; net -1200.
-    got = performance_money(due(local(EVENT_DAY, 14), 60, 0.5), 0.4, 12, RATES, EVENT_DAY)
+    got = performance_money(
+        due(local(EVENT_DAY, 14), 60, 0.5), slots_mw(0.4), SLOTS_S, RATES, EVENT_DAY
+    )
     assert got.delivery_year == "2026/27"
     assert got.expected_mw == 0.5
     close(got.shortfall_mw, 0.1, TOL_MW)
@@ -542,10 +551,27 @@ def test_performance_money_pays_a_bonus_for_over_performance() -> None:
     # Asked 0.5 MW, delivered 0.53 MW over 12 intervals: shortfall -0.03 MW;
     # bonus 0.03 * 4 $/MW-interval * 12 = $1.44 = 144 cents; no charge; net +144.
     # May 2026 is in delivery year 2025/26.
-    got = performance_money(due(local(EVENT_DAY, 14), 60, 0.5), 0.53, 12, RATES, date(2026, 5, 29))
+    got = performance_money(
+        due(local(EVENT_DAY, 14), 60, 0.5), slots_mw(0.53), SLOTS_S, RATES, date(2026, 5, 29)
+    )
     assert got.delivery_year == "2025/26"
     close(got.shortfall_mw, -0.03, TOL_MW)
     assert (got.charge_cents, got.bonus_cents, got.net_cents) == (0, 144, 144)
+
+
+def test_performance_money_prices_each_interval_on_its_own() -> None:
+    # Asked 0.01 MW for an hour; 0.02 MW in the first 6 intervals, 0 in the last 6: the mean
+    # meets the request, yet 6 intervals are short by 0.01 MW and 6 over by 0.01 MW.
+    # charge 6 * 0.01 * 10 $ = $0.60 = 60 cents; bonus 6 * 0.01 * 4 $ = $0.24 = 24 cents;
+    # net -36 cents. A 2-minute last slot short by 0.01 MW counts 2/5 of an interval:
+    # 0.01 * 10 * 0.4 = $0.04 = 4 cents.
+    the_due = due(local(EVENT_DAY, 14), 60, 0.01)
+    delivered = np.array([0.02] * 6 + [0.0] * 6)
+    got = performance_money(the_due, delivered, SLOTS_S, RATES, EVENT_DAY)
+    close(got.shortfall_mw, 0.0, TOL_MW)
+    assert (got.charge_cents, got.bonus_cents, got.net_cents) == (60, 24, -36)
+    short = performance_money(the_due, np.array([0.0]), np.array([120.0]), RATES, EVENT_DAY)
+    assert (short.charge_cents, short.intervals) == (4, 1)
 
 
 def performance_of(asset_mwh: Sequence[float]) -> Settlement:
@@ -647,8 +673,11 @@ def test_a_bonus_with_no_energy_delivered_goes_by_accredited_kw_and_no_money_is_
 # coverage   v1 per slot 1, 1, 1, 0.5 (A's last slot missing) -> 3.5/4 = 87.5 %; v2 100 %: +12.5
 # cohorts    east v1 (2+3+4)/12 = 0.75 kWh -> 750 Wh; v2 14/12 -> 0.001167 MWh -> 1167 Wh: +417;
 #            west 4/12 kWh in both: unchanged, not listed
-# money      v2 delivers 1.5 kWh in 1/3 h = 4.5 kW = 0.0045 MW > 0.004: shortfall -0.0005 MW;
-#            bonus 0.0005 * 4 $ * 4 intervals = $0.008 -> 1 cent (0.8 rounded)
+# money      each 5-minute interval priced on its own, 0.004 MW owed in each:
+#            v1 delivers 0.003, 0.004, 0.005, 0.001 MW: short 0.001 and 0.003 -> charge
+#            0.004 * 10 $ = $0.04 = 4 cents; over 0.001 -> bonus 0.001 * 4 $ = $0.004 -> 0 cents
+#            v2 delivers 0.003, 0.004, 0.005, 0.006 MW: short 0.001 -> charge $0.01 = 1 cent;
+#            over 0.001 + 0.002 -> bonus 0.003 * 4 $ = $0.012 -> 1 cent; net 0
 VERSION_START = local(EVENT_DAY, 14, 50)
 VERSION_FLEET = fleet(["A", "B"], cohorts=["east", "west"], subscribers=["S1", "S2"])
 
@@ -682,10 +711,12 @@ def test_version_1_has_no_predecessor() -> None:
     close(v1.delivered_mwh, 0.001083, TOL_MW)
     close(v1.delivered_mw, 0.00325, TOL_MW)
     assert v1.performance_pct == 81.25
-    # shortfall 0.004 - 0.00325 = 0.00075 MW * 10 $ * 4 intervals = $0.03 = 3 cents, all to
-    # the cohorts by accredited kW 10 : 10 -> 2 : 1 (the odd cent to the lower index)
-    assert (v1.performance.charge_cents, v1.performance.net_cents) == (3, -3)
-    assert [(c.cohort, c.performance_cents) for c in v1.cohorts] == [("east", -2), ("west", -1)]
+    # charge 4 cents, bonus 0 (see above); the window's mean shortfall 0.004 - 0.00325 =
+    # 0.00075 MW. The 4 cents go to the cohorts by accredited kW 10 : 10 -> 2 : 2.
+    assert (v1.performance.charge_cents, v1.performance.bonus_cents) == (4, 0)
+    assert v1.performance.net_cents == -4
+    close(v1.performance.shortfall_mw, 0.00075, TOL_MW)
+    assert [(c.cohort, c.performance_cents) for c in v1.cohorts] == [("east", -2), ("west", -2)]
     assert v1.intervals_csv == (
         "interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct\n"
         "2026-12-02T19:50:00Z,0.0010,0.0040,0.0030,100.0\n"
@@ -708,7 +739,8 @@ def test_version_2_supersedes_version_1_and_says_what_changed() -> None:
     assert v2.diff.hours_wh == {"2026-12-02 HE16": 417}
     assert v2.diff.cohorts_wh == {"east": 417}
     assert changed(v2.diff)
-    assert (v2.performance.bonus_cents, v2.performance.net_cents) == (1, 1)
+    assert (v2.performance.charge_cents, v2.performance.bonus_cents) == (1, 1)
+    assert v2.performance.net_cents == 0
 
 
 def test_the_same_data_again_changes_nothing() -> None:
