@@ -121,6 +121,9 @@ WITH v (asset_id, version, updated_at) AS (
     SELECT DISTINCT i.instruction_id, i.state
     FROM v JOIN asset_versions a ON a.asset_id = v.asset_id
     JOIN instructions i ON i.resource_id = a.resource_id AND i.state <> 'final'
+        -- a window not yet begun has no data to count (a fleet re-registering before a
+        -- day-ahead event would otherwise recount it on every batch)
+        AND i.window_start <= now()
     WHERE v.updated_at <= i.window_start
        OR (v.version = (SELECT min(f.version) FROM asset_versions f WHERE f.asset_id = v.asset_id)
            AND EXISTS (SELECT 1 FROM telemetry t
