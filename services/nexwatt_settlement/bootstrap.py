@@ -33,6 +33,9 @@ def program(settings: Settings) -> Program:
             settings.settlement_bonus_rate_usd_per_mw_interval,
             source="settings",
         ),
+        billing_sources=frozenset(
+            v.strip() for v in settings.settlement_billing_quality_sources.split(",") if v.strip()
+        ),
     )
 
 

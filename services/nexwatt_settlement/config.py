@@ -49,6 +49,11 @@ class Settings(ServiceSettings):
         gt=0,
         description="After the window's end, the report becomes final: later data is refused [s]",
     )
+    settlement_billing_quality_sources: str = Field(
+        "espi,utility-csv",
+        description="Reading sources (vendor names, comma-separated) that are billing-quality"
+        " meter data: a window wholly covered by them is final at once",
+    )
     settlement_check_interval_s: float = Field(
         30.0, gt=0, description="How often deadlines are checked without new input [s]"
     )

@@ -13,6 +13,8 @@ the settled channel, each of mean power p_j [kW]:
 
 so time without data adds neither output nor baseline. Only measured intervals (quality actual
 or estimated) cover time: one reported missing, or questionable, is uncovered time, never 0 kW.
+When every asset's window is wholly covered by billing-quality meter data (a utility's own
+interval data), the settlement is final: nothing later can be more authoritative.
 
 What is measured follows the participation model: demand response settles the site meter
 (load = -net_kw, import positive; export not credited), the DER aggregator model settles the
@@ -55,6 +57,7 @@ from nexwatt_shared.contracts import (
     SettlementDiff,
     SettlementFiled,
 )
+from nexwatt_shared.series import Interval
 
 SLOT_S = 300.0  # settlement slot, and a Performance Assessment Interval [s]
 KW_PER_MW = 1000.0
@@ -86,6 +89,20 @@ class Program:
     coverage_threshold: float  # share of asset-slots to be measured before filing [0..1]
     rates: money.PerformanceRates
     accuracy_days: int = 10  # most recent non-event like-days each method is tested on
+    # Sources of billing-quality meter data: a utility's own interval data (telemetry-ingest's
+    # Green Button and Download My Data importers), never a device's or a vendor cloud's.
+    billing_sources: frozenset[str] = frozenset({"espi", "utility-csv"})
+
+    def billing(self, reading: object, interval: Interval) -> bool:
+        """Whether a stored channel interval is billing-quality meter data: an actual value
+        from one of `billing_sources`."""
+        source = getattr(reading, "source", None)
+        return (
+            source is not None
+            and source.vendor in self.billing_sources
+            and interval.quality == Quality.ACTUAL
+            and interval.value is not None
+        )
 
     @property
     def channel(self) -> Channel:
@@ -113,6 +130,7 @@ class Reading(NamedTuple):
     interval_s: int
     value_kw: float | None
     quality: str = Quality.ACTUAL
+    billing: bool = False  # billing-quality meter data
 
     @property
     def measured(self) -> bool:
@@ -126,6 +144,7 @@ class Readings(NamedTuple):
     start_s: np.ndarray  # each interval's start [s since 1970, UTC]
     interval_s: np.ndarray  # each interval's length [s]
     value_kw: np.ndarray  # each interval's mean value of the channel, as reported [kW]
+    billing: np.ndarray  # bool: billing-quality meter data (a utility's own, actual)
 
     @classmethod
     def of(cls, fleet: Fleet, readings: Sequence[Reading]) -> Readings:
@@ -138,6 +157,7 @@ class Readings(NamedTuple):
             np.fromiter((r.interval_start.timestamp() for r in kept), float, len(kept)),
             np.fromiter((r.interval_s for r in kept), float, len(kept)),
             np.fromiter((r.value_kw for r in kept), float, len(kept)),
+            np.fromiter((r.billing for r in kept), bool, len(kept)),
         )
 
 
@@ -193,6 +213,7 @@ class Settlement:
     window_mw: float  # time-weighted mean delivery over the window [MW]
     delivered_mwh: float  # [MWh]
     coverage_pct: float  # over the window [%]
+    billing_complete: bool  # every asset's window wholly covered by billing-quality data
     assets_metered: int  # assets with measured data inside the window
     hours: list[HourlyDelivery]  # the ISO-format hourly report
 
@@ -384,6 +405,10 @@ def settle(
     delivered_mw = delivered_kw.sum(axis=0) / KW_PER_MW
     # No asset enrolled: nothing to settle on (the deadline files what there is).
     coverage = covered.mean(axis=0) if n else np.zeros(slot_s.size)
+    billed = readings.billing
+    _, billing_covered = resample(
+        asset_index[billed], start_s[billed], end_s[billed], value_kw[billed], n, edges_s
+    )
     return Settlement(
         edges_s=edges_s,
         baseline_mw=baseline_mw,
@@ -395,6 +420,7 @@ def settle(
         window_mw=float((delivered_mw * slot_s).sum() / window_s),
         delivered_mwh=float((delivered_mw * slot_s).sum() / S_PER_H),
         coverage_pct=float((coverage * slot_s).sum() / window_s * 100.0),
+        billing_complete=bool(n) and bool((billing_covered >= 1.0 - 1e-9).all()),
         assets_metered=int((covered.sum(axis=1) > 0).sum()),
         hours=hourly_report(
             due.resource_id, local, local_hour, slot_s, baseline_mw, metered_mw, delivered_mw

@@ -85,6 +85,7 @@ class Settler:
             [interval for _, interval in new_telemetry],
             [p for p in payloads if isinstance(p, DispatchInstruction)],
             [p for p in payloads if isinstance(p, DispatchConfirmed)],
+            [self.program.billing(d.payload, i) for d, i in new_telemetry],
         )
         for c in saved.confirmations:
             if c["status"] == "rejected":
@@ -192,7 +193,7 @@ class Settler:
         previous = await store.latest_report(self.pool, due.instruction_id)
         quality = (
             DataQuality.FINAL
-            if work.past_deadline
+            if work.past_deadline or result.billing_complete
             else DataQuality.PRELIMINARY
             if previous is None
             else DataQuality.RESTATED

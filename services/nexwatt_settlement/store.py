@@ -48,9 +48,9 @@ RETURNING asset_id, version, updated_at
 # RETURNING gives the rows stored now: only they are rolled up and counted, so a redelivery
 # adds nothing twice.
 _INSERT_TELEMETRY = """
-INSERT INTO telemetry (asset_id, channel, interval_start, interval_s, value, quality)
+INSERT INTO telemetry (asset_id, channel, interval_start, interval_s, value, quality, billing)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::float8[],
-                     $6::text[])
+                     $6::text[], $7::bool[])
 ON CONFLICT (asset_id, channel, interval_start) DO NOTHING
 RETURNING asset_id, channel, interval_start, interval_s, value, quality
 """
@@ -261,11 +261,12 @@ async def save_inputs(
     intervals: list[Interval],
     instructions: list[DispatchInstruction],
     confirmations: list[DispatchConfirmed],
+    billing: Sequence[bool] = (),
 ) -> Saved:
     """Store a batch's inputs in one transaction: asset versions, channel intervals (admitted by
     `nexwatt_shared.series.admit`) with their hourly roll-up and the windows they complete or
     change, instructions and confirmations (a window's completeness is counted once both are
-    in)."""
+    in). `billing` flags each interval that is billing-quality meter data."""
     async with pool.acquire() as conn, conn.transaction():
         recount: list[str] = []
         if assets:
@@ -300,6 +301,7 @@ async def save_inputs(
                 [i.interval_s for i in intervals],
                 [i.value for i in intervals],
                 [i.quality for i in intervals],
+                list(billing) or [False] * len(intervals),
             )
             await _roll_up(conn, stored, program.clock)
             settled = [
@@ -486,7 +488,9 @@ async def fleet_as_of(pool: asyncpg.Pool, due: Due, channel: Channel) -> Fleet:
 
 # One row per asset, its intervals packed by PostgreSQL: 100,000 assets' rows decode as fast
 # as 100,000 small values, not millions of records.
-READING = np.dtype([("start_s", ">f8"), ("interval_s", ">i4"), ("value_kw", ">f8")])
+READING = np.dtype(
+    [("start_s", ">f8"), ("interval_s", ">i4"), ("value_kw", ">f8"), ("billing", "u1")]
+)
 HISTORY_DAY = np.dtype([("day", ">i4"), ("kwh", FLOATS, (HOURS,)), ("covered_s", FLOATS, (HOURS,))])
 
 
@@ -522,7 +526,9 @@ async def readings(
         """
         SELECT asset_id,
                string_agg(float8send(extract(epoch FROM interval_start)::float8)
-                          || int4send(interval_s) || float8send(value), ''::bytea)
+                          || int4send(interval_s) || float8send(value)
+                          || CASE WHEN billing THEN '\\x01'::bytea ELSE '\\x00'::bytea END,
+                          ''::bytea)
         FROM telemetry
         WHERE asset_id = ANY($1::text[]) AND channel = $2
           AND value IS NOT NULL AND quality = ANY($6::text[])
@@ -546,6 +552,7 @@ async def readings(
         start_s=found["start_s"].astype(float),
         interval_s=found["interval_s"].astype(float),
         value_kw=found["value_kw"].astype(float),
+        billing=found["billing"].astype(bool),
     )
 
 

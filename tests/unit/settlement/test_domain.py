@@ -588,6 +588,7 @@ def performance_of(asset_mwh: Sequence[float]) -> Settlement:
         window_mw=0.0,
         delivered_mwh=float(sum(asset_mwh)),
         coverage_pct=100.0,
+        billing_complete=False,
         assets_metered=len(asset_mwh),
         hours=[],
     )
@@ -852,3 +853,24 @@ def test_report_counts_the_assets_per_method_used() -> None:
     assert report.baseline_methods == {HXY_NAME: 1, "hour-before": 1, NO_BASELINE: 1}
     assert report.filed_at == local(EVENT_DAY, 14, 20)
     assert [p.subscriber_id for p in payouts] == ["A", "C", "D"]  # no subscriber: the asset id
+
+
+def test_billing_complete_only_when_every_assets_window_is_billing_quality_data() -> None:
+    # A and B, 15-minute window, 5-minute readings. A's three are billing-quality (a utility's
+    # meter data); B's first two are, its last comes from its inverter's cloud: not complete.
+    # With B's last one billing-quality too: complete.
+    start = local(EVENT_DAY, 14)
+    the_fleet = fleet(["A", "B"])
+    made = history([flat(1.0), flat(1.0)])
+
+    def readings(b_last_billing: bool) -> list[Reading]:
+        at = [start + timedelta(minutes=5 * k) for k in range(3)]
+        return [
+            *[Reading("A", t, 300, 2.0, billing=True) for t in at],
+            *[Reading("B", t, 300, 2.0, billing=k < 2 or b_last_billing) for k, t in enumerate(at)],
+        ]
+
+    partly = settled(due(start, 15), the_fleet, readings(False), made, program(DER))
+    wholly = settled(due(start, 15), the_fleet, readings(True), made, program(DER))
+    assert (partly.billing_complete, wholly.billing_complete) == (False, True)
+    close(partly.delivered_mw, wholly.delivered_mw, TOL_MW)  # the same numbers either way
