@@ -12,6 +12,7 @@ import asyncpg
 import numpy as np
 
 from nexwatt_settlement.domain import (
+    MEASURED,
     Due,
     Fleet,
     History,
@@ -26,7 +27,6 @@ from nexwatt_shared.contracts import (
     Channel,
     DispatchConfirmed,
     DispatchInstruction,
-    Quality,
     SettlementFiled,
     SettlementFiledV1,
 )
@@ -34,7 +34,6 @@ from nexwatt_shared.series import MAX_INTERVAL, Interval
 
 TABLE = "telemetry"  # one row per asset, channel and interval (`nexwatt_shared.series`)
 CHANNELS = (Channel.BATTERY_KW, Channel.NET_KW)  # what settlement keeps of a reading
-MEASURED = (Quality.ACTUAL.value, Quality.ESTIMATED.value)
 FLOATS = np.dtype("<f8")
 
 _INSERT_VERSIONS = """
@@ -387,7 +386,7 @@ async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel
         row["window_start"],
         row["window_end"],
         channel.value,
-        list(MEASURED),
+        sorted(MEASURED),
         MAX_INTERVAL.total_seconds(),
     )
     await conn.execute(
@@ -543,7 +542,7 @@ async def readings(
         start,
         end,
         start - MAX_INTERVAL,
-        list(MEASURED),
+        sorted(MEASURED),
     )
     parts = [part async for part in chunks]
     found = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, READING)
