@@ -73,6 +73,9 @@ class Story:
             "NEXWATT_SIM_SPEED": str(self.speed),
             "NEXWATT_SIM_ASSET_PREFIX": f"{self.run}-",
             "NEXWATT_SIM_RESOURCE_ID": self.resource,
+            # The story's event is a March morning: self-consuming home batteries would be at
+            # their reserve, so the fleet holds its charge for events.
+            "NEXWATT_SIM_HOME_SELF_CONSUMPTION": "false",
             "NEXWATT_SIM_OFFLINE_FRACTION": "0.1",
             "NEXWATT_SIM_UNDER_RESPONSE_FRACTION": "0.2",
             "NEXWATT_SIM_REFUSAL_FRACTION": "0.1",

@@ -57,6 +57,9 @@ def story_env(day: date) -> dict[str, str]:
 
     return {
         "NEXWATT_SIM_START": at(8, 44),
+        # A morning event: self-consuming home batteries would be at their reserve by now, so
+        # the demo fleet holds its charge for events (a program's "save for events" mode).
+        "NEXWATT_SIM_HOME_SELF_CONSUMPTION": "false",
         "NEXWATT_ISO_ISSUE_AT": at(9, 17),
         "NEXWATT_ISO_WINDOW_START": at(9, 15),
         "NEXWATT_ISO_WINDOW_END": at(10, 15),

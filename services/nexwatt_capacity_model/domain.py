@@ -1,23 +1,33 @@
-"""Pure rules of the capacity model: what a resource's enrolled assets could deliver now."""
+"""Pure rules of the capacity model: what a resource's enrolled assets could deliver now, and
+what they are accredited for per delivery year."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from nexwatt_shared.battery import deliverable_kw
+from nexwatt_capacity_model.accreditation import (
+    PJM_ELCC_CLASS_RATINGS,
+    ElccClass,
+    ElccClassRatings,
+    hybrid_ucap_mw,
+    storage_icap_mw,
+)
 from nexwatt_shared.contracts import (
-    AssetStatus,
     CapacitySnapshot,
     Channel,
+    CohortCapacity,
+    PvMounting,
     Quality,
     TelemetryInterval,
 )
 from nexwatt_shared.event_time import resource_clock
+from nexwatt_shared.power_model import AssetRatings, Coupling, deliverable_kw, discharge_efficiency
 
 KW_PER_MW = 1000.0
 DISCHARGE_H = 1.0  # capacity is what can be held for one hour [h]
@@ -59,129 +69,157 @@ def latest_channels(
 
 
 @dataclass(frozen=True)
-class AssetState:
-    """One asset as the capacity model knows it: its newest record and, per channel, its newest
-    interval's end (None = never reported) and value (None = unknown)."""
+class Assets:
+    """One resource's assets as the capacity model knows them, one array element per asset
+    (any status); the arrays are views of `book.ResourceBook`, not to be changed.
 
-    status: str
-    capacity_kw: float
-    storage_kwh: float
-    has_pv: bool
-    backup_reserve_pct: float
-    updated_at: datetime
-    pv_end: datetime | None
-    pv_kw: float | None
-    soc_end: datetime | None
-    soc_pct: float | None
+    Telemetry is each channel's newest interval: its end [s since the epoch] (NaN = never
+    reported) and value (NaN = unknown: reported missing or questionable)."""
 
-    @property
-    def telemetry_end(self) -> datetime | None:
-        """The newest end over its channels: the time its telemetry has reached."""
-        return max((e for e in (self.pv_end, self.soc_end) if e is not None), default=None)
-
-
-@dataclass(frozen=True)
-class Capacity:
-    assets_enrolled: int
-    assets_reporting: int
-    nameplate_mw: float
-    storage_mwh: float
-    available_mw: float
+    enrolled: NDArray[np.bool_]
+    cohort_code: NDArray[np.intp]  # index into cohorts
+    cohorts: Sequence[str]
+    has_pv: NDArray[np.bool_]  # a battery-only asset has no PV to report
+    ratings: AssetRatings
+    icap_mw: NDArray[np.float64]  # see `accredit`
+    ucap_mw: NDArray[np.float64]  # [delivery year, asset], years as in delivery_years
+    delivery_years: Sequence[str]
+    updated_at_s: NDArray[np.float64]  # the record's event time [s since the epoch]
+    pv_end_s: NDArray[np.float64]
+    pv_kw: NDArray[np.float64]
+    soc_end_s: NDArray[np.float64]
+    soc_pct: NDArray[np.float64]
 
 
-def resource_capacity(
-    capacity_kw: np.ndarray,
-    storage_kwh: np.ndarray,
-    reserve_pct: np.ndarray,
-    pv_end_s: np.ndarray,
-    pv_kw: np.ndarray,
-    soc_end_s: np.ndarray,
-    soc_pct: np.ndarray,
-    freshness_s: float,
-    has_pv: np.ndarray | None = None,
-) -> Capacity:
-    """One resource's capacity from its enrolled assets, one array element per asset.
+def accredit(
+    ratings: AssetRatings,
+    has_pv: ArrayLike,
+    pv_mounting: ArrayLike,
+    delivery_years: Sequence[str],
+    class_ratings: ElccClassRatings = PJM_ELCC_CLASS_RATINGS,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each asset's ICAP [MW] and its UCAP [MW] per delivery year (shape years x assets).
 
-    Args:
-        capacity_kw: inverter AC rating [kW]
-        storage_kwh: usable battery energy [kWh]
-        reserve_pct: backup reserve kept for the household [%]
-        pv_end_s: end of the newest PV interval [s since the epoch]; NaN = never reported
-        pv_kw: PV output over that interval [kW]; NaN = unknown (reported missing)
-        soc_end_s: end of the newest SoC interval [s since the epoch]; NaN = never reported
-        soc_pct: battery state of charge at that end [%]; NaN = unknown
-        has_pv: whether the asset has PV behind its inverter (None: all have); a battery-only
-            asset has no PV to report: its PV is 0, always known
-        freshness_s: a channel is fresh when its newest interval ends at most this long
-            before the resource's clock [s]: the time most of its assets have reached (each
-            asset's newest end over both channels, `nexwatt_shared.event_time.resource_clock`;
-            event time, not the wall clock), so one asset running ahead cannot make the
-            others stale
+    An asset is accredited by part (`accreditation.hybrid_ucap_mw`):
+    - its battery at the power it can give at the site, min(battery continuous kW, inverter AC
+      kW), over the energy an event may draw: usable kWh above the backup reserve, after the
+      discharge loss sqrt(round trip) (the power model's conventions); storage class and the
+      sub-4-hour rule as `accreditation.storage_icap_mw` documents;
+    - its PV (if any) at its nameplate, limited by the inverter it exports through when
+      DC-coupled (the hybrid inverter's AC rating), by its class (fixed or tracking).
+    ICAP is the sum of the parts' ICAP: what the class ratings apply to.
+    """
+    pv = np.asarray(has_pv, bool)
+    dc = ratings.coupling == Coupling.DC
+    pv_kw = np.where(pv, ratings.pv_dc_kw, 0.0)
+    pv_kw = np.where(dc, np.minimum(pv_kw, ratings.inverter_ac_kw), pv_kw)
+    battery_kw = np.minimum(ratings.battery_continuous_kw, ratings.inverter_ac_kw)
+    event_kwh = (
+        ratings.usable_kwh
+        * (1.0 - ratings.backup_reserve_pct / 100.0)
+        * discharge_efficiency(ratings.round_trip_efficiency)
+    )
+    pv_mw, battery_mw, event_mwh = (
+        np.broadcast_to(v, np.shape(pv)) / KW_PER_MW for v in (pv_kw, battery_kw, event_kwh)
+    )
+    solar_class = np.where(
+        np.asarray(pv_mounting, str) == PvMounting.TRACKING,
+        ElccClass.SOLAR_TRACKING.value,
+        ElccClass.SOLAR_FIXED.value,
+    )
+    icap_mw = pv_mw + storage_icap_mw(battery_mw, event_mwh)
+    ucap_mw = np.array(
+        [
+            hybrid_ucap_mw(pv_mw, solar_class, battery_mw, event_mwh, year, class_ratings)
+            for year in delivery_years
+        ]
+    ).reshape(len(delivery_years), *np.shape(pv))
+    return icap_mw, ucap_mw
+
+
+def available_kw(assets: Assets, freshness_s: float) -> tuple[NDArray[np.bool_], NDArray]:
+    """Which assets report, and what each adds now for one hour [kW] (0 unless it reports).
 
     An asset reports when its PV and its SoC are known and fresh (the SoC only if it has a
-    battery: one without has none to report); only then can it add, for one hour,
-        available [kW] = max(0, min(capacity - pv, (soc - reserve) / 100 * storage / 1 h)):
-    the inverter's headroom above what the PV already uses, and the battery energy above the
-    backup reserve. Unknown is never taken as 0: an unknown SoC credits no energy, and an
-    unknown PV leaves the headroom unknown (0 PV would overstate it), so either makes the asset
-    enrolled but not reporting, adding nothing. An asset below its reserve adds 0 and takes
-    nothing from the others.
+    battery, the PV only if it has PV); fresh = its newest interval ends at most
+    `freshness_s` before the resource's clock: the time most of its assets have reached
+    (`nexwatt_shared.event_time.resource_clock`; event time, not the wall clock), so one asset
+    running ahead cannot make the others stale. A reporting asset adds what its battery can
+    hold for an hour at the site (`power_model.deliverable_kw`: battery rating, inverter
+    headroom by coupling, energy above the reserve after losses). Unknown is never taken as 0:
+    an unknown SoC credits no energy and an unknown PV leaves a DC-coupled inverter's headroom
+    unknown, so either makes the asset enrolled but not reporting.
     """
-    clock_s = resource_clock(np.fmax(pv_end_s, soc_end_s))
-    no_pv = np.zeros(pv_kw.shape, bool) if has_pv is None else ~np.asarray(has_pv, bool)
-    pv_kw = np.where(no_pv, 0.0, pv_kw)
+    clock_s = resource_clock(np.fmax(assets.pv_end_s, assets.soc_end_s))
+    no_pv = ~assets.has_pv
+    pv_kw = np.where(no_pv, 0.0, assets.pv_kw)
     with np.errstate(invalid="ignore"):  # NaN (never, unknown) compares False: not fresh
-        fresh_pv = (pv_end_s >= clock_s - freshness_s) & ~np.isnan(pv_kw) | no_pv
-        fresh_soc = (soc_end_s >= clock_s - freshness_s) & ~np.isnan(soc_pct)
-    reporting = fresh_pv & (fresh_soc | (storage_kwh == 0))
-    available_kw = deliverable_kw(
-        capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, DISCHARGE_H
-    )
-    return Capacity(
-        assets_enrolled=int(capacity_kw.size),
-        assets_reporting=int(reporting.sum()),
-        nameplate_mw=float(capacity_kw.sum()) / KW_PER_MW,
-        storage_mwh=float(storage_kwh.sum()) / KW_PER_MW,
-        available_mw=float(np.where(reporting, available_kw, 0.0).sum()) / KW_PER_MW,
-    )
+        fresh_pv = (assets.pv_end_s >= clock_s - freshness_s) & ~np.isnan(pv_kw) | no_pv
+        fresh_soc = (assets.soc_end_s >= clock_s - freshness_s) & ~np.isnan(assets.soc_pct)
+    reporting = fresh_pv & (fresh_soc | (assets.ratings.usable_kwh == 0))
+    soc_pct = np.where(reporting, assets.soc_pct, np.nan)
+    kw = deliverable_kw(assets.ratings, np.where(reporting, pv_kw, 0.0), soc_pct, DISCHARGE_H)
+    return reporting, np.where(reporting, kw, 0.0)
 
 
 def snapshot(
-    resource_id: str, assets: Sequence[AssetState], touched_at: datetime, freshness_s: float
+    resource_id: str, assets: Assets, touched_at: datetime, freshness_s: float
 ) -> CapacitySnapshot:
-    """The resource's snapshot from every asset now in it (any status).
+    """The resource's snapshot from every asset now in it (any status): the enrolled assets'
+    figures per cohort, and the resource's totals as the sums of the cohorts' (each rounded
+    to the watt first, so the parts add up to the totals).
 
     `as_of` is the event time of the newest input: the latest record update or interval end of
     its assets, or `touched_at` (the newest input of this batch) when that is later, e.g. the
     last asset just moved to another resource.
     """
-    enrolled = [a for a in assets if a.status == AssetStatus.ENROLLED]
+    enrolled = assets.enrolled
+    reporting, kw = available_kw(assets, freshness_s)
+    n_cohorts = len(assets.cohorts)
+    # Assets not enrolled go to one more bin, dropped: no mask copies every column.
+    bins = np.where(enrolled, assets.cohort_code, n_cohorts)
 
-    def column(values: Iterable[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+    def per_cohort(weights: ArrayLike | None) -> NDArray[np.float64]:
+        return np.bincount(bins, weights, minlength=n_cohorts + 1)[:n_cohorts]
 
-    capacity = resource_capacity(
-        capacity_kw=column(a.capacity_kw for a in enrolled),
-        storage_kwh=column(a.storage_kwh for a in enrolled),
-        reserve_pct=column(a.backup_reserve_pct for a in enrolled),
-        pv_end_s=column(a.pv_end.timestamp() if a.pv_end else None for a in enrolled),
-        pv_kw=column(a.pv_kw for a in enrolled),
-        soc_end_s=column(a.soc_end.timestamp() if a.soc_end else None for a in enrolled),
-        soc_pct=column(a.soc_pct for a in enrolled),
-        freshness_s=freshness_s,
-        has_pv=np.array([a.has_pv for a in enrolled], dtype=bool),
-    )
-    input_times = [a.updated_at for a in assets]
-    input_times += [a.telemetry_end for a in assets if a.telemetry_end is not None]
+    counts = per_cohort(None).astype(int)
+    counts_reporting = per_cohort(reporting).astype(int)
+    available = _mw(per_cohort(kw) / KW_PER_MW)
+    icap = _mw(per_cohort(assets.icap_mw))
+    ucap = {
+        year: _mw(per_cohort(assets.ucap_mw[i])) for i, year in enumerate(assets.delivery_years)
+    }
+    cohorts = [
+        CohortCapacity(
+            cohort=name,
+            assets_enrolled=int(counts[c]),
+            assets_reporting=int(counts_reporting[c]),
+            available_mw=float(available[c]),
+            icap_mw=float(icap[c]),
+            ucap_mw={year: float(mw[c]) for year, mw in ucap.items()},
+        )
+        for c, name in enumerate(assets.cohorts)
+        if counts[c]
+    ]
+    inputs_s = np.concatenate([assets.updated_at_s, assets.pv_end_s, assets.soc_end_s])
+    newest_s = np.nanmax(inputs_s, initial=touched_at.timestamp())
     return CapacitySnapshot(
         resource_id=resource_id,
-        as_of=max([touched_at, *input_times]),
-        assets_enrolled=capacity.assets_enrolled,
-        assets_reporting=capacity.assets_reporting,
-        nameplate_mw=round(capacity.nameplate_mw, MW_DECIMALS),
-        storage_mwh=round(capacity.storage_mwh, MW_DECIMALS),
-        available_mw=round(capacity.available_mw, MW_DECIMALS),
+        as_of=max(touched_at, datetime.fromtimestamp(newest_s, UTC)),
+        assets_enrolled=int(counts.sum()),
+        assets_reporting=int(counts_reporting.sum()),
+        nameplate_mw=float(_mw(assets.ratings.inverter_ac_kw[enrolled].sum() / KW_PER_MW)),
+        storage_mwh=float(_mw(assets.ratings.usable_kwh[enrolled].sum() / KW_PER_MW)),
+        available_mw=float(_mw(available.sum())),
+        icap_mw=float(_mw(icap.sum())),
+        ucap_mw={year: float(_mw(mw.sum())) for year, mw in ucap.items()},
+        cohorts=cohorts,
     )
+
+
+def _mw(value: ArrayLike) -> NDArray[np.float64]:
+    """Rounded to the watt [MW]: float noise below is not a change."""
+    return np.round(np.asarray(value, float), MW_DECIMALS)
 
 
 def changed(previous: CapacitySnapshot | None, current: CapacitySnapshot) -> bool:

@@ -1,4 +1,5 @@
-"""Handling a mixed batch of `asset.registered` and `telemetry.interval` records."""
+"""Handling a mixed batch of `asset.registered` and `telemetry.interval` records: store them, bring
+the touched resources' books up to date, publish each changed snapshot."""
 
 from __future__ import annotations
 
@@ -8,13 +9,21 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from nexwatt_capacity_model.book import Books
 from nexwatt_capacity_model.domain import (
+    Assets,
     changed,
     latest_channels,
     snapshot,
     snapshot_event_id,
 )
-from nexwatt_capacity_model.store import assets_of, published, record_published, save_inputs
+from nexwatt_capacity_model.store import (
+    changes_since,
+    published,
+    record_published,
+    resource_rows,
+    save_inputs,
+)
 from nexwatt_shared.contracts import (
     AssetRegistered,
     TelemetryInterval,
@@ -32,6 +41,8 @@ SNAPSHOTS_PUBLISHED = Counter(
 
 
 def make_handler(pool: asyncpg.Pool, producer: EventProducer, freshness_s: float) -> BatchHandler:
+    books = Books()
+
     async def handle(batch: list[Delivery]) -> None:
         records = newest_versions(
             d.payload for d in batch if isinstance(d.payload, AssetRegistered)
@@ -48,9 +59,18 @@ def make_handler(pool: asyncpg.Pool, producer: EventProducer, freshness_s: float
             async with advisory_lock(pool, f"capacity:{resource_id}"):
                 await refresh(resource_id, touched[resource_id])
 
+    async def current(resource_id: str) -> Assets:
+        """The resource's assets with every replica's writes so far (under its lock, so the
+        last to publish has read everything the others committed)."""
+        if books.xmin is not None:
+            books.apply(await changes_since(pool, books.xmin))
+        book = books.of.get(resource_id)
+        if book is None:
+            book = books.load(resource_id, await resource_rows(pool, resource_id))
+        return book.view()
+
     async def refresh(resource_id: str, touched_at: datetime) -> None:
-        in_resource = (await assets_of(pool, [resource_id])).get(resource_id, [])
-        snap = snapshot(resource_id, in_resource, touched_at, freshness_s)
+        snap = snapshot(resource_id, await current(resource_id), touched_at, freshness_s)
         if not changed((await published(pool, [resource_id])).get(resource_id), snap):
             return
         # Publish first, then record: a crash in between re-publishes the same event id.

@@ -1,27 +1,56 @@
-"""The capacity model's store in PostgreSQL: assets, the newest value of each channel it needs
-per asset, published snapshots."""
+"""The capacity model's store in PostgreSQL: assets (records, ratings, lifecycle), the newest value
+of each channel it needs per asset, published snapshots; and what changed since a reader's last
+look, for the in-memory books (`book.py`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
+import numpy as np
 
-from nexwatt_capacity_model.domain import AssetState, ChannelValue
-from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, Channel
+from nexwatt_capacity_model.domain import ChannelValue
+from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot
 
-# A replayed or out-of-order older version never overwrites a newer one.
+# A replayed or out-of-order older version never overwrites a newer one; a row from before
+# migration 004 (cohort NULL) takes its record again at the same version. The lifecycle columns
+# follow the status in event time (see migration 004).
 _UPSERT_ASSETS = """
 INSERT INTO assets (asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct,
-                    version, updated_at, has_pv)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                     $6::float8[], $7::int[], $8::timestamptz[], $9::bool[])
+                    version, updated_at, has_pv, asset_type, cohort, battery_continuous_kw,
+                    battery_peak_kw, round_trip_efficiency, coupling, pv_dc_kw, pv_mounting,
+                    enrolled_at, unenrolled_at)
+SELECT r.*,
+       CASE WHEN r.status IN ('enrolled', 'suspended') THEN r.updated_at END,
+       CASE WHEN r.status = 'unenrolled' THEN r.updated_at END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[],
+            $7::int[], $8::timestamptz[], $9::bool[], $10::text[], $11::text[], $12::float8[],
+            $13::float8[], $14::float8[], $15::text[], $16::float8[], $17::text[])
+     AS r(asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct, version,
+          updated_at, has_pv, asset_type, cohort, battery_continuous_kw, battery_peak_kw,
+          round_trip_efficiency, coupling, pv_dc_kw, pv_mounting)
 ON CONFLICT (asset_id) DO UPDATE SET
     resource_id = excluded.resource_id, status = excluded.status, has_pv = excluded.has_pv,
     capacity_kw = excluded.capacity_kw, storage_kwh = excluded.storage_kwh,
     backup_reserve_pct = excluded.backup_reserve_pct, version = excluded.version,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at, asset_type = excluded.asset_type,
+    cohort = excluded.cohort, battery_continuous_kw = excluded.battery_continuous_kw,
+    battery_peak_kw = excluded.battery_peak_kw,
+    round_trip_efficiency = excluded.round_trip_efficiency, coupling = excluded.coupling,
+    pv_dc_kw = excluded.pv_dc_kw, pv_mounting = excluded.pv_mounting,
+    -- A new spell begins when an asset comes (back) into the program.
+    enrolled_at = CASE
+        WHEN excluded.status = 'unenrolled' THEN assets.enrolled_at
+        WHEN assets.enrolled_at IS NULL OR assets.status = 'unenrolled' THEN excluded.updated_at
+        ELSE assets.enrolled_at END,
+    unenrolled_at = CASE
+        WHEN excluded.status <> 'unenrolled' THEN NULL
+        WHEN assets.status = 'unenrolled' THEN assets.unenrolled_at
+        ELSE excluded.updated_at END,
+    txid = pg_current_xact_id()
 WHERE assets.version < excluded.version
+   OR (assets.cohort IS NULL AND assets.version = excluded.version)
 """
 # "Latest" only moves forward in event time, per channel: replays and late intervals leave it
 # alone.
@@ -29,7 +58,8 @@ _UPSERT_CHANNELS = """
 INSERT INTO latest_channels (asset_id, channel, interval_end, value, quality)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[])
 ON CONFLICT (asset_id, channel) DO UPDATE SET
-    interval_end = excluded.interval_end, value = excluded.value, quality = excluded.quality
+    interval_end = excluded.interval_end, value = excluded.value, quality = excluded.quality,
+    txid = pg_current_xact_id()
 WHERE latest_channels.interval_end < excluded.interval_end
 """
 _RESOURCE_OF = "SELECT asset_id, resource_id FROM assets WHERE asset_id = ANY($1::text[])"
@@ -57,6 +87,7 @@ async def save_inputs(
                 touch(row["resource_id"], record_of[row["asset_id"]].updated_at)
             for r in records:
                 touch(r.resource_id, r.updated_at)
+            ratings = [r.power_ratings() for r in records]
             await conn.execute(
                 _UPSERT_ASSETS,
                 [r.asset_id for r in records],
@@ -68,6 +99,14 @@ async def save_inputs(
                 [r.version for r in records],
                 [r.updated_at for r in records],
                 [r.has_pv for r in records],
+                [r.asset_type.value for r in records],
+                [r.cohort for r in records],
+                [float(x.battery_continuous_kw) for x in ratings],
+                [float(x.battery_peak_kw) for x in ratings],
+                [r.round_trip_efficiency for r in records],
+                [r.coupling.value for r in records],
+                [float(x.pv_dc_kw) for x in ratings],
+                [r.pv_mounting.value for r in records],
             )
         if channels:
             await conn.execute(
@@ -86,40 +125,79 @@ async def save_inputs(
     return touched
 
 
-async def assets_of(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, list[AssetState]]:
-    """Every asset now in each resource, whatever its status, with its newest PV and SoC."""
-    rows = await pool.fetch(
-        """
-        SELECT a.resource_id, a.status, a.capacity_kw, a.storage_kwh, a.has_pv,
-               a.backup_reserve_pct,
-               a.updated_at, pv.interval_end AS pv_end, pv.value AS pv_kw,
-               soc.interval_end AS soc_end, soc.value AS soc_pct
-        FROM assets a
-        LEFT JOIN latest_channels pv ON pv.asset_id = a.asset_id AND pv.channel = $2
-        LEFT JOIN latest_channels soc ON soc.asset_id = a.asset_id AND soc.channel = $3
-        WHERE a.resource_id = ANY($1::text[])
-        """,
-        resource_ids,
-        Channel.PV_KW.value,
-        Channel.SOC_PCT.value,
-    )
-    found: dict[str, list[AssetState]] = {}
-    for row in rows:
-        found.setdefault(row["resource_id"], []).append(
-            AssetState(
-                status=row["status"],
-                capacity_kw=row["capacity_kw"],
-                storage_kwh=row["storage_kwh"],
-                has_pv=row["has_pv"],
-                backup_reserve_pct=row["backup_reserve_pct"],
-                updated_at=row["updated_at"],
-                pv_end=row["pv_end"],
-                pv_kw=row["pv_kw"],
-                soc_end=row["soc_end"],
-                soc_pct=row["soc_pct"],
-            )
+# Assets as the books take them, as one row of columns (arrays are decoded far faster than
+# a record per asset): times in seconds since the epoch (NaN: none), values NaN when unknown.
+_ASSET_COLUMNS = """
+SELECT array_agg(a.asset_id) AS asset_id, array_agg(a.resource_id) AS resource_id,
+       array_agg(a.status) AS status, array_agg(a.asset_type) AS asset_type,
+       array_agg(coalesce(a.cohort, '')) AS cohort, array_agg(a.capacity_kw) AS capacity_kw,
+       array_agg(a.storage_kwh) AS storage_kwh,
+       array_agg(a.backup_reserve_pct) AS backup_reserve_pct,
+       array_agg(a.battery_continuous_kw) AS battery_continuous_kw,
+       array_agg(a.battery_peak_kw) AS battery_peak_kw,
+       array_agg(a.round_trip_efficiency) AS round_trip_efficiency,
+       array_agg(a.coupling) AS coupling, array_agg(a.pv_dc_kw) AS pv_dc_kw,
+       array_agg(a.pv_mounting) AS pv_mounting,
+       array_agg(extract(epoch FROM a.updated_at)::float8) AS updated_at_s,
+       array_agg(coalesce(extract(epoch FROM pv.interval_end)::float8, 'NaN')) AS pv_end_s,
+       array_agg(coalesce(pv.value, 'NaN')) AS pv_kw,
+       array_agg(coalesce(extract(epoch FROM soc.interval_end)::float8, 'NaN')) AS soc_end_s,
+       array_agg(coalesce(soc.value, 'NaN')) AS soc_pct
+FROM assets a
+LEFT JOIN latest_channels pv ON pv.asset_id = a.asset_id AND pv.channel = 'pv_kw'
+LEFT JOIN latest_channels soc ON soc.asset_id = a.asset_id AND soc.channel = 'soc_pct'
+"""
+_CHANNEL_COLUMNS = """
+SELECT array_agg(asset_id) AS asset_id, array_agg(channel) AS channel,
+       array_agg(extract(epoch FROM interval_end)::float8) AS end_s,
+       array_agg(coalesce(value, 'NaN')) AS value
+FROM latest_channels WHERE txid >= $1::text::xid8
+"""
+_SNAPSHOT_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+Columns = dict[str, np.ndarray]  # name -> one value per row, all of one length
+
+
+class Changes(NamedTuple):
+    """Rows read in one database snapshot, as columns, and that snapshot's xmin: rows written
+    since are those with txid >= xmin."""
+
+    assets: Columns  # the columns of _ASSET_COLUMNS
+    channels: Columns  # asset_id, channel, end_s, value (NaN: unknown)
+    xmin: str
+
+
+def _columns(row: asyncpg.Record) -> Columns:
+    """Aggregated arrays as numpy columns: numbers as float64, text as str (no rows: empty)."""
+    return {
+        name: np.array(
+            values or [], dtype=float if values and isinstance(values[0], float) else str
         )
-    return found
+        for name, values in row.items()
+    }
+
+
+async def _read(pool: asyncpg.Pool, assets_sql: str, *args: object, channels: bool) -> Changes:
+    # Repeatable read: the rows and the xmin come from one snapshot.
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        xmin = await conn.fetchval(_SNAPSHOT_XMIN)
+        assets = _columns(await conn.fetchrow(assets_sql, *args))
+        changed = _columns(await conn.fetchrow(_CHANNEL_COLUMNS, *args)) if channels else {}
+    return Changes(assets, changed, xmin)
+
+
+async def resource_rows(pool: asyncpg.Pool, resource_id: str) -> Changes:
+    """Every asset now in the resource (any status), with its newest PV and SoC."""
+    return await _read(
+        pool, _ASSET_COLUMNS + " WHERE a.resource_id = $1", resource_id, channels=False
+    )
+
+
+async def changes_since(pool: asyncpg.Pool, xmin: str) -> Changes:
+    """Asset rows (with their newest PV and SoC) and channel values written since a snapshot
+    whose xmin was `xmin`, by any replica; a few may have been read before."""
+    return await _read(
+        pool, _ASSET_COLUMNS + " WHERE a.txid >= $1::text::xid8", xmin, channels=True
+    )
 
 
 async def published(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, CapacitySnapshot]:

@@ -16,6 +16,7 @@ from nexwatt_shared.contracts import (
     Quality,
     TelemetryInterval,
 )
+from nexwatt_shared.power_model import AssetRatings, Coupling
 from nexwatt_shared.redis_client import NewerOnly
 
 ASSET = "dispatch:asset:{}"
@@ -45,7 +46,8 @@ if previous and previous ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'resource_id', ARGV[2], 'status', ARGV[3],
            'capacity_kw', ARGV[4], 'storage_kwh', ARGV[5], 'reserve_pct', ARGV[6],
-           'has_pv', ARGV[9])
+           'has_pv', ARGV[9], 'battery_kw', ARGV[10], 'round_trip_efficiency', ARGV[11],
+           'coupling', ARGV[12])
 if ARGV[3] == 'enrolled' then
   redis.call('SADD', ARGV[7] .. ARGV[2], ARGV[8])
 else
@@ -60,9 +62,7 @@ class Fleet:
     """The members of one resource as arrays, one element per asset."""
 
     asset_ids: list[str]
-    capacity_kw: np.ndarray
-    storage_kwh: np.ndarray
-    reserve_pct: np.ndarray
+    ratings: AssetRatings
     has_pv: np.ndarray  # bool: PV behind the inverter (a battery-only asset reports none)
     pv_kw: np.ndarray  # NaN: unknown (never reported, or reported missing or questionable)
     soc_pct: np.ndarray  # NaN: unknown
@@ -84,10 +84,12 @@ class Availability:
     async def apply_registrations(self, records: list[AssetRegistered]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in records:
+                battery_kw = float(r.power_ratings().battery_continuous_kw)
                 await self._apply_registration(
                     keys=[ASSET.format(r.asset_id)],
                     args=[r.version, r.resource_id, r.status, r.capacity_kw, r.storage_kwh,
-                          r.backup_reserve_pct, RESOURCE_PREFIX, r.asset_id, int(r.has_pv)],
+                          r.backup_reserve_pct, RESOURCE_PREFIX, r.asset_id, int(r.has_pv),
+                          battery_kw, r.round_trip_efficiency, r.coupling.value],
                     client=pipe,
                 )  # fmt: skip
             await pipe.execute()
@@ -119,11 +121,23 @@ class Availability:
         def column(name: str, missing: float) -> np.ndarray:
             return np.array([float(row.get(name) or missing) for row in rows], dtype=float)
 
+        capacity_kw = column("capacity_kw", 0.0)
+        # A record stored before batteries had ratings keeps what was assumed then until its
+        # next version: the inverter's rating, no losses, PV sharing the inverter.
+        battery_kw = column("battery_kw", np.nan)
+        battery_kw = np.where(np.isnan(battery_kw), capacity_kw, battery_kw)
         return Fleet(
             asset_ids=asset_ids,
-            capacity_kw=column("capacity_kw", 0.0),
-            storage_kwh=column("storage_kwh", 0.0),
-            reserve_pct=column("reserve_pct", 100.0),
+            ratings=AssetRatings(
+                battery_continuous_kw=battery_kw,
+                battery_peak_kw=battery_kw,
+                usable_kwh=column("storage_kwh", 0.0),
+                round_trip_efficiency=column("round_trip_efficiency", 1.0),
+                coupling=[row.get("coupling") or Coupling.DC.value for row in rows],
+                pv_dc_kw=capacity_kw,  # not used by dispatch
+                inverter_ac_kw=capacity_kw,
+                backup_reserve_pct=column("reserve_pct", 0.0),
+            ),
             # A record stored before `has_pv` existed: assume PV until its next version.
             has_pv=column("has_pv", 1.0).astype(bool),
             pv_kw=column(Channel.PV_KW, np.nan),

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nexwatt_shared.battery import deliverable_kw
 from nexwatt_shared.contracts import DispatchStatus
 from nexwatt_shared.event_time import resource_clock
+from nexwatt_shared.power_model import AssetRatings, deliverable_kw
 
 FloatArray = NDArray[np.float64]
 SETPOINT_ROUNDING_MW = 0.5e-6  # setpoints are sent rounded to the watt [MW]
@@ -40,11 +40,9 @@ def usable(
 
 
 def dispatchable_kw(
-    capacity_kw: ArrayLike,
+    ratings: AssetRatings,
     pv_kw: ArrayLike,
     soc_pct: ArrayLike,
-    reserve_pct: ArrayLike,
-    storage_kwh: ArrayLike,
     hours: float,
     pv_age_s: ArrayLike,
     soc_age_s: ArrayLike,
@@ -53,16 +51,16 @@ def dispatchable_kw(
     has_pv: ArrayLike | None = None,
 ) -> FloatArray:
     """Battery discharge each asset can hold for the rest of the window [kW]: what it can
-    deliver (`nexwatt_shared.battery.deliverable_kw`: inverter headroom, energy above the
-    reserve over ``hours``), and zero for an asset whose state is not known: its PV or its SoC
-    is unknown or not fresh (`usable`, each channel by its own age). Unknown is never taken as
-    0: an unknown SoC would credit no energy anyway, but an unknown PV taken as 0 would
-    overstate the inverter's headroom.
+    deliver (`nexwatt_shared.power_model.deliverable_kw`: battery rating, inverter headroom by
+    coupling, energy above the reserve over ``hours`` after losses), and zero for an asset
+    whose state is not known: its PV or its SoC is unknown or not fresh (`usable`, each channel
+    by its own age). Unknown is never taken as 0: an unknown SoC would credit no energy anyway,
+    but an unknown PV taken as 0 would overstate a DC-coupled inverter's headroom.
 
     Parameters
     ----------
-    capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh : as in ``deliverable_kw``
-        [kW], [kW], [%], [%], [kWh]; NaN PV or SoC = unknown
+    ratings : the assets' ratings
+    pv_kw, soc_pct : PV output [kW] and state of charge [%]; NaN = unknown
     hours : time from now to the window's end [h], > 0
     pv_age_s, soc_age_s : event time now minus each channel's newest interval end [s]
     max_age_s, max_ahead_s : as in ``usable`` [s]
@@ -70,8 +68,10 @@ def dispatchable_kw(
         has no PV to report: its PV is 0, always known
     """
     pv_kw, pv_ok = pv_state(pv_kw, pv_age_s, max_age_s, max_ahead_s, has_pv)
-    limit = deliverable_kw(capacity_kw, pv_kw, soc_pct, reserve_pct, storage_kwh, hours)
     known = pv_ok & usable(soc_pct, soc_age_s, max_age_s, max_ahead_s)
+    limit = deliverable_kw(
+        ratings, np.where(known, pv_kw, 0.0), np.where(known, soc_pct, np.nan), hours
+    )
     return np.where(known, limit, 0.0)
 
 

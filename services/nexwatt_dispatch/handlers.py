@@ -185,8 +185,8 @@ class Dispatcher:
         max_age_s = self.settings.dispatch_telemetry_max_age_s
         max_ahead_s = self.settings.event_time_max_ahead_s
         limits = dispatchable_kw(
-            fleet.capacity_kw, fleet.pv_kw, fleet.soc_pct, fleet.reserve_pct, fleet.storage_kwh,
-            hours, pv_age_s, soc_age_s, max_age_s, max_ahead_s, fleet.has_pv,
+            fleet.ratings, fleet.pv_kw, fleet.soc_pct, hours, pv_age_s, soc_age_s, max_age_s,
+            max_ahead_s, fleet.has_pv,
         )  # fmt: skip
         setpoints = allocate(
             instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw

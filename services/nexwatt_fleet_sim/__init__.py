@@ -1,8 +1,10 @@
 """fleet simulator: plays the inverter gateways of a fleet of solar + storage assets.
 
 Streams `telemetry.interval` for every asset at its own interval from a simple physical model
-(clear-sky-shaped PV, household load, a battery whose state of charge follows what it does),
-except the SolarEdge sites: their telemetry goes to `telemetry.raw` in SolarEdge's own formats
+(`nexwatt_fleet_sim.physics`: clear-sky-shaped PV with daily weather, household load, a
+battery that charges from PV surplus outside events and, at homes, covers the load
+(self-consumption), within its own ratings and its coupling's limits), except the SolarEdge
+sites: their telemetry goes to `telemetry.raw` in SolarEdge's own formats
 (`nexwatt_fleet_sim.solaredge`: storageData per interval, powerDetails per quarter hour, local
 times in `NEXWATT_SIM_SITE_TIMEZONE`), for telemetry-ingest to normalize. It obeys
 `asset.command` setpoints within physical limits and acknowledges them on `asset.command-ack`.

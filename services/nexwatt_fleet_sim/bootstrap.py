@@ -20,8 +20,9 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
 
     @app.get("/v1/truth")
     async def truth() -> dict[str, object]:
-        """What the fleet really delivered per instruction (batteries idle otherwise, so this
-        is what a settlement should measure), and the simulation's event clock."""
+        """What the fleet's batteries really delivered per instruction over its window, and
+        the simulation's event clock. Outside events home batteries run self-consumption, so
+        a baseline-based settlement measures this less what they would have given anyway."""
         return {
             "clock": sim.clock.isoformat(),
             "delivered_mwh": {k: v / 1000.0 for k, v in sim.delivered_kwh.items()},

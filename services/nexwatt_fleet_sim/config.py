@@ -32,6 +32,12 @@ class Settings(ServiceSettings):
     sim_site_timezone: str = Field(
         "America/New_York", description="IANA zone of the sites' local times (SolarEdge's)"
     )
+    sim_home_self_consumption: bool = Field(
+        True,
+        description="Home batteries cover their household's load outside events (and are near"
+        " their reserve by morning); false: they hold their charge for events, as a program's"
+        " 'save for events' mode does",
+    )
     sim_offline_fraction: float = Field(0.02, description="Assets that never report or ack")
     sim_under_response_fraction: float = Field(
         0.05, description="Assets that acknowledge a setpoint and deliver less"

@@ -3,8 +3,9 @@
 Customer baselines (PJM's High 4 of 5, High 2 of 3) are computed on hourly load from the days
 before an event, and the simulator starts a few hours before its event. So before the live loop
 publishes anything, the simulator backfills `NEXWATT_SIM_HISTORY_DAYS` days of meter-style
-hourly readings on `telemetry.interval`, from the same physics as the live data, for every
-asset that reports: the SolarEdge sites too (only their live data goes to `telemetry.raw`), but
+hourly readings on `telemetry.interval`, from the same physics as the live data (the history
+is the fleet's past: the live loop starts from the state it ends in), for every asset that
+reports: the SolarEdge sites too (only their live data goes to `telemetry.raw`), but
 not the offline ones, which never report.
 """
 
@@ -21,13 +22,7 @@ import structlog
 
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import SimFleet
-from nexwatt_fleet_sim.physics import (
-    LOAD_NOISE,
-    STEP_S,
-    household_load_kw,
-    pv_output_kw,
-    solar_elevation_sin,
-)
+from nexwatt_fleet_sim.physics import LOAD_NOISE, STEP_S
 from nexwatt_shared.contracts import AssetType, TelemetryInterval
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import TELEMETRY_INTERVAL
@@ -52,29 +47,36 @@ def history_hours(start: datetime, days: int) -> list[datetime]:
 
 def hourly_history(fleet: SimFleet, settings: Settings) -> Iterator[TelemetryInterval]:
     """Each asset's hourly readings (`interval_s` = 3600) over the `sim_history_days` before
-    `sim_start` (see `history_hours`), in time order, deterministic for `sim_seed`. Each hour
-    averages the live loop's one-minute physics steps at the sites' position: PV from the sun's
-    elevation (none for a storage-only asset), household load with its noise; batteries sit idle
-    outside events (0 kW) at the asset's current state of charge. net = pv + battery - load
-    (+ = export), as in the live loop. Reads the fleet, never changes it."""
+    `sim_start` (see `history_hours`), in time order, deterministic for `sim_seed`.
+
+    The history is the fleet's past: it runs the live loop's one-minute physics
+    (`SimFleet.step`, without orders: batteries charge from PV surplus, home ones cover the
+    load) from the first hour on, moving the fleet's state with it, and after the last hour on
+    to `sim_start` (those minutes unreported), so the live loop goes on from where the history
+    ended. Each hour averages its steps; `soc_pct` is the state of charge at the hour's end, as
+    a live reading carries it at its interval's close; pv is None for a storage-only asset.
+    net = pv + battery - load (+ = export), as in the live loop."""
     lat, lon = settings.sim_latitude_deg, settings.sim_longitude_deg
     rng = np.random.default_rng([settings.sim_seed, NOISE_STREAM])
     has_pv = np.array([r["type"] != AssetType.STORAGE for r in fleet.registrations])
-    soc_pct = 100.0 * fleet.soc_kwh / fleet.storage_kwh
-    steps = HOUR_S // STEP_S
     n = len(fleet.asset_ids)
-    for hour in history_hours(settings.sim_start, settings.sim_history_days):
-        pv, load = np.zeros(n), np.zeros(n)
-        noise = rng.normal(0.0, LOAD_NOISE, (steps, n))
-        for k in range(steps):
-            mid = hour + timedelta(seconds=(k + 0.5) * STEP_S)
-            pv += pv_output_kw(fleet.pv_peak_kw, solar_elevation_sin(mid, lat, lon))
-            local_hour = (mid.timestamp() / 3600.0 + lon / 15.0) % 24
-            load += household_load_kw(fleet.base_load_kw, local_hour, noise[k])
-        pv = np.where(has_pv, pv / steps, 0.0)
-        load /= steps
-        battery = 0.0
+    no_order = np.full(n, np.nan)
+    dt_h = STEP_S / 3600.0
+
+    def steps(start: datetime, count: int) -> np.ndarray:
+        """Run `count` steps from `start`; returns the sums of (pv, load, battery) [kW x steps]."""
+        sums = np.zeros((3, n))
+        noise = rng.normal(0.0, LOAD_NOISE, (count, n))
+        for k in range(count):
+            mid = start + timedelta(seconds=(k + 0.5) * STEP_S)
+            sums += fleet.step(mid, dt_h, lat, lon, noise[k], no_order)
+        return sums
+
+    hours = history_hours(settings.sim_start, settings.sim_history_days)
+    for hour in hours:
+        pv, load, battery = steps(hour, HOUR_S // STEP_S) / (HOUR_S // STEP_S)
         net = pv + battery - load
+        soc_pct = fleet.soc_pct()
         for i, asset_id in enumerate(fleet.asset_ids):
             if fleet.offline[i]:
                 continue
@@ -84,10 +86,13 @@ def hourly_history(fleet: SimFleet, settings: Settings) -> Iterator[TelemetryInt
                 interval_s=HOUR_S,
                 pv_kw=round(float(pv[i]), 4) if has_pv[i] else None,
                 load_kw=round(float(load[i]), 4),
-                battery_kw=battery,
+                battery_kw=round(float(battery[i]), 4),
                 net_kw=round(float(net[i]), 4),
                 soc_pct=round(float(soc_pct[i]), 2),
             )
+    if hours:
+        rest_s = (settings.sim_start - hours[-1]).total_seconds() - HOUR_S
+        steps(hours[-1] + timedelta(hours=1), int(rest_s) // STEP_S)
 
 
 async def publish_history(

@@ -17,14 +17,7 @@ from nexwatt_fleet_sim import solaredge
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import SimFleet
 from nexwatt_fleet_sim.history import backfill
-from nexwatt_fleet_sim.physics import (
-    LOAD_NOISE,
-    STEP_S,
-    battery_step,
-    household_load_kw,
-    pv_output_kw,
-    solar_elevation_sin,
-)
+from nexwatt_fleet_sim.physics import LOAD_NOISE, STEP_S, discharge_limit_kw
 from nexwatt_shared.codec import encode, raw_envelope
 from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, TelemetryInterval
 from nexwatt_shared.kafka.consumer import Delivery
@@ -72,11 +65,12 @@ class Simulator:
         self.index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
         n = len(fleet.asset_ids)
         self.orders: dict[int, Order] = {}
-        self.pv_now = np.zeros(n)
+        self.pv_now = np.zeros(n)  # PV through the inverter at the last step [kW]
         self._sums = np.zeros((4, n))  # pv, load, battery, net [kW * steps]
         self._steps = np.zeros(n)
         self._noise = np.random.default_rng(settings.sim_seed + 1)
-        self.delivered_kwh: dict[str, float] = {}  # by instruction: the truth settlement measures
+        # By instruction: the battery energy its orders delivered over their windows [kWh AC].
+        self.delivered_kwh: dict[str, float] = {}
         # SolarEdge sites: lifetime battery counters [Wh], the quarter hour's sums for
         # powerDetails (pv, load, export, import [kW * steps]) and each battery's last sample,
         # the first sample of its next storageData.
@@ -85,14 +79,13 @@ class Simulator:
         self._discharged_wh = np.zeros(n)
         self._quarter = np.zeros((4, n))
         self._quarter_steps = 0
-        self._last_sample = {
-            int(i): self._battery_sample(int(i), 0.0) for i in np.flatnonzero(fleet.solaredge)
-        }
+        self._last_sample = self._first_samples()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish the fleet's telemetry history, then advance the event clock one step at a
         time, paced at `sim_speed` x real time."""
         await backfill(self.producer, self.fleet, self.settings, stop)
+        self._last_sample = self._first_samples()  # the history moved the batteries on
         wall0, sim0 = time.monotonic(), self.clock
         log.info("fleet simulation started", assets=len(self.index), start=str(sim0))
         while not stop.is_set():
@@ -117,24 +110,21 @@ class Simulator:
         when a quarter hour closes its powerDetails."""
         f, dt_h = self.fleet, STEP_S / 3600.0
         mid = self.clock + timedelta(seconds=STEP_S / 2)
-        sin_el = solar_elevation_sin(mid, self.settings.sim_latitude_deg,
-                                     self.settings.sim_longitude_deg)  # fmt: skip
-        pv = pv_output_kw(f.pv_peak_kw, sin_el)
-        local_hour = (mid.timestamp() / 3600.0 + self.settings.sim_longitude_deg / 15.0) % 24
-        load = household_load_kw(
-            f.base_load_kw, local_hour, self._noise.normal(0, LOAD_NOISE, pv.size)
-        )
-        target = np.zeros(pv.size)
+        target = np.full(len(f.asset_ids), np.nan)  # NaN: no order
         for i, order in self.orders.items():
             if order.start <= mid < order.end:
                 target[i] = order.target_kw
-        battery, f.soc_kwh = battery_step(target, f.capacity_kw, pv, f.soc_kwh, f.reserve_kwh, dt_h)
+        pv, load, battery = f.step(
+            mid, dt_h, self.settings.sim_latitude_deg, self.settings.sim_longitude_deg,
+            self._noise.normal(0, LOAD_NOISE, target.size), target,
+        )  # fmt: skip
         for i, order in self.orders.items():
-            if battery[i] > 0:
+            if order.start <= mid < order.end:
                 self.delivered_kwh[order.instruction_id] = (
                     self.delivered_kwh.get(order.instruction_id, 0.0) + battery[i] * dt_h
                 )
-        self.pv_now = pv
+        # DC-coupled, the PV beyond the inverter's rating only charged the battery.
+        self.pv_now = np.minimum(pv, f.ratings.pv_inverter_kw)
         net = pv + battery - load
         self._sums += np.vstack([pv, load, battery, net])
         self._steps += 1
@@ -177,6 +167,12 @@ class Simulator:
             net_kw=round(float(net), 4),
             soc_pct=round(float(100.0 * f.soc_kwh[i] / f.storage_kwh[i]), 2),
         )
+
+    def _first_samples(self) -> dict[int, solaredge.BatterySample]:
+        """Each SolarEdge battery's sample now, the start of its first storageData."""
+        return {
+            int(i): self._battery_sample(int(i), 0.0) for i in np.flatnonzero(self.fleet.solaredge)
+        }
 
     def _battery_sample(self, i: int, battery_kw: float) -> solaredge.BatterySample:
         f = self.fleet
@@ -237,14 +233,18 @@ class Simulator:
             if self.fleet.refuses[i]:
                 feasible, reason = 0.0, "the owner opted out of this event"
             else:
-                headroom = max(float(self.fleet.capacity_kw[i] - self.pv_now[i]), 0.0)
-                feasible, reason = min(command.setpoint_kw, headroom), None
-                self.orders[i] = Order(
-                    command.instruction_id,
-                    command.window_start,
-                    command.window_end,
-                    feasible * float(self.fleet.response_factor[i]),
-                )
+                limit_kw = float(discharge_limit_kw(self.fleet.ratings, self.pv_now)[i])
+                feasible, reason = min(command.setpoint_kw, limit_kw), None
+                # The newest command replaces the asset's order; one it cannot carry leaves
+                # none (a zero-power order would only stop its self-consumption).
+                self.orders.pop(i, None)
+                if feasible > 0:
+                    self.orders[i] = Order(
+                        command.instruction_id,
+                        command.window_start,
+                        command.window_end,
+                        feasible * float(self.fleet.response_factor[i]),
+                    )
             acks.append(
                 AssetCommandAck(
                     command_id=command.command_id,

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from nexwatt_onboarding.models import RegistrationRequest, ResourceSummary, Violation
 from nexwatt_onboarding.rules import DeliveryYearRules
-from nexwatt_shared.contracts import AssetRegistered, AssetStatus, AssetType
+from nexwatt_shared.contracts import AssetRegistered, AssetStatus, AssetType, BatteryRatings
 
 # Rules whose failure means Nexwatt could not collect the asset's telemetry as the ISO needs it.
 TELEMETRY_RULES = frozenset({"telemetry_interval", "inverter_vendor"})
@@ -145,6 +145,7 @@ def enrolment(
         subscriber_id=req.subscriber_id,
         cohort=req.cohort or default_cohort(req.capacity_kw),
         telemetry_interval_s=req.telemetry_interval * 60,
+        **req.model_dump(include=set(BatteryRatings.model_fields)),
         version=current.version + 1 if current else 1,
         updated_at=now,
     )

@@ -11,19 +11,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nexwatt_shared.contracts import AssetId, AssetType, ResourceId
+from nexwatt_shared.contracts import AssetId, AssetType, BatteryRatings, ResourceId
 
 
-class RegistrationRequest(BaseModel):
+class RegistrationRequest(BatteryRatings):
     """One asset to enrol. Registering is a full replacement of the asset's record: a field left
-    out takes its default again."""
+    out takes its default again. Impossible battery ratings (power above 10 x the energy, a
+    round trip above 1, a reserve of 100 %) are refused with the field named."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     asset_id: AssetId
     type: AssetType
     inverter: str = Field(min_length=1, max_length=128, examples=["SolarEdge SE7600"])
-    capacity_kw: float = Field(ge=0, allow_inf_nan=False, description="Inverter AC rating [kW]")
+    capacity_kw: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="AC rating of the inverter the battery discharges through [kW]",
+    )
     storage_kwh: float = Field(
         0.0, ge=0, allow_inf_nan=False, description="Usable battery energy [kWh]"
     )
@@ -38,7 +43,7 @@ class RegistrationRequest(BaseModel):
         description="Default: residential below 100 kW of capacity, commercial from 100 kW",
     )
     backup_reserve_pct: float = Field(
-        20.0, ge=0, le=100, description="State of charge kept for the household [%]"
+        20.0, ge=0, lt=100, description="State of charge kept for the household [%]"
     )
     resource_id: ResourceId | None = Field(
         None,
@@ -46,6 +51,10 @@ class RegistrationRequest(BaseModel):
         "Allowed: a resource the rules list for the zone, or one they don't list at all that "
         "starts with NXW-<ISO>- and is not already used in another zone.",
     )
+
+    @property
+    def has_pv(self) -> bool:
+        return self.type is not AssetType.STORAGE
 
 
 class Violation(BaseModel):

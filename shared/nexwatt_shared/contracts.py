@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +32,8 @@ from pydantic import (
     RootModel,
     model_validator,
 )
+
+from nexwatt_shared.power_model import MAX_C_RATE, AssetRatings, Coupling
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -130,7 +132,92 @@ class AssetType(StrEnum):
     SOLAR_STORAGE = "solar_storage"
 
 
-class AssetRegistered(Contract):
+class PvMounting(StrEnum):
+    """How a PV array is mounted: its ELCC class (fixed or tracking solar)."""
+
+    FIXED = "fixed"
+    TRACKING = "tracking"
+
+
+class BatteryRatings(BaseModel):
+    """Ratings beyond the inverter and the energy, shared by the registration request and the
+    asset record; `nexwatt_shared.power_model` says what each means. Each may be left out: an
+    asset registered before they existed (or without them) gets the defaults `power_ratings`
+    documents, which reproduce what the platform assumed before."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    battery_continuous_kw: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_ASSET_KW,
+        description="Power the battery holds indefinitely [kW]; default: the inverter's rating,"
+        f" at most {MAX_C_RATE:g} x storage_kwh",
+    )
+    battery_peak_kw: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_ASSET_KW,
+        description="Short-burst power (seconds) [kW], >= continuous; stored, not credited;"
+        " default: the continuous rating",
+    )
+    round_trip_efficiency: float = Field(
+        0.9, gt=0, le=1, description="Battery AC-in to AC-out efficiency [-], in (0, 1]"
+    )
+    coupling: Coupling = Field(
+        Coupling.DC,
+        description="dc: battery and PV share one hybrid inverter (capacity_kw is its rating);"
+        " ac: the battery has its own inverter (capacity_kw is the battery inverter's rating)",
+    )
+    pv_dc_kw: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_ASSET_KW,
+        description="PV array nameplate [kW DC]; default: the inverter's rating (0 without PV)",
+    )
+    pv_mounting: PvMounting = Field(PvMounting.FIXED, description="PV mounting: fixed, tracking")
+
+    @model_validator(mode="after")
+    def _possible(self) -> BatteryRatings:
+        self.power_ratings()  # ValueError naming the field of an impossible rating
+        return self
+
+    if TYPE_CHECKING:  # fields of the models that carry these ratings, with their bounds
+        capacity_kw: float
+        storage_kwh: float
+        backup_reserve_pct: float
+
+    @property
+    def has_pv(self) -> bool:
+        raise NotImplementedError(type(self).__name__)
+
+    def power_ratings(self) -> AssetRatings:
+        """The ratings the power model uses, with the defaults filled in.
+
+        Defaults: continuous power = the inverter's rating `capacity_kw` (what the platform
+        assumed before batteries had ratings), kept within MAX_C_RATE x `storage_kwh` (0
+        without a battery); peak = continuous; PV nameplate = `capacity_kw` for an asset with
+        PV, 0 for storage alone.
+        """
+        continuous = self.battery_continuous_kw
+        if continuous is None:
+            continuous = min(self.capacity_kw, MAX_C_RATE * self.storage_kwh)
+        pv_dc_kw = self.pv_dc_kw
+        if pv_dc_kw is None:
+            pv_dc_kw = self.capacity_kw if self.has_pv else 0.0
+        return AssetRatings(
+            battery_continuous_kw=continuous,
+            battery_peak_kw=continuous if self.battery_peak_kw is None else self.battery_peak_kw,
+            usable_kwh=self.storage_kwh,
+            round_trip_efficiency=self.round_trip_efficiency,
+            coupling=self.coupling,
+            pv_dc_kw=pv_dc_kw,
+            inverter_ac_kw=self.capacity_kw,
+            backup_reserve_pct=self.backup_reserve_pct,
+        )
+
+
+class AssetRegistered(Contract, BatteryRatings):
     """An asset's latest record. Keyed by asset id on a compacted topic: the newest wins."""
 
     asset_id: AssetId
@@ -138,12 +225,16 @@ class AssetRegistered(Contract):
     asset_type: AssetType
     inverter: Text = Field(description="Inverter make and model, e.g. 'SolarEdge SE7600'")
     vendor: Name = Field(description="Inverter cloud the gateway speaks: solaredge, sma, ...")
-    capacity_kw: float = Field(gt=0, le=MAX_ASSET_KW, description="Inverter AC rating [kW]")
+    capacity_kw: float = Field(
+        gt=0,
+        le=MAX_ASSET_KW,
+        description="AC rating of the inverter the battery discharges through [kW]",
+    )
     storage_kwh: float = Field(
         0.0, ge=0, le=MAX_ASSET_KWH, description="Usable battery energy [kWh]"
     )
     backup_reserve_pct: float = Field(
-        20.0, ge=0, le=100, description="State of charge kept for the household [%]"
+        20.0, ge=0, lt=100, description="State of charge kept for the household [%]"
     )
     meter_id: Name
     iso: Name = Field(description="ISO/RTO, e.g. PJM")
@@ -401,8 +492,31 @@ class AssetCommandAck(Contract):
 # --- capacity.snapshot ----------------------------------------------------------------------
 
 
+DeliveryYear = Annotated[
+    str, Field(pattern=r"^[0-9]{4}/[0-9]{2}$", description="June 1 to May 31, e.g. 2026/27")
+]
+# A sum over a resource's assets: bounded by what each asset may be, not by MAX_RESOURCE_MW.
+SumMw = Annotated[float, Field(ge=0)]
+MwByDeliveryYear = Annotated[
+    dict[DeliveryYear, SumMw], Field(max_length=20, description="[MW] per delivery year")
+]
+
+
+class CohortCapacity(Contract):
+    """One subscriber cohort's part of a resource's capacity (its enrolled assets)."""
+
+    cohort: Name
+    assets_enrolled: Count
+    assets_reporting: Count
+    available_mw: SumMw = Field(description="Dischargeable now for one hour [MW]")
+    icap_mw: SumMw = Field(description="Installed capacity the ELCC ratings apply to [MW]")
+    ucap_mw: MwByDeliveryYear = Field(description="Accredited capacity per delivery year [MW]")
+
+
 class CapacitySnapshot(Contract):
-    """A resource's capacity as the capacity model sees it now. Compacted by resource id."""
+    """A resource's capacity as the capacity model sees it now. Compacted by resource id.
+
+    The resource's totals are the sums of its cohorts' parts (each rounded to the watt)."""
 
     resource_id: ResourceId
     as_of: UtcDatetime = Field(description="Event time of the newest input")
@@ -411,10 +525,122 @@ class CapacitySnapshot(Contract):
     nameplate_mw: float = Field(ge=0, description="Sum of inverter ratings [MW]")
     storage_mwh: float = Field(ge=0, description="Sum of usable battery energy [MWh]")
     available_mw: float = Field(ge=0, description="Dischargeable now for one hour [MW]")
+    icap_mw: SumMw = Field(
+        0.0, description="Installed capacity the ELCC class ratings apply to [MW]"
+    )
+    ucap_mw: MwByDeliveryYear = Field(
+        default_factory=dict,
+        description="Accredited capacity (UCAP = ICAP x ELCC class rating) per delivery year [MW]",
+    )
+    cohorts: list[CohortCapacity] = Field(default_factory=list, max_length=10_000)
 
     @property
     def event_time(self) -> datetime:
         return self.as_of
+
+
+# --- capacity.offer / capacity.clearing -----------------------------------------------------
+
+MAX_PRICE_USD_PER_MW_DAY = 10_000.0  # [$/MW-day] beyond any capacity price (caps are ~$330-500)
+MAX_USD = 1e12  # [$] beyond any resource's year of capacity money (10 GW x $10,000 x 366 d)
+OfferId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+PricePerMwDay = Annotated[float, Field(ge=0, le=MAX_PRICE_USD_PER_MW_DAY)]
+Usd = Annotated[float, Field(ge=0, le=MAX_USD)]
+
+
+class OfferState(StrEnum):
+    """Where an auction offer is: sized -> approved -> submitted -> cleared or not_cleared."""
+
+    SIZED = "sized"  # recommended by commitment sizing, waiting for an operator
+    APPROVED = "approved"  # an operator approved it
+    SUBMITTED = "submitted"  # sent to the ISO's auction
+    CLEARED = "cleared"  # the auction took some or all of it
+    NOT_CLEARED = "not_cleared"  # the auction took none of it
+
+
+class OfferSizing(Contract):
+    """The commitment sizing an offer came from: expectations over deliverable UCAP."""
+
+    recommended_ucap_mw: ResourceMw = Field(description="The sizing's recommendation [MW]")
+    quantile: float = Field(
+        ge=0, le=1, description="The recommendation is this quantile of deliverable UCAP [-]"
+    )
+    expected_revenue_usd: Usd = Field(description="Of the offered UCAP over the year, if cleared")
+    expected_penalty_usd: Usd = Field(
+        description="Expected deficiency + non-performance charges of the offered UCAP"
+    )
+    expected_shortfall_mw: ResourceMw = Field(description="E[max(offered - deliverable, 0)] [MW]")
+    resource_ucap_mw: ResourceMw = Field(description="The resource's UCAP for the year at sizing")
+    samples: Count = Field(description="Deliverable-UCAP samples the expectations are over")
+    terms_source: Text = Field(description="Where the price and charge rates came from")
+
+
+_IN_AUCTION = frozenset({OfferState.APPROVED, OfferState.SUBMITTED, OfferState.CLEARED})
+
+
+class CapacityOffer(Contract):
+    """An auction offer's current state, compacted by offer id: each state change is a new
+    version (the highest is the current one)."""
+
+    offer_id: OfferId
+    resource_id: ResourceId
+    delivery_year: DeliveryYear
+    state: OfferState
+    offered_ucap_mw: float = Field(gt=0, le=MAX_RESOURCE_MW, description="[MW] UCAP")
+    price_usd_per_mw_day: PricePerMwDay = Field(description="Offer price [$/MW-day]")
+    sizing: OfferSizing
+    approved_by: Name | None = Field(None, description="The operator who approved it")
+    cleared_mw: ResourceMw | None = Field(None, description="UCAP the auction took [MW]")
+    clearing_price_usd_per_mw_day: PricePerMwDay | None = Field(
+        None, description="The auction's clearing price [$/MW-day], once cleared"
+    )
+    version: int = Field(ge=1, le=MAX_INT, description="1 when sized, +1 per state change")
+    updated_at: UtcDatetime = Field(description="When it entered its state")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CapacityOffer:
+        approved = self.state is not OfferState.SIZED
+        if approved != (self.approved_by is not None):
+            raise ValueError("approved_by is set exactly when the offer is past sized")
+        cleared = self.state is OfferState.CLEARED
+        if cleared != (self.cleared_mw is not None and self.cleared_mw > 0):
+            raise ValueError("cleared_mw > 0 is set exactly when the offer is cleared")
+        if cleared and self.clearing_price_usd_per_mw_day is None:
+            raise ValueError("a cleared offer has a clearing price")
+        if self.cleared_mw is not None and self.cleared_mw > self.offered_ucap_mw:
+            raise ValueError("cleared_mw cannot exceed offered_ucap_mw")
+        return self
+
+    @property
+    def in_auction(self) -> bool:
+        """Approved, submitted or cleared: the resource's one offer for the year."""
+        return self.state in _IN_AUCTION
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+
+class OfferClearing(Contract):
+    """The auction's result for one offer, from the ISO adapter. Compacted by offer id."""
+
+    offer_id: OfferId
+    resource_id: ResourceId
+    delivery_year: DeliveryYear
+    cleared: bool
+    cleared_mw: ResourceMw = Field(description="UCAP the auction took [MW]; 0 when not cleared")
+    clearing_price_usd_per_mw_day: PricePerMwDay = Field(description="[$/MW-day]")
+    cleared_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OfferClearing:
+        if self.cleared != (self.cleared_mw > 0):
+            raise ValueError("cleared is true exactly when cleared_mw > 0")
+        return self
+
+    @property
+    def event_time(self) -> datetime:
+        return self.cleared_at
 
 
 # --- settlement.filed -----------------------------------------------------------------------

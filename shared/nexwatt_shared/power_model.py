@@ -1,7 +1,6 @@
-"""What a solar + storage asset's battery can add at the site, from its ratings and topology.
-
-A pure library, meant to replace `nexwatt_shared.battery.deliverable_kw`, which capped every
-battery at the inverter's AC rating and always subtracted PV.
+"""What a solar + storage asset's battery can add at the site, from its ratings and topology:
+the one rule the capacity model and dispatch share (the fleet simulator has physics of its own,
+so the tests do not agree with this rule by construction).
 
 Conventions:
 

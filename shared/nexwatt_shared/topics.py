@@ -156,6 +156,30 @@ CAPACITY_SNAPSHOT = Topic(
     producers=("capacity-model",),
     consumers=("analysts",),
 )
+CAPACITY_OFFER = Topic(
+    "capacity.offer",
+    c.CapacityOffer,
+    "Each capacity auction offer's current state (sized, approved, submitted, cleared,"
+    " not_cleared), compacted by offer id; the highest version is the current one.",
+    key="offer_id",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    producers=("capacity-model",),
+    consumers=("ISO adapter", "iso-sim", "analysts"),
+    # Every state stays readable for an hour before compaction keeps only the newest.
+    extra_config={"min.compaction.lag.ms": str(3600 * 1000)},
+)
+CAPACITY_CLEARING = Topic(
+    "capacity.clearing",
+    c.OfferClearing,
+    "The auction's result for each submitted offer (cleared MW and price, or not cleared),"
+    " compacted by offer id.",
+    key="offer_id",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    producers=("ISO adapter", "iso-sim"),
+    consumers=("capacity-model",),
+)
 DEAD_LETTER = Topic(
     "dead.letter",
     c.DeadLetter,
@@ -176,6 +200,8 @@ ALL: tuple[Topic, ...] = (
     ASSET_COMMAND,
     ASSET_COMMAND_ACK,
     CAPACITY_SNAPSHOT,
+    CAPACITY_OFFER,
+    CAPACITY_CLEARING,
     DEAD_LETTER,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

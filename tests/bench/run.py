@@ -46,6 +46,7 @@ from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.postgres import open_pool
+from nexwatt_shared.power_model import AssetRatings
 from nexwatt_shared.topics import (
     DISPATCH_CONFIRMED,
     DISPATCH_INSTRUCTION,
@@ -73,7 +74,12 @@ POSTGRES = os.environ.get("NEXWATT_POSTGRES_URL", "postgresql://nexwatt:nexwatt@
 def bench_allocation(n: int = 100_000, repeats: int = 21) -> dict[str, float]:
     rng = np.random.default_rng(1)
     capacity = rng.uniform(5, 2000, n)
-    args = (capacity, capacity * 0.4, rng.uniform(30, 95, n), np.full(n, 20.0), capacity * 1.3)
+    ratings = AssetRatings(
+        battery_continuous_kw=capacity, battery_peak_kw=capacity, usable_kwh=capacity * 1.3,
+        round_trip_efficiency=0.9, coupling="dc", pv_dc_kw=capacity, inverter_ac_kw=capacity,
+        backup_reserve_pct=20.0,
+    )  # fmt: skip
+    args = (ratings, capacity * 0.4, rng.uniform(30, 95, n))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

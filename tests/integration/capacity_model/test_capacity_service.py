@@ -58,6 +58,9 @@ def asset(ctx: dict, name: str, version: int, **changes: object) -> AssetRegiste
         "capacity_kw": 7.6,
         "storage_kwh": 13.5,
         "backup_reserve_pct": 20.0,
+        # Lossless, other ratings left out (battery power = the inverter's, PV = the inverter's,
+        # DC-coupled): the figures are inverter headroom and energy above the reserve.
+        "round_trip_efficiency": 1.0,
         "meter_id": f"M-{name}",
         "iso": "PJM",
         "iso_zone": "PJM-PEPCO",
@@ -91,6 +94,55 @@ async def snapshots(ctx: dict) -> list[CloudEvent]:
     ]
 
 
+def snapshot_of(
+    *, enrolled: int, ucap_mw: tuple[float, float, float], **figures: object
+) -> dict[str, object]:
+    """What a snapshot of one cohort ("east") whose assets all report should say."""
+    ucap = dict(zip(("2025/26", "2026/27", "2027/28"), ucap_mw, strict=True))
+    return {
+        **figures,
+        "assets_enrolled": enrolled,
+        "assets_reporting": enrolled,
+        "ucap_mw": ucap,
+        "cohorts": [
+            {
+                "cohort": "east",
+                "assets_enrolled": enrolled,
+                "assets_reporting": enrolled,
+                "available_mw": figures["available_mw"],
+                "icap_mw": figures["icap_mw"],
+                "ucap_mw": ucap,
+            }
+        ],
+    }
+
+
+def assert_snapshot(got: CapacitySnapshot, resource_id: str, expected: dict[str, object]) -> None:
+    """Equal to the hand-worked figures within 1e-6 MW (snapshots are rounded to the watt,
+    and a half watt may round either way)."""
+
+    def flat(value: object, path: str = "") -> dict[str, object]:
+        if isinstance(value, dict):
+            return {
+                k: v for key, item in value.items() for k, v in flat(item, f"{path}/{key}").items()
+            }
+        if isinstance(value, list):
+            return {
+                k: v for i, item in enumerate(value) for k, v in flat(item, f"{path}/{i}").items()
+            }
+        return {path: value}
+
+    assert got.resource_id == resource_id
+    found = flat(got.model_dump(exclude={"resource_id"}))
+    want = flat(expected)
+    assert set(found) == set(want)
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert found[key] == pytest.approx(value, abs=1e-6), key
+        else:
+            assert found[key] == value, key
+
+
 async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_change(
     ctx: dict,
 ) -> None:
@@ -118,32 +170,31 @@ async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_
             telemetry(ctx, "B", -10, pv_kw=0.5, soc_pct=50.0),
         ],
     )
-    expected = CapacitySnapshot(
-        resource_id=ctx["resource"],
-        as_of=at(0),
-        assets_enrolled=2,
-        assets_reporting=2,
-        nameplate_mw=0.0126,
-        storage_mwh=0.0235,
-        available_mw=0.0076,
-    )
+    #
+    # Accreditation, by part (PV at the inverter's rating, fixed; the battery at
+    # min(power, energy above the reserve / 4 h), 4-hour class):
+    #   A PV 7.6 kW; battery min(7.6, 13.5 * 0.8 / 4 = 2.7) = 2.7 kW; ICAP 10.3 kW
+    #     2025/26 7.6 * 0.10 + 2.7 * 0.55 = 2.245; 2026/27 0.608 + 1.35 = 1.958;
+    #     2027/28 0.532 + 1.566 = 2.098 kW
+    #   B PV 5.0 kW; battery min(5.0, 10 * 0.7 / 4 = 1.75) = 1.75 kW; ICAP 6.75 kW
+    #     2025/26 0.5 + 0.9625 = 1.4625; 2026/27 0.4 + 0.875 = 1.275; 2027/28 0.35 + 1.015
+    #     = 1.365 kW
+    # -> ICAP 17.05 kW; UCAP 3.7075, 3.233, 3.463 kW, all in cohort "east".
+    expected = snapshot_of(
+        as_of=at(0), enrolled=2, nameplate_mw=0.0126, storage_mwh=0.0235, available_mw=0.0076,
+        icap_mw=0.01705, ucap_mw=(0.0037075, 0.003233, 0.003463),
+    )  # fmt: skip
     # B suspended by version 2 (updated 10:01); its replayed version 1 changes nothing.
-    # -> 1 enrolled, 1 reporting, 7.6 kW, 13.5 kWh, 5.6 kW, as of 10:01
-    suspended = expected.model_copy(
-        update={
-            "as_of": at(1),
-            "assets_enrolled": 1,
-            "assets_reporting": 1,
-            "nameplate_mw": 0.0076,
-            "storage_mwh": 0.0135,
-            "available_mw": 0.0056,
-        }
-    )
+    # -> 1 enrolled, 1 reporting, 7.6 kW, 13.5 kWh, 5.6 kW, as of 10:01; A's accreditation
+    suspended = snapshot_of(
+        as_of=at(1), enrolled=1, nameplate_mw=0.0076, storage_mwh=0.0135, available_mw=0.0056,
+        icap_mw=0.0103, ucap_mw=(0.002245, 0.001958, 0.002098),
+    )  # fmt: skip
     seen: list[str] = []
     async with service_running(ctx, seen):
         await handled(seen, 6)
         published = await snapshots(ctx)
-        assert published[-1].data == expected
+        assert_snapshot(published[-1].data, ctx["resource"], expected)
         assert published[-1].id.startswith(f"capacity:{ctx['resource']}:")
 
         await producer.publish(
@@ -152,7 +203,7 @@ async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_
         await producer.publish(ASSET_REGISTERED, asset(ctx, "B", 1, capacity_kw=5.0))
         await handled(seen, 8)
         published = await snapshots(ctx)
-        assert published[-1].data == suspended
+        assert_snapshot(published[-1].data, ctx["resource"], suspended)
 
         # The same telemetry again, and a newer interval with the same figures: no new snapshot.
         await producer.publish(TELEMETRY_INTERVAL, telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0))
@@ -166,7 +217,7 @@ async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_
         found = await client.get(f"/v1/resources/{ctx['resource']}/capacity")
         missing = await client.get("/v1/resources/NXW-PJM-NONE/capacity")
     assert found.status_code == 200
-    assert CapacitySnapshot.model_validate(found.json()) == suspended
+    assert CapacitySnapshot.model_validate(found.json()) == published[-1].data
     assert missing.status_code == 404
 
 

@@ -59,7 +59,9 @@ async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
 
 
 def asset(ctx: dict, asset_id: str, version: int = 1, status: str = "enrolled") -> AssetRegistered:
+    # Lossless, battery rated as its inverter: the limits are headroom and energy.
     return AssetRegistered(
+        round_trip_efficiency=1.0,
         asset_id=asset_id, status=status, asset_type="solar_storage", inverter="SolarEdge SE7600",
         vendor="solaredge", capacity_kw=7.6, storage_kwh=9.8, backup_reserve_pct=20.0,
         meter_id="M", iso="PJM", iso_zone="PJM-PEPCO", resource_id=ctx["resource"],

@@ -1,5 +1,9 @@
 """Capacity math against hand-worked numbers. Tolerance: abs=1e-9 MW (a milliwatt); snapshots
-are rounded to the watt (6 decimals of MW) and the hand-worked values are whole watts."""
+are rounded to the watt (6 decimals of MW) and the hand-worked values are whole watts.
+
+Unless a test says otherwise an asset is rated as the platform assumed before batteries had
+ratings: battery power = the inverter's rating, round trip 1, DC-coupled, so the figures are
+inverter headroom and energy above the reserve."""
 
 from __future__ import annotations
 
@@ -8,15 +12,18 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from nexwatt_capacity_model.book import DELIVERY_YEARS, Books, ResourceBook
 from nexwatt_capacity_model.domain import (
-    AssetState,
+    Assets,
     ChannelValue,
+    accredit,
+    available_kw,
     changed,
     latest_channels,
-    resource_capacity,
     snapshot,
     snapshot_event_id,
 )
+from nexwatt_capacity_model.store import Changes
 from nexwatt_shared.contracts import (
     AssetRegistered,
     Channel,
@@ -24,63 +31,105 @@ from nexwatt_shared.contracts import (
     TelemetryInterval,
     newest_versions,
 )
+from nexwatt_shared.power_model import AssetRatings
 
 T0 = datetime(2026, 3, 12, 10, 0, tzinfo=UTC)
 NAN = np.nan
+FRESH_S = 900.0
 
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def ends_s(*minutes: float) -> np.ndarray:
-    return np.array([at(m).timestamp() for m in minutes])
+def row(asset_id: str, end_min: float | None = 0, **changes: object) -> dict[str, object]:
+    """A store row (`store._ASSET_ROWS`): 5 kW, 10 kWh, reserve 20 %, PV 1.0 kW and SoC 60 %
+    in intervals ending `end_min` (None: no telemetry), record updated at 09:00."""
+    end_s = NAN if end_min is None else at(end_min).timestamp()
+    fields: dict[str, object] = {
+        "asset_id": asset_id, "resource_id": "R", "status": "enrolled",
+        "asset_type": "solar_storage", "cohort": "c", "capacity_kw": 5.0, "storage_kwh": 10.0,
+        "backup_reserve_pct": 20.0, "battery_continuous_kw": 5.0, "battery_peak_kw": 5.0,
+        "round_trip_efficiency": 1.0, "coupling": "dc", "pv_dc_kw": 5.0, "pv_mounting": "fixed",
+        "updated_at_s": at(-60).timestamp(), "pv_end_s": end_s,
+        "pv_kw": NAN if end_min is None else 1.0, "soc_end_s": end_s,
+        "soc_pct": NAN if end_min is None else 60.0,
+    }  # fmt: skip
+    for name, value in changes.items():
+        fields[name] = value.timestamp() if isinstance(value, datetime) else value
+    fields["battery_peak_kw"] = max(fields["battery_peak_kw"], fields["battery_continuous_kw"])
+    return fields
 
 
-def test_available_mw_is_the_smaller_of_headroom_and_usable_energy_of_fresh_assets() -> None:
+def columns(*rows: dict[str, object]) -> dict[str, np.ndarray]:
+    """Rows as the store reads them: one array per column."""
+    names = rows[0] if rows else row("")
+    return {name: np.array([r[name] for r in rows]) for name in names}
+
+
+def channel(asset_id: str, name: str, end_s: float, value: float) -> dict[str, np.ndarray]:
+    return columns({"asset_id": asset_id, "channel": name, "end_s": end_s, "value": value})
+
+
+def fleet(*rows: dict[str, object]) -> Assets:
+    book = ResourceBook()
+    book.put(columns(*rows))
+    return book.view()
+
+
+def available_mw(assets: Assets) -> float:
+    return float(available_kw(assets, FRESH_S)[1].sum()) / 1000.0
+
+
+def test_available_mw_per_topology_battery_rating_and_losses() -> None:
     # The resource's newest telemetry ends at 10:00; freshness 900 s.
-    #   A 7.6 kW, 13.5 kWh, reserve 20 %, ends 10:00, pv 2.0, soc 80:
-    #     headroom 7.6 - 2.0 = 5.6 kW; energy (80 - 20)/100 * 13.5 = 8.1 kWh -> 8.1 kW; min 5.6
-    #   B 5.0 kW, 10 kWh, reserve 30 %, ends 09:50 (600 s old, fresh), pv 0.5, soc 50:
-    #     headroom 4.5 kW; energy (50 - 30)/100 * 10 = 2.0 kWh -> 2.0 kW; min 2.0
+    #   A DC-coupled 7.6 kW hybrid, 5 kW / 13.5 kWh battery, round trip 0.81 (0.9 each way),
+    #     reserve 20 %, pv 2.0, soc 80: battery 5.0; headroom 7.6 - 2.0 = 5.6;
+    #     energy (80 - 20)/100 * 13.5 * 0.9 = 7.29 kWh -> 7.29 kW; min 5.0
+    #   B AC-coupled 5 kW battery inverter, 10 kWh, round trip 0.81, reserve 30 %, pv 4.5 (its
+    #     own inverter: no limit), soc 50, ends 09:50 (fresh): energy 0.2 * 10 * 0.9 = 1.8 kW
     #   C 10 kW, 20 kWh, soc 100, ends 09:40 (1200 s old > 900 s): not reporting -> 0
     #   D 3.0 kW solar only (0 kWh, no SoC to report), ends 10:00: reporting, no energy -> 0
     #   E 5.0 kW, 10 kWh, reserve 20 %, soc 10 (below its reserve), ends 10:00: reporting -> 0
-    # available = 5.6 + 2.0 = 7.6 kW = 0.0076 MW
-    # nameplate = 7.6 + 5 + 10 + 3 + 5 = 30.6 kW = 0.0306 MW
-    # storage = 13.5 + 10 + 20 + 0 + 10 = 53.5 kWh = 0.0535 MWh
-    ends = ends_s(0, -10, -20, 0, 0)
-    got = resource_capacity(
-        capacity_kw=np.array([7.6, 5.0, 10.0, 3.0, 5.0]),
-        storage_kwh=np.array([13.5, 10.0, 20.0, 0.0, 10.0]),
-        reserve_pct=np.array([20.0, 30.0, 20.0, 20.0, 20.0]),
-        pv_end_s=ends,
-        pv_kw=np.array([2.0, 0.5, 0.0, 1.0, 0.0]),
-        soc_end_s=np.where([True, True, True, False, True], ends, NAN),
-        soc_pct=np.array([80.0, 50.0, 100.0, NAN, 10.0]),
-        freshness_s=900.0,
-    )
-    assert got.assets_enrolled == 5
-    assert got.assets_reporting == 4  # A, B, D, E
-    assert got.nameplate_mw == pytest.approx(0.0306, abs=1e-9)
-    assert got.storage_mwh == pytest.approx(0.0535, abs=1e-9)
-    assert got.available_mw == pytest.approx(0.0076, abs=1e-9)
+    # available = 5.0 + 1.8 = 6.8 kW = 0.0068 MW
+    assets = fleet(
+        row("A", capacity_kw=7.6, storage_kwh=13.5, round_trip_efficiency=0.81, pv_kw=2.0,
+            soc_pct=80.0),
+        row("B", end_min=-10, coupling="ac", round_trip_efficiency=0.81,
+            backup_reserve_pct=30.0, pv_kw=4.5, soc_pct=50.0),
+        row("C", end_min=-20, capacity_kw=10.0, battery_continuous_kw=10.0, storage_kwh=20.0,
+            soc_pct=100.0),
+        row("D", asset_type="solar", capacity_kw=3.0, storage_kwh=0.0,
+            battery_continuous_kw=0.0, soc_end_s=NAN, soc_pct=NAN),
+        row("E", soc_pct=10.0),
+    )  # fmt: skip
+    reporting, kw = available_kw(assets, FRESH_S)
+    assert reporting.tolist() == [True, True, False, True, True]
+    assert kw == pytest.approx([5.0, 1.8, 0.0, 0.0, 0.0], abs=1e-12)
+
+
+def test_the_issues_two_examples() -> None:
+    """SolarEdge SE7600 (DC) with a 9.8 kWh / 5 kW battery at night: 5.0 kW, not 7.6.
+    SMA Sunny Boy Storage 6.0 (AC) beside 5 kW of PV: 6.0 kW, not 1.0. Full batteries, no
+    reserve, lossless, so only the power limits bind (an hour needs 5 and 6 kWh)."""
+    assets = fleet(
+        row("SE", capacity_kw=7.6, battery_continuous_kw=5.0, storage_kwh=9.8, pv_kw=0.0,
+            soc_pct=100.0, backup_reserve_pct=0.0),
+        row("SMA", coupling="ac", capacity_kw=6.0, battery_continuous_kw=6.0, storage_kwh=9.8,
+            pv_kw=5.0, soc_pct=100.0, backup_reserve_pct=0.0),
+    )  # fmt: skip
+    assert available_kw(assets, FRESH_S)[1] == pytest.approx([5.0, 6.0], abs=1e-12)
 
 
 def test_a_battery_only_asset_needs_no_pv_reading() -> None:
-    # Both: 5 kW battery inverter, 10 kWh at 60 % with a 20 % reserve, SoC fresh, no PV ever
-    # reported. A has PV behind its inverter: unknown PV, unknown headroom -> not reporting.
+    # Both: 5 kW, 10 kWh at 60 % with a 20 % reserve, SoC fresh, no PV ever reported.
+    # A has PV behind its inverter: unknown PV, unknown headroom -> not reporting.
     # B is battery-only (asset type storage): its PV is 0, known; headroom 5 kW, energy
     # (60 - 20) / 100 * 10 = 4 kWh -> 4 kW for one hour: available 4 kW.
-    ends = ends_s(0, 0)
-    got = resource_capacity(
-        capacity_kw=np.array([5.0, 5.0]), storage_kwh=np.array([10.0, 10.0]),
-        reserve_pct=np.array([20.0, 20.0]), pv_end_s=np.array([NAN, NAN]),
-        pv_kw=np.array([NAN, NAN]), soc_end_s=ends, soc_pct=np.array([60.0, 60.0]),
-        freshness_s=900.0, has_pv=np.array([True, False]),
-    )  # fmt: skip
-    assert got.assets_reporting == 1
-    assert got.available_mw == pytest.approx(0.004, abs=1e-12)
+    no_pv = {"pv_end_s": NAN, "pv_kw": NAN}
+    assets = fleet(row("A", **no_pv), row("B", asset_type="storage", **no_pv))
+    assert available_kw(assets, FRESH_S)[0].tolist() == [False, True]
+    assert available_mw(assets) == pytest.approx(0.004, abs=1e-12)
 
 
 def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
@@ -88,20 +137,12 @@ def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
     # Ends 10:00 and 09:45: the clock of two assets is the newest end (half of two is one),
     # 900 s apart, exactly the freshness -> both report: 8.0 kW.
     # With freshness 899 s the older one drops out: 4.0 kW.
-    kwargs = {
-        "capacity_kw": np.array([5.0, 5.0]),
-        "storage_kwh": np.array([20.0, 20.0]),
-        "reserve_pct": np.array([0.0, 0.0]),
-        "pv_end_s": ends_s(0, -15),
-        "pv_kw": np.array([1.0, 1.0]),
-        "soc_end_s": ends_s(0, -15),
-        "soc_pct": np.array([100.0, 100.0]),
-    }
-    both = resource_capacity(**kwargs, freshness_s=900.0)
-    one = resource_capacity(**kwargs, freshness_s=899.0)
-    assert (both.assets_reporting, one.assets_reporting) == (2, 1)
-    assert both.available_mw == pytest.approx(0.008, abs=1e-9)
-    assert one.available_mw == pytest.approx(0.004, abs=1e-9)
+    full = {"storage_kwh": 20.0, "backup_reserve_pct": 0.0, "soc_pct": 100.0}
+    assets = fleet(row("A", **full), row("B", end_min=-15, **full))
+    for freshness_s, reporting in ((900.0, [True, True]), (899.0, [True, False])):
+        got, kw = available_kw(assets, freshness_s)
+        assert got.tolist() == reporting
+        assert kw.sum() == pytest.approx(4.0 * sum(reporting), abs=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -116,36 +157,23 @@ def test_freshness_is_inclusive_and_relative_to_the_resources_clock() -> None:
 )
 def test_one_asset_ahead_or_half_the_fleet_silent_moves_no_one(ends_min, reporting) -> None:
     # Four full batteries, each adding capacity - pv = 5.0 - 1.0 = 4.0 kW when reporting.
-    got = resource_capacity(
-        capacity_kw=np.full(4, 5.0),
-        storage_kwh=np.full(4, 20.0),
-        reserve_pct=np.zeros(4),
-        pv_end_s=ends_s(*ends_min),
-        pv_kw=np.ones(4),
-        soc_end_s=ends_s(*ends_min),
-        soc_pct=np.full(4, 100.0),
-        freshness_s=900.0,
-    )
-    assert got.assets_reporting == reporting
-    assert got.available_mw == pytest.approx(0.004 * reporting, abs=1e-9)
+    full = {"storage_kwh": 20.0, "backup_reserve_pct": 0.0, "soc_pct": 100.0}
+    assets = fleet(*(row(f"A{i}", end_min=m, **full) for i, m in enumerate(ends_min)))
+    assert int(available_kw(assets, FRESH_S)[0].sum()) == reporting
+    assert available_mw(assets) == pytest.approx(0.004 * reporting, abs=1e-9)
 
 
 def test_assets_without_telemetry_are_enrolled_but_neither_report_nor_add_capacity() -> None:
     # 5 kW + 3 kW nameplate, 10 kWh storage, no telemetry at all: nothing is available.
-    got = resource_capacity(
-        capacity_kw=np.array([5.0, 3.0]),
-        storage_kwh=np.array([10.0, 0.0]),
-        reserve_pct=np.array([20.0, 20.0]),
-        pv_end_s=np.array([NAN, NAN]),
-        pv_kw=np.array([NAN, NAN]),
-        soc_end_s=np.array([NAN, NAN]),
-        soc_pct=np.array([NAN, NAN]),
-        freshness_s=900.0,
+    assets = fleet(
+        row("A", end_min=None),
+        row("B", end_min=None, capacity_kw=3.0, storage_kwh=0.0, battery_continuous_kw=0.0),
     )
-    assert (got.assets_enrolled, got.assets_reporting) == (2, 0)
-    assert got.nameplate_mw == pytest.approx(0.008, abs=1e-9)
-    assert got.storage_mwh == pytest.approx(0.010, abs=1e-9)
-    assert got.available_mw == 0.0
+    snap = snapshot("R", assets, touched_at=at(0), freshness_s=FRESH_S)
+    assert (snap.assets_enrolled, snap.assets_reporting) == (2, 0)
+    assert snap.nameplate_mw == pytest.approx(0.008, abs=1e-9)
+    assert snap.storage_mwh == pytest.approx(0.010, abs=1e-9)
+    assert snap.available_mw == 0.0
 
 
 def test_a_missing_soc_or_pv_makes_an_asset_report_nothing_however_fresh() -> None:
@@ -154,19 +182,89 @@ def test_a_missing_soc_or_pv_makes_an_asset_report_nothing_however_fresh() -> No
     #   B soc reported missing (NaN, its end known): enrolled, not reporting -> 0, not 4.0
     #   C pv reported missing: headroom unknown (0 PV would claim 5.0 kW) -> 0
     #   D pv 1.0 and soc 100 but its SoC interval ended 09:40 (1200 s > 900 s): stale -> 0
-    # available 4.0 kW = 0.004 MW; reporting: A only.
-    got = resource_capacity(
-        capacity_kw=np.full(4, 5.0),
-        storage_kwh=np.full(4, 20.0),
-        reserve_pct=np.zeros(4),
-        pv_end_s=ends_s(0, 0, 0, 0),
-        pv_kw=np.array([1.0, 1.0, NAN, 1.0]),
-        soc_end_s=ends_s(0, 0, 0, -20),
-        soc_pct=np.array([100.0, NAN, 100.0, 100.0]),
-        freshness_s=900.0,
+    full = {"storage_kwh": 20.0, "backup_reserve_pct": 0.0, "soc_pct": 100.0}
+    assets = fleet(
+        row("A", **full),
+        row("B", **{**full, "soc_pct": NAN}),
+        row("C", pv_kw=NAN, **full),
+        row("D", soc_end_s=at(-20), **full),
     )
-    assert (got.assets_enrolled, got.assets_reporting) == (4, 1)
-    assert got.available_mw == pytest.approx(0.004, abs=1e-9)
+    assert available_kw(assets, FRESH_S)[0].tolist() == [True, False, False, False]
+    assert available_mw(assets) == pytest.approx(0.004, abs=1e-9)
+
+
+def ratings(**changes: object) -> AssetRatings:
+    fields: dict[str, object] = {
+        "battery_continuous_kw": 5.0, "battery_peak_kw": 7.5, "usable_kwh": 9.8,
+        "round_trip_efficiency": 0.9025, "coupling": "dc", "pv_dc_kw": 8.0,
+        "inverter_ac_kw": 7.6, "backup_reserve_pct": 20.0,
+    }  # fmt: skip
+    return AssetRatings(**{**fields, **changes})
+
+
+def test_accreditation_of_a_dc_coupled_solar_and_storage_site_by_hand() -> None:
+    # PV: 8 kW DC through a 7.6 kW hybrid inverter -> 7.6 kW of fixed solar.
+    # Battery: power min(5, 7.6) = 5 kW; event energy 9.8 * (1 - 0.20) * sqrt(0.9025) =
+    #   9.8 * 0.8 * 0.95 = 7.448 kWh (1.49 h: under 4 h) -> ICAP min(5, 7.448 / 4) = 1.862 kW
+    #   of 4-hour storage.
+    # ICAP 7.6 + 1.862 = 9.462 kW.
+    # 2025/26: 7.6 * 0.10 + 1.862 * 0.55 = 0.76 + 1.0241 = 1.7841 kW
+    # 2026/27: 7.6 * 0.08 + 1.862 * 0.50 = 0.608 + 0.931 = 1.539 kW
+    # 2027/28: 7.6 * 0.07 + 1.862 * 0.58 = 0.532 + 1.07996 = 1.61196 kW
+    icap, ucap = accredit(ratings(), True, "fixed", ("2025/26", "2026/27", "2027/28"))
+    assert float(icap) * 1000 == pytest.approx(9.462, abs=1e-9)
+    assert ucap * 1000 == pytest.approx([1.7841, 1.539, 1.61196], abs=1e-9)
+
+
+def test_accreditation_of_storage_alone_and_of_ac_coupled_tracking_pv_by_hand() -> None:
+    # 1 MW / 4 MWh, no reserve, lossless, no PV, 2026/27: 1 MW x 0.50 = 0.500000 MW.
+    big = ratings(battery_continuous_kw=1000.0, battery_peak_kw=1000.0, usable_kwh=4000.0,
+                  round_trip_efficiency=1.0, backup_reserve_pct=0.0,
+                  inverter_ac_kw=1000.0)  # fmt: skip
+    icap, ucap = accredit(big, False, "fixed", ("2026/27",))
+    assert float(icap) == pytest.approx(1.0, abs=1e-12)
+    assert float(ucap[0]) == pytest.approx(0.5, abs=1e-12)
+    # AC-coupled 6 kW battery inverter beside 5 kW DC of tracking PV: the PV is not limited by
+    # the battery's inverter. Battery 6 kW, 9.8 * 0.8 * 0.95 = 7.448 kWh -> 1.862 kW.
+    # 2027/28: 5 * 0.08 + 1.862 * 0.58 = 0.4 + 1.07996 = 1.47996 kW.
+    sma = ratings(coupling="ac", battery_continuous_kw=6.0, battery_peak_kw=6.0,
+                  inverter_ac_kw=6.0, pv_dc_kw=5.0)  # fmt: skip
+    icap, ucap = accredit(sma, True, "tracking", ("2027/28",))
+    assert float(icap) * 1000 == pytest.approx(6.862, abs=1e-9)
+    assert float(ucap[0]) * 1000 == pytest.approx(1.47996, abs=1e-9)
+
+
+def test_per_cohort_parts_add_up_to_the_resource_to_a_microwatt() -> None:
+    rng = np.random.default_rng(7)
+    n = 100_000
+    cohorts = rng.choice(["residential", "commercial", "pilot", "east"], n)
+    capacity = rng.uniform(3.0, 20.0, n)
+    storage = capacity * rng.uniform(0.5, 4.0, n)
+    assets = fleet(
+        *(
+            row(f"A{i}", cohort=str(cohorts[i]), capacity_kw=capacity[i],
+                battery_continuous_kw=capacity[i] * 0.8, storage_kwh=storage[i],
+                pv_dc_kw=capacity[i] * 1.1, soc_pct=float(rng.uniform(0, 100)),
+                status="suspended" if i % 50 == 0 else "enrolled")
+            for i in range(n)
+        )
+    )  # fmt: skip
+    snap = snapshot("R", assets, touched_at=at(0), freshness_s=FRESH_S)
+    assert snap.assets_enrolled == n - n // 50
+    assert sum(c.assets_enrolled for c in snap.cohorts) == snap.assets_enrolled
+    parts = {
+        "available_mw": sum(c.available_mw for c in snap.cohorts),
+        "icap_mw": sum(c.icap_mw for c in snap.cohorts),
+    }
+    assert snap.available_mw == pytest.approx(parts["available_mw"], abs=1e-6)
+    assert snap.icap_mw == pytest.approx(parts["icap_mw"], abs=1e-6)
+    assert set(snap.ucap_mw) == set(DELIVERY_YEARS)
+    for year, total in snap.ucap_mw.items():
+        assert total == pytest.approx(sum(c.ucap_mw[year] for c in snap.cohorts), abs=1e-6)
+        # ... and the resource equals the exact sum over its enrolled assets, to 1e-6 MW.
+        exact = assets.ucap_mw[list(DELIVERY_YEARS).index(year), assets.enrolled].sum()
+        assert total == pytest.approx(exact, abs=1e-6)
+    assert snap.ucap_mw["2026/27"] > 0
 
 
 def test_the_latest_value_of_each_channel_comes_from_the_readings_that_carry_it() -> None:
@@ -195,38 +293,21 @@ def test_the_latest_value_of_each_channel_comes_from_the_readings_that_carry_it(
     }
 
 
-def state(
-    status: str = "enrolled", updated_min: float = -60, end_min: float | None = 0, **changes: float
-) -> AssetState:
-    fields = {
-        "status": status,
-        "capacity_kw": 5.0,
-        "storage_kwh": 10.0,
-        "has_pv": True,
-        "backup_reserve_pct": 20.0,
-        "updated_at": at(updated_min),
-        "pv_end": None if end_min is None else at(end_min),
-        "pv_kw": None if end_min is None else 1.0,
-        "soc_end": None if end_min is None else at(end_min),
-        "soc_pct": None if end_min is None else 60.0,
-    }
-    return AssetState(**{**fields, **changes})
-
-
 def test_snapshot_counts_enrolled_assets_only_and_is_as_of_the_newest_input() -> None:
     # Enrolled: min(5 - 1, (60 - 20)/100 * 10 = 4.0) = 4.0 kW, twice -> 8.0 kW = 0.008 MW.
     # The suspended asset adds nothing but its record (updated 10:05) is the newest input.
-    assets = [state(), state(end_min=-5), state("suspended", updated_min=5)]
-    snap = snapshot("NXW-PJM-1", assets, touched_at=at(-1), freshness_s=900.0)
+    assets = fleet(row("A"), row("B", end_min=-5), row("C", status="suspended", updated_at_s=at(5)))
+    snap = snapshot("NXW-PJM-1", assets, touched_at=at(-1), freshness_s=FRESH_S)
     assert snap.as_of == at(5)
     assert (snap.assets_enrolled, snap.assets_reporting) == (2, 2)
     assert snap.nameplate_mw == pytest.approx(0.010, abs=1e-9)
     assert snap.storage_mwh == pytest.approx(0.020, abs=1e-9)
     assert snap.available_mw == pytest.approx(0.008, abs=1e-9)
+    assert [(c.cohort, c.assets_enrolled) for c in snap.cohorts] == [("c", 2)]
 
 
 def test_an_emptied_resource_is_all_zeros_as_of_the_input_that_emptied_it() -> None:
-    snap = snapshot("NXW-PJM-1", [], touched_at=at(3), freshness_s=900.0)
+    snap = snapshot("NXW-PJM-1", fleet(), touched_at=at(3), freshness_s=FRESH_S)
     assert snap.as_of == at(3)
     assert snap.model_dump(exclude={"resource_id", "as_of"}) == {
         "assets_enrolled": 0,
@@ -234,19 +315,49 @@ def test_an_emptied_resource_is_all_zeros_as_of_the_input_that_emptied_it() -> N
         "nameplate_mw": 0.0,
         "storage_mwh": 0.0,
         "available_mw": 0.0,
+        "icap_mw": 0.0,
+        "ucap_mw": dict.fromkeys(DELIVERY_YEARS, 0.0),
+        "cohorts": [],
     }
 
 
 def test_a_snapshot_changes_with_its_figures_not_with_as_of_alone() -> None:
-    first = snapshot("R", [state()], touched_at=at(0), freshness_s=900.0)
-    later = snapshot("R", [state(end_min=1)], touched_at=at(1), freshness_s=900.0)
-    more_pv = snapshot("R", [state(end_min=2, pv_kw=2.0)], touched_at=at(2), freshness_s=900.0)
+    first = snapshot("R", fleet(row("A")), touched_at=at(0), freshness_s=FRESH_S)
+    later = snapshot("R", fleet(row("A", end_min=1)), touched_at=at(1), freshness_s=FRESH_S)
+    more_pv = snapshot("R", fleet(row("A", end_min=2, pv_kw=2.0)), at(2), FRESH_S)
     assert changed(None, first)
     assert later.as_of > first.as_of and not changed(first, later)
     # min(5 - 2, 4.0) = 3.0 kW: a different figure.
     assert changed(later, more_pv) and more_pv.available_mw == pytest.approx(0.003, abs=1e-9)
     assert snapshot_event_id(first) == snapshot_event_id(first.model_copy())
     assert snapshot_event_id(first) != snapshot_event_id(later)
+
+
+def test_a_book_gives_a_leaving_assets_slot_to_the_last_one() -> None:
+    book = ResourceBook()
+    book.put(columns(row("A", soc_pct=30.0), row("B", soc_pct=40.0), row("C", soc_pct=50.0)))
+    book.remove(["A", "unknown"])
+    assert book.ids == ["C", "B"] and book.slot == {"C": 0, "B": 1}
+    assert book.view().soc_pct.tolist() == [50.0, 40.0]
+    book.put_channels(channel("B", "soc_pct", 1.0, 99.0))
+    assert book.view().soc_pct.tolist() == [50.0, 99.0]
+
+
+def test_books_move_an_asset_between_resources_and_ignore_resources_not_loaded() -> None:
+    books = Books()
+    books.load("R", Changes(columns(row("A"), row("B")), {}, xmin="100"))
+    books.load("S", Changes(columns(row("C", resource_id="S")), {}, xmin="150"))
+    assert books.xmin == "100"  # the oldest read: nothing written after it is missed
+    changes = Changes(
+        columns(row("A", resource_id="S"), row("X", resource_id="elsewhere")),
+        channel("B", "pv_kw", 7.0, 2.5),
+        xmin="120",
+    )
+    books.apply(changes)
+    assert books.of["R"].ids == ["B"] and sorted(books.of["S"].ids) == ["A", "C"]
+    assert books.of["R"].view().pv_kw.tolist() == [2.5]
+    assert books.xmin == "120"
+    assert "elsewhere" not in books.of
 
 
 def record(asset_id: str, version: int) -> AssetRegistered:

@@ -13,8 +13,21 @@ from nexwatt_dispatch.domain import (
     unavailable_reason,
     usable,
 )
+from nexwatt_shared.power_model import AssetRatings
 
 NAN = np.nan
+
+
+def rated(
+    capacity_kw: list[float], reserve_pct: list[float], storage_kwh: list[float]
+) -> AssetRatings:
+    """Ratings as assumed before batteries had their own: the battery gives the inverter's
+    rating, losslessly, and PV shares the inverter (DC-coupled)."""
+    return AssetRatings(
+        battery_continuous_kw=capacity_kw, battery_peak_kw=capacity_kw, usable_kwh=storage_kwh,
+        round_trip_efficiency=1.0, coupling="dc", pv_dc_kw=capacity_kw,
+        inverter_ac_kw=capacity_kw, backup_reserve_pct=reserve_pct,
+    )  # fmt: skip
 
 
 def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_window() -> None:
@@ -22,9 +35,8 @@ def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_windo
     # Headroom: 7.6 - 3.0 PV = 4.6 kW. Energy: (90 - 20) / 100 * 9.8 = 6.86 kWh.
     #   over 0.5 h -> 13.72 kW, so headroom binds: 4.6 kW
     #   over 2 h   ->  3.43 kW, so energy binds:   3.43 kW
-    common = dict(capacity_kw=[7.6], pv_kw=[3.0], soc_pct=[90.0], reserve_pct=[20.0],
-                  storage_kwh=[9.8], pv_age_s=[60.0], soc_age_s=[60.0],
-                  max_age_s=900.0)  # fmt: skip
+    common = dict(ratings=rated([7.6], [20.0], [9.8]), pv_kw=[3.0], soc_pct=[90.0],
+                  pv_age_s=[60.0], soc_age_s=[60.0], max_age_s=900.0)  # fmt: skip
     assert dispatchable_kw(hours=0.5, **common) == pytest.approx([4.6], abs=1e-12)
     assert dispatchable_kw(hours=2.0, **common) == pytest.approx([3.43], abs=1e-12)
 
@@ -32,11 +44,9 @@ def test_deliverable_is_the_least_of_inverter_headroom_and_energy_over_the_windo
 def test_stale_telemetry_a_battery_at_reserve_or_pv_above_rating_deliver_nothing() -> None:
     # Stale SoC, stale PV, at reserve, PV above rating, never reported.
     got = dispatchable_kw(
-        capacity_kw=[7.6, 7.6, 7.6, 5.0, 7.6],
+        ratings=rated([7.6, 7.6, 7.6, 5.0, 7.6], [20.0] * 5, [9.8] * 5),
         pv_kw=[1.0, 1.0, 1.0, 5.5, 1.0],
         soc_pct=[90.0, 90.0, 15.0, 90.0, 90.0],
-        reserve_pct=[20.0] * 5,
-        storage_kwh=[9.8] * 5,
         hours=1.0,
         pv_age_s=[0.0, 901.0, 0.0, 0.0, np.inf],
         soc_age_s=[901.0, 0.0, 0.0, 0.0, np.inf],
@@ -48,8 +58,8 @@ def test_stale_telemetry_a_battery_at_reserve_or_pv_above_rating_deliver_nothing
 def test_a_battery_only_asset_is_dispatched_without_pv() -> None:
     # 5 kW battery inverter, 10 kWh at 60 %, reserve 20 %, 1 h: energy 4 kWh -> 4 kW, headroom
     # 5 kW. With PV behind it and none reported: unknown headroom -> 0. Battery-only: 4 kW.
-    common = dict(capacity_kw=[5.0] * 2, pv_kw=[NAN] * 2, soc_pct=[60.0] * 2,
-                  reserve_pct=[20.0] * 2, storage_kwh=[10.0] * 2, hours=1.0,
+    common = dict(ratings=rated([5.0] * 2, [20.0] * 2, [10.0] * 2), pv_kw=[NAN] * 2,
+                  soc_pct=[60.0] * 2, hours=1.0,
                   pv_age_s=[np.inf] * 2, soc_age_s=[0.0] * 2, max_age_s=900.0)  # fmt: skip
     got = dispatchable_kw(**common, has_pv=[True, False])
     assert got == pytest.approx([0.0, 4.0], abs=1e-12)
@@ -61,8 +71,8 @@ def test_an_unknown_soc_or_pv_is_never_taken_as_zero() -> None:
     #   1: SoC reported missing (NaN) -> 0, not a guess
     #   2: PV reported missing: 0 PV would claim 7.6 kW of headroom -> 0
     got = dispatchable_kw(
-        capacity_kw=[7.6] * 3, pv_kw=[1.0, 1.0, NAN], soc_pct=[90.0, NAN, 90.0],
-        reserve_pct=[20.0] * 3, storage_kwh=[9.8] * 3, hours=1.0, pv_age_s=[0.0] * 3,
+        ratings=rated([7.6] * 3, [20.0] * 3, [9.8] * 3), pv_kw=[1.0, 1.0, NAN],
+        soc_pct=[90.0, NAN, 90.0], hours=1.0, pv_age_s=[0.0] * 3,
         soc_age_s=[0.0] * 3, max_age_s=900.0,
     )  # fmt: skip
     assert got == pytest.approx([6.6, 0.0, 0.0], abs=1e-12)
@@ -98,7 +108,7 @@ def test_allocation_is_pro_rata_to_limits_and_never_above_them() -> None:
 
 def test_a_window_already_over_is_refused() -> None:
     with pytest.raises(ValueError, match="hours"):
-        dispatchable_kw([1.0], [0.0], [90.0], [20.0], [9.8], 0.0, [0.0], [0.0], 900.0)
+        dispatchable_kw(rated([1.0], [20.0], [9.8]), [0.0], [90.0], 0.0, [0.0], [0.0], 900.0)
 
 
 def test_telemetry_from_a_clock_running_ahead_counts_as_stale() -> None:
@@ -106,8 +116,8 @@ def test_telemetry_from_a_clock_running_ahead_counts_as_stale() -> None:
     # headroom 7.6 - 1.0 = 6.6 kW binds first. Ages: 0 s, 200 s ahead (within 300 s of skew),
     # PV 301 s ahead, and SoC 70 years ahead (a clock stamped 2096): each channel is judged.
     got = dispatchable_kw(
-        capacity_kw=[7.6] * 4, pv_kw=[1.0] * 4, soc_pct=[90.0] * 4, reserve_pct=[20.0] * 4,
-        storage_kwh=[9.8] * 4, hours=1.0, pv_age_s=[0.0, -200.0, -301.0, 0.0],
+        ratings=rated([7.6] * 4, [20.0] * 4, [9.8] * 4), pv_kw=[1.0] * 4, soc_pct=[90.0] * 4,
+        hours=1.0, pv_age_s=[0.0, -200.0, -301.0, 0.0],
         soc_age_s=[0.0, -200.0, 0.0, -2.2e9], max_age_s=900.0, max_ahead_s=300.0,
     )  # fmt: skip
     assert got == pytest.approx([6.6, 6.6, 0.0, 0.0], abs=1e-12)

@@ -81,29 +81,35 @@ def test_a_start_within_an_hour_ends_the_history_at_that_hour() -> None:
     assert history_hours(start, 0) == []
 
 
-def test_readings_follow_the_live_conventions() -> None:
-    settings = Settings(sim_assets=20, sim_start=START, sim_history_days=1)
+def test_readings_follow_the_live_conventions_and_self_consumption() -> None:
+    settings = Settings(sim_assets=20, sim_start=START, sim_history_days=2)
     fleet = build_fleet(settings)
-    soc_pct = 100.0 * fleet.soc_kwh / fleet.storage_kwh
+    reserve_pct = 100.0 * fleet.ratings.reserve_kwh / fleet.storage_kwh
     index = {a: i for i, a in enumerate(fleet.asset_ids)}
-    for r in hourly_history(fleet, settings):
-        # The live loop's sign: net = pv + battery - load, + = export; batteries idle.
+    readings = list(hourly_history(fleet, settings))
+    for r in readings:
+        # The live loop's sign: net = pv + battery - load, + = export.
         assert r.net_kw == pytest.approx(r.pv_kw + r.battery_kw - r.load_kw, abs=1e-3)
-        assert r.battery_kw == 0.0
-        assert r.soc_pct == pytest.approx(soc_pct[index[r.asset_id]], abs=0.005)
+        assert reserve_pct[index[r.asset_id]] - 0.005 <= r.soc_pct <= 100.0
         assert r.load_kw > 0
         assert r.quality == dict.fromkeys(
             (Channel.PV_KW, Channel.LOAD_KW, Channel.BATTERY_KW, Channel.NET_KW, Channel.SOC_PCT),
             Quality.ACTUAL,
         )
-    # Solar time at 77 W is UTC - 5:08: the hour from 05:00 UTC is around solar midnight (no
-    # PV), the one from 17:00 UTC holds solar noon (PV near its peak, more than the load).
-    readings = list(hourly_history(fleet, settings))
+    # Solar time at 77 W is UTC - 5:08: the hour from 05:00 UTC is around solar midnight: no
+    # PV, and the batteries cover load (never more: no export) unless at their reserve. The
+    # hour from 17:00 UTC holds solar noon: PV, and batteries charging from the surplus.
     night = [r for r in readings if r.interval_start.hour == 5]
     noon = [r for r in readings if r.interval_start.hour == 17]
     assert {r.pv_kw for r in night} == {0.0}
-    assert all(r.net_kw < 0 for r in night)
-    assert all(r.pv_kw > 0.5 * fleet.pv_peak_kw[index[r.asset_id]] for r in noon)
+    assert all(r.battery_kw >= 0 and r.net_kw <= 1e-4 for r in night)
+    assert any(r.battery_kw > 0 for r in night)
+    assert all(r.pv_kw > 0 for r in noon)
+    assert any(r.battery_kw < 0 for r in noon)
+    # Each asset's state of charge follows a daily cycle: it moves through the day.
+    for series in _by_asset(readings).values():
+        soc = [r.soc_pct for r in series]
+        assert max(soc) - min(soc) > 5.0
 
 
 def test_the_history_is_deterministic_for_a_seed() -> None:
@@ -118,22 +124,35 @@ def test_a_storage_only_asset_carries_no_pv() -> None:
     settings = Settings(sim_assets=20, sim_start=START, sim_history_days=1)
     fleet = build_fleet(settings)
     fleet.registrations[3]["type"] = "storage"  # the fleet itself builds none
+    fleet.pv_dc_kw[3] = 0.0
     readings = [r for r in hourly_history(fleet, settings) if r.asset_id == fleet.asset_ids[3]]
     assert len(readings) == 24
     for r in readings:
+        # Without PV it never charges (no charging from the grid); it covers load.
         assert r.pv_kw is None and Channel.PV_KW not in r.quality
-        assert r.net_kw == pytest.approx(-r.load_kw, abs=1e-4)
+        assert r.battery_kw >= 0.0
+        assert r.net_kw == pytest.approx(r.battery_kw - r.load_kw, abs=1e-4)
 
 
-def test_building_the_history_leaves_the_live_loop_as_it_was() -> None:
-    settings = Settings(sim_assets=20, sim_start=START, sim_history_days=2)
-    plain = Simulator(settings, build_fleet(settings), producer=None)  # type: ignore[arg-type]
-    fleet = build_fleet(settings)
-    list(hourly_history(fleet, settings))
-    after = Simulator(settings, fleet, producer=None)  # type: ignore[arg-type]
-    live = [r for _ in range(10) for r in after.step().readings]
-    assert live and live == [r for _ in range(10) for r in plain.step().readings]
-    assert np.array_equal(after.fleet.soc_kwh, plain.fleet.soc_kwh)
+def test_the_history_is_the_fleets_past() -> None:
+    # Start on a whole hour: the fleet's state after the history is the one its last hour
+    # reported. Start 44 minutes later: the same hourly readings (the history stops at the
+    # hour), and the state moves on through the 44 unreported minutes.
+    on_the_hour = Settings(sim_assets=20, sim_start=START, sim_history_days=1)
+    fleet = build_fleet(on_the_hour)
+    before = fleet.soc_pct()
+    readings = list(hourly_history(fleet, on_the_hour))
+    last = {r.asset_id: r.soc_pct for r in readings if r.interval_start.hour == 12}
+    reporting = [i for i, a in enumerate(fleet.asset_ids) if a in last]  # not the offline
+    assert fleet.soc_pct()[reporting] == pytest.approx(
+        [last[fleet.asset_ids[i]] for i in reporting], abs=0.005
+    )
+    assert not np.allclose(fleet.soc_pct(), before)
+
+    later = on_the_hour.model_copy(update={"sim_start": START + timedelta(minutes=44)})
+    moved = build_fleet(later)
+    assert list(hourly_history(moved, later)) == readings
+    assert not np.allclose(moved.soc_pct(), fleet.soc_pct())
 
 
 async def test_publishing_sends_batches_with_natural_key_ids() -> None:

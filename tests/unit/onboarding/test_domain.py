@@ -182,6 +182,13 @@ def test_enrolment_builds_the_contract_record() -> None:
         "capacity_kw": 7.6,
         "storage_kwh": 9.8,
         "backup_reserve_pct": 20.0,
+        # Ratings left out keep their defaults (power_ratings fills them in).
+        "battery_continuous_kw": None,
+        "battery_peak_kw": None,
+        "round_trip_efficiency": 0.9,
+        "coupling": "dc",
+        "pv_dc_kw": None,
+        "pv_mounting": "fixed",
         "meter_id": "MD-78421-C",
         "iso": "PJM",
         "iso_zone": "PJM-PEPCO",

@@ -31,6 +31,12 @@ def test_the_seed_example_is_a_valid_request_with_defaults() -> None:
         ({"telemetry_interval": 0}, "telemetry_interval"),
         ({"telemetry_interval": 2.5}, "telemetry_interval"),
         ({"backup_reserve_pct": 101}, "backup_reserve_pct"),
+        ({"backup_reserve_pct": 100}, "backup_reserve_pct"),  # nothing left to discharge
+        ({"round_trip_efficiency": 1.01}, "round_trip_efficiency"),
+        ({"round_trip_efficiency": 0}, "round_trip_efficiency"),
+        ({"coupling": "both"}, "coupling"),
+        ({"pv_dc_kw": -3}, "pv_dc_kw"),
+        ({"pv_mounting": "roof"}, "pv_mounting"),
         ({"resource_id": "NXW PJM"}, "resource_id"),
         ({"capacity_kwh": 7.6}, "capacity_kwh"),  # unknown field (a typo) is refused
     ],
@@ -46,3 +52,40 @@ def test_a_missing_required_field_is_named() -> None:
     with pytest.raises(ValidationError) as caught:
         RegistrationRequest.model_validate(body)
     assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(("meter_id",), "missing")]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        # 99 kW from 9.8 kWh is 10.1 C: kW and kWh confused.
+        ({"battery_continuous_kw": 99}, "battery_continuous_kw must not exceed 10 x usable_kwh"),
+        (
+            {"battery_continuous_kw": 5, "battery_peak_kw": 4},
+            "battery_peak_kw must not be below battery_continuous_kw",
+        ),
+        # No battery, yet a battery power: refused the same way.
+        (
+            {"storage_kwh": 0, "battery_continuous_kw": 5},
+            "battery_continuous_kw must not exceed 10 x usable_kwh",
+        ),
+    ],
+)
+def test_impossible_battery_ratings_are_refused_naming_the_field(changes: dict, named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        RegistrationRequest.model_validate({**SEED, **changes})
+    assert [named in e["msg"] for e in caught.value.errors()] == [True]
+
+
+def test_left_out_ratings_reproduce_the_old_assumptions() -> None:
+    """Without ratings, the battery gives the inverter's rating and PV fills the inverter."""
+    ratings = RegistrationRequest.model_validate(SEED).power_ratings()
+    assert float(ratings.battery_continuous_kw) == SEED["capacity_kw"]
+    assert float(ratings.battery_peak_kw) == SEED["capacity_kw"]
+    assert float(ratings.pv_dc_kw) == SEED["capacity_kw"]
+    assert float(ratings.usable_kwh) == SEED["storage_kwh"]
+    assert str(ratings.coupling) == "dc"
+    # A tiny battery is not credited the inverter: 10 C of 0.5 kWh is 5 kW.
+    small = RegistrationRequest.model_validate({**SEED, "storage_kwh": 0.5}).power_ratings()
+    assert float(small.battery_continuous_kw) == pytest.approx(5.0, abs=1e-12)
+    storage_only = RegistrationRequest.model_validate({**SEED, "type": "storage"})
+    assert float(storage_only.power_ratings().pv_dc_kw) == 0.0
