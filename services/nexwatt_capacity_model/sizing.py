@@ -2,14 +2,14 @@
 revenue minus expected deficiency and non-performance charges over the distribution of the
 UCAP the fleet will be able to deliver.
 
-A pure library; the capacity model will call it (issue 10), nothing does yet.
+A pure library; auction offers (`offers.py`) size themselves with it.
 
 Conventions:
 
 - Deliverable UCAP D [MW] is given as samples, equally likely: the caller draws them from
   churn x state of charge x accreditation (e.g. the MW still enrolled on the delivery year's
   first day x the share a typical event evening finds above the backup reserve x the class
-  ratings). Each is finite and >= 0.
+  ratings). Each is finite and >= 0. `deliverable_ucap_mw` composes them per cohort (below).
 - For an offer C [MW], over a delivery year of N days:
       revenue     = price [$/MW-day] x C x N
       deficiency  = max(C - D, 0) x deficiency rate [$/MW-day] x N
@@ -27,6 +27,14 @@ Conventions:
   ratio 1), over-performance earns no bonus, and neither the non-performance stop-loss nor
   replacement capacity bought before the year is modelled. Prices and rates are the caller's
   (`CommitmentTerms`, with their `source`); this module sets no value for them.
+- Composing D, sample by sample i, over cohorts c:
+      D_i = a_i x sum_c UCAP_c x K_ci / n_c
+  UCAP_c [MW] is the cohort's UCAP for the delivery year enrolled now, n_c its enrolled assets,
+  K_ci ~ Binomial(n_c, p_ci) how many of them are still enrolled on the year's first day (each
+  stays independently; its assets are taken as equal in UCAP), and a_i the state-of-charge
+  availability factor [-]: the share of that UCAP an event finds charged above the reserve.
+  The stay probability p_ci = exp(-h_ci x horizon) is drawn with the cohort's constant hazard
+  h_ci [1/day] (`stay_probability_samples`): the hazard's uncertainty, then chance, are in D.
 """
 
 from __future__ import annotations
@@ -200,3 +208,59 @@ def recommend_offer(deliverable_mw: ArrayLike, terms: CommitmentTerms) -> Recomm
     offer = float(result.x)
     expected = ExpectedOutcome(*(float(v) for v in expected_outcome(offer, d, terms)))
     return Recommendation(offer, min(terms.critical_ratio, 1.0), expected)
+
+
+def stay_probability_samples(
+    events: int, exposure_days: float, horizon_days: float, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`size` samples of the probability [-] that an asset enrolled now is still enrolled after
+    `horizon_days` [days], exp(-h x horizon), the constant hazard h [1/day] drawn from a cohort's
+    history of `events` departures over `exposure_days` [asset-days] (`churn.ExponentialFit`).
+
+    h is drawn from its likelihood h^events x exp(-h x exposure) normalized, a Gamma(events + 1,
+    rate = exposure) density (the posterior of a flat prior): its mode is the maximum-likelihood
+    estimate events / exposure, its central 95 % nearly churn's likelihood-ratio interval, and
+    with no departure it still allows some churn (mean 1 / exposure).
+    """
+    if events < 0 or not (math.isfinite(exposure_days) and exposure_days > 0):
+        raise ValueError(
+            f"need events >= 0 and an exposure > 0 [asset-days], got {events}, {exposure_days}"
+        )
+    if not horizon_days >= 0:
+        raise ValueError(f"horizon must be >= 0 days, got {horizon_days}")
+    hazard = rng.gamma(events + 1.0, 1.0 / exposure_days, size)
+    return np.exp(-hazard * horizon_days)
+
+
+def enrolled_share_samples(
+    assets: int, stay_probability: ArrayLike, rng: np.random.Generator
+) -> np.ndarray:
+    """K / n [-] per sample: the share of a cohort's `assets` (n) still enrolled when each
+    stays with the sample's probability, K ~ Binomial(n, p). A cohort of no assets keeps 0."""
+    p = np.asarray(stay_probability, dtype=float)
+    if assets < 0 or np.any(~((p >= 0) & (p <= 1))):
+        raise ValueError(f"need assets >= 0 and probabilities in [0, 1], got {assets}")
+    if assets == 0:
+        return np.zeros_like(p)
+    return rng.binomial(assets, p) / assets
+
+
+def deliverable_ucap_mw(
+    cohort_ucap_mw: ArrayLike, enrolled_share: ArrayLike, availability: ArrayLike
+) -> np.ndarray:
+    """D_i = a_i x sum_c UCAP_c x share_ci [MW] (see the module's conventions): the UCAP per
+    cohort enrolled now [MW] (c,), the share of it still enrolled per cohort and sample [-]
+    (c, n), the state-of-charge availability factor per sample [-] (n,) or one for all."""
+    ucap = np.asarray(cohort_ucap_mw, dtype=float)
+    share = np.asarray(enrolled_share, dtype=float)
+    factor = np.asarray(availability, dtype=float)
+    if ucap.ndim != 1 or share.ndim != 2 or share.shape[0] != ucap.size:
+        raise ValueError(
+            f"need UCAP per cohort (c,) and shares (c, n), got {ucap.shape} and {share.shape}"
+        )
+    if not np.all(np.isfinite(ucap) & (ucap >= 0)):
+        raise ValueError("cohort UCAP [MW] must be finite and >= 0")
+    for name, values in (("enrolled share", share), ("availability", factor)):
+        if not np.all((values >= 0) & (values <= 1)):
+            raise ValueError(f"{name} [-] must lie in [0, 1]")
+    return factor * (ucap @ share)

@@ -21,3 +21,16 @@ class Settings(ServiceSettings):
     iso_instruction_id: str | None = Field(None, description="Default: a new id per run")
     iso_timezone: str = Field("America/New_York", description="Zone the log is printed in")
     iso_timeout_s: float = Field(600.0, description="Give up after this much wall time")
+    # The capacity auction (`nexwatt-iso-sim auction`).
+    iso_clearing_prices: dict[str, float] = Field(
+        {"2026/27": 329.17, "2027/28": 333.44},
+        description="Clearing price per delivery year [$/MW-day] (JSON): PJM's 2026/27 and "
+        "2027/28 auctions as Nexwatt's notes transcribe them (each at its price cap); verify",
+    )
+    iso_clearing_fill_share: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of an offer's UCAP that clears when its price is low enough [-]: "
+        "1 clears it whole, 0.5 partly, 0 not at all",
+    )

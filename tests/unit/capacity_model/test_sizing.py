@@ -13,9 +13,12 @@ from scipy import stats
 
 from nexwatt_capacity_model.sizing import (
     CommitmentTerms,
+    deliverable_ucap_mw,
+    enrolled_share_samples,
     expected_outcome,
     expected_shortfall_mw,
     recommend_offer,
+    stay_probability_samples,
 )
 
 TOL_USD = 1e-6
@@ -255,3 +258,66 @@ def test_a_penalty_below_the_price_offers_the_most_deliverable() -> None:
     assert got.quantile == 1.0
     # slope below 10 MW: 36,500 - 18,250 x 0.9 = 20,075 $/MW
     close(got.expected.profit_usd, 282_875.0, 20_075 * TOL_OFFER_MW)
+
+
+# --- composing deliverable UCAP ---------------------------------------------------------------
+def test_deliverable_ucap_hand_worked() -> None:
+    # cohorts of 4 and 6 MW; sample 0: all of the first, half of the second, availability 1
+    #   -> (4 x 1 + 6 x 0.5) x 1 = 7 MW; sample 1: half of the first, none of the second,
+    #   availability 0.8 -> (4 x 0.5 + 6 x 0) x 0.8 = 1.6 MW
+    d = deliverable_ucap_mw([4.0, 6.0], [[1.0, 0.5], [0.5, 0.0]], [1.0, 0.8])
+    close(d, [7.0, 1.6], TOL_MW)
+    # one availability for every sample; no cohort at all delivers nothing
+    close(deliverable_ucap_mw([4.0, 6.0], [[1.0, 0.5], [0.5, 0.0]], 0.5), [3.5, 1.0], TOL_MW)
+    close(deliverable_ucap_mw(np.zeros(0), np.zeros((0, 3)), 1.0), [0.0, 0.0, 0.0], TOL_MW)
+
+
+@pytest.mark.parametrize(
+    ("ucap", "share", "availability", "message"),
+    [
+        ([4.0], [[1.0], [1.0]], 1.0, "per cohort"),
+        ([-1.0], [[1.0]], 1.0, "finite and >= 0"),
+        ([1.0], [[1.5]], 1.0, "enrolled share"),
+        ([1.0], [[1.0]], 1.2, "availability"),
+    ],
+)
+def test_bad_composition_raises(ucap: list, share: list, availability: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        deliverable_ucap_mw(ucap, share, availability)
+
+
+def test_stay_probability_has_the_closed_form_mean_of_its_gamma_hazard() -> None:
+    # 10 departures over 3,650 asset-days, 100 days ahead: h ~ Gamma(11, rate 3,650), so
+    # E[exp(-h x 100)] = (3650 / (3650 + 100))^11 = 0.742810 and its sd is
+    # sqrt((3650 / 3850)^11 - 0.742810^2) = 0.065837: over 100,000 samples the mean is within
+    # 0.0002 (one standard error); 0.001 is 5 of them.
+    rng = np.random.default_rng(7)
+    p = stay_probability_samples(10, 3650.0, 100.0, 100_000, rng)
+    close(p.mean(), 0.742810, 1e-3)
+    close(p.std(), 0.065837, 1e-3)
+    assert np.all((p > 0) & (p <= 1))
+    # no time to leave: everyone stays
+    close(stay_probability_samples(10, 3650.0, 0.0, 5, rng), np.ones(5), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("events", "exposure", "horizon"), [(-1, 10.0, 1.0), (1, 0.0, 1.0), (1, 10.0, -1.0)]
+)
+def test_bad_churn_history_raises(events: int, exposure: float, horizon: float) -> None:
+    with pytest.raises(ValueError):
+        stay_probability_samples(events, exposure, horizon, 3, np.random.default_rng(0))
+
+
+def test_enrolled_share_is_binomial() -> None:
+    rng = np.random.default_rng(3)
+    # certain stay or departure, and a cohort of no assets
+    close(enrolled_share_samples(50, [1.0, 0.0], rng), [1.0, 0.0], 0.0)
+    close(enrolled_share_samples(0, [0.3, 0.9], rng), [0.0, 0.0], 0.0)
+    # 200 assets staying with p = 0.9: K / 200 has mean 0.9 and sd sqrt(0.9 x 0.1 / 200) =
+    # 0.021213; the mean of 100,000 samples has a standard error of 0.000067: 5e-4 is 7 of them
+    share = enrolled_share_samples(200, np.full(100_000, 0.9), rng)
+    close(share.mean(), 0.9, 5e-4)
+    close(share.std(), 0.021213, 5e-4)
+    assert set(np.unique(share * 200)) <= set(range(201))
+    with pytest.raises(ValueError):
+        enrolled_share_samples(10, [1.2], rng)
