@@ -13,7 +13,9 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import BaseModel
 
+from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import TelemetryInterval
 from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
@@ -257,3 +259,11 @@ async def handler_running(
 async def handled(seen: list[str], n: int) -> None:
     """Wait until the handler has handled `n` of the test's events."""
     await eventually(lambda: asyncio.sleep(0, len(seen)), lambda k: k == n)
+
+
+def deliveries(topic: Topic, payloads: list[BaseModel], source: str = "test") -> list[Delivery]:
+    """Payloads as the consumer runner hands them to a handler, without a broker between."""
+    return [
+        Delivery(topic, 0, offset, None, envelope(topic, payload, source=source), b"")
+        for offset, payload in enumerate(payloads)
+    ]

@@ -38,14 +38,12 @@ from nexwatt_capacity_model.bootstrap import MIGRATIONS
 from nexwatt_capacity_model.config import Settings
 from nexwatt_capacity_model.domain import snapshot
 from nexwatt_capacity_model.handlers import make_handler
-from nexwatt_shared.codec import decode, encode, envelope
 from nexwatt_shared.contracts import AssetRegistered, TelemetryInterval
-from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.postgres import open_pool
-from nexwatt_shared.topics import ASSET_REGISTERED, TELEMETRY_INTERVAL, Topic
+from nexwatt_shared.topics import ASSET_REGISTERED, TELEMETRY_INTERVAL
 from tests.bench.settle import drop_database
-from tests.helpers import unique
+from tests.helpers import deliveries, unique
 
 ASSETS = int(os.environ.get("NEXWATT_BENCH_CAPACITY_ASSETS", "100000"))
 BATCH = 5000  # records per consumed batch during set-up
@@ -54,15 +52,6 @@ NOW = datetime(2026, 7, 1, 20, 0, tzinfo=UTC)  # 4 pm in PJM, a program hour
 
 def progress(message: str) -> None:
     print(f"    {message}", flush=True)
-
-
-def deliveries(topic: Topic, payloads: list) -> list[Delivery]:
-    """The records as the consumer would hand them over (encoded and decoded)."""
-    out = []
-    for offset, payload in enumerate(payloads):
-        value = encode(envelope(topic, payload, source="bench-capacity"))
-        out.append(Delivery(topic, 0, offset, None, decode(topic, value), value))
-    return out
 
 
 def fleet(resource_id: str, n: int, rng: np.random.Generator) -> list[AssetRegistered]:

@@ -16,11 +16,13 @@ import pytest
 
 from nexwatt_capacity_model.bootstrap import MIGRATIONS, api
 from nexwatt_capacity_model.handlers import make_handler
+from nexwatt_capacity_model.store import current_snapshot
 from nexwatt_shared.codec import decode
 from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot, TelemetryInterval
 from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.topics import ASSET_REGISTERED, CAPACITY_SNAPSHOT, TELEMETRY_INTERVAL
 from tests.helpers import (
+    deliveries,
     handled,
     handler_context,
     handler_running,
@@ -289,3 +291,45 @@ async def test_a_reading_with_a_missing_soc_makes_the_asset_unavailable_until_on
         ("pv_kw", at(15), 3.0, "actual"),
         ("soc_pct", at(20), 50.0, "actual"),
     ]
+
+
+async def test_two_replicas_each_publish_what_the_other_wrote(ctx: dict) -> None:
+    """Each replica keeps its own books; the store carries the other's writes to them.
+
+    Replica 1 takes A's record, replica 2 B's (both in the resource): replica 2's first
+    snapshot reads both from the store. A's telemetry reaches replica 1, which must count B
+    (replica 2 wrote it since replica 1 last read); B's reaches replica 2, which must see A's
+    (written by replica 1). Then replica 2 moves A to another resource: replica 1's next
+    snapshot of the resource no longer counts it. Figures as in the first test: A 5.6 kW,
+    B 2.0 kW (lossless, reserve 30 %, soc 50 -> 2.0 kWh for 1 h).
+    """
+    pool, producer = ctx["pool"], ctx["producer"]
+    one = make_handler(pool, producer, freshness_s=900.0)
+    two = make_handler(pool, producer, freshness_s=900.0)
+    b_rated = {"capacity_kw": 5.0, "storage_kwh": 10.0, "backup_reserve_pct": 30.0}
+
+    async def last() -> CapacitySnapshot:
+        snap = await current_snapshot(pool, ctx["resource"])
+        assert snap is not None
+        return snap
+
+    await one(deliveries(ASSET_REGISTERED, [asset(ctx, "A", 1)]))
+    await two(deliveries(ASSET_REGISTERED, [asset(ctx, "B", 1, **b_rated)]))
+    assert (await last()).assets_enrolled == 2
+
+    await one(deliveries(TELEMETRY_INTERVAL, [telemetry(ctx, "A", 0, pv_kw=2.0, soc_pct=80.0)]))
+    snap = await last()
+    assert (snap.assets_enrolled, snap.assets_reporting) == (2, 1)
+    assert snap.available_mw == pytest.approx(0.0056, abs=1e-9)
+
+    await two(deliveries(TELEMETRY_INTERVAL, [telemetry(ctx, "B", -10, pv_kw=0.5, soc_pct=50.0)]))
+    snap = await last()
+    assert (snap.assets_enrolled, snap.assets_reporting) == (2, 2)
+    assert snap.available_mw == pytest.approx(0.0076, abs=1e-9)
+
+    moved = asset(ctx, "A", 2, resource_id=f"{ctx['resource']}-X", updated_at=at(2))
+    await two(deliveries(ASSET_REGISTERED, [moved]))
+    await one(deliveries(TELEMETRY_INTERVAL, [telemetry(ctx, "B", -5, pv_kw=0.5, soc_pct=60.0)]))
+    snap = await last()
+    # B alone: min(4.5, (60 - 30) / 100 * 10 = 3.0) = 3.0 kW.
+    assert (snap.assets_enrolled, snap.available_mw) == (1, pytest.approx(0.003, abs=1e-9))

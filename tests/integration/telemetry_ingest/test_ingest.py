@@ -10,16 +10,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import Channel, Quality, TelemetryInterval
-from nexwatt_shared.kafka.consumer import Delivery, PoisonMessage
+from nexwatt_shared.kafka.consumer import PoisonMessage
 from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import TELEMETRY_INTERVAL
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS
 from nexwatt_telemetry_ingest.coverage import asset_coverage
 from nexwatt_telemetry_ingest.handlers import make_historian
 from nexwatt_telemetry_ingest.store import channel_intervals, latest
-from tests.helpers import unique
+from tests.helpers import deliveries, unique
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 7, 1, 14, 0, tzinfo=UTC)
@@ -31,14 +30,6 @@ async def pool(servers: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
     yield pool
     await pool.close()
-
-
-def deliveries(readings: list[TelemetryInterval]) -> list[Delivery]:
-    return [
-        Delivery(TELEMETRY_INTERVAL, 0, i, r.asset_id.encode(),
-                 envelope(TELEMETRY_INTERVAL, r, source="test"), b"")
-        for i, r in enumerate(readings)
-    ]  # fmt: skip
 
 
 def power(asset: str, minute: int, pv_kw: float | None = 3.0) -> TelemetryInterval:
@@ -63,9 +54,9 @@ async def test_channels_at_their_own_resolution_are_stored_once(pool: asyncpg.Po
     handle = make_historian(pool)
     a = unique("A")
     first = [power(a, 0), power(a, 15, pv_kw=None)] + [battery(a, m) for m in range(0, 30, 5)]
-    await handle(deliveries(first))
+    await handle(deliveries(TELEMETRY_INTERVAL, first))
     # Redelivered (new event ids, same values): nothing changes, nothing is refused.
-    await handle(deliveries(first[:3]))
+    await handle(deliveries(TELEMETRY_INTERVAL, first[:3]))
     stored = await channel_intervals(pool, a, T0, T0 + timedelta(hours=1))
     summary = {
         c: (len(ivs), sum(i.interval_s for i in ivs), sum(i.value is not None for i in ivs))
@@ -91,8 +82,8 @@ async def test_channels_at_their_own_resolution_are_stored_once(pool: asyncpg.Po
         Channel.SOC_PCT: (25, 300, 60.0, "actual"),
     }  # fmt: skip
     # A late, older reading never moves the cache backwards.
-    await handle(deliveries([battery(a, 30), battery(a, 35, soc=61.0)]))
-    await handle(deliveries([battery(a, 30)]))
+    await handle(deliveries(TELEMETRY_INTERVAL, [battery(a, 30), battery(a, 35, soc=61.0)]))
+    await handle(deliveries(TELEMETRY_INTERVAL, [battery(a, 30)]))
     assert (await latest(pool, a))[Channel.SOC_PCT].interval_start.minute == 35
     assert await latest(pool, unique("nobody")) == {}
 
@@ -102,10 +93,10 @@ async def test_a_correction_is_refused_and_nothing_of_its_batch_written(
 ) -> None:
     handle = make_historian(pool)
     a = unique("A")
-    await handle(deliveries([battery(a, 0)]))
+    await handle(deliveries(TELEMETRY_INTERVAL, [battery(a, 0)]))
     with pytest.raises(PoisonMessage) as refused:
         # 14:05 is new, but 14:00 comes with another value: the whole batch is refused first.
-        await handle(deliveries([battery(a, 5), battery(a, 0, kw=-2.0)]))
+        await handle(deliveries(TELEMETRY_INTERVAL, [battery(a, 5), battery(a, 0, kw=-2.0)]))
     assert "battery_kw: other values for the stored interval" in str(refused.value)
     assert len(refused.value.refusals) == 1
     assert await pool.fetchval("SELECT count(*) FROM readings WHERE asset_id = $1", a) == 1
@@ -114,7 +105,9 @@ async def test_a_correction_is_refused_and_nothing_of_its_batch_written(
 async def test_coverage_over_a_window(pool: asyncpg.Pool) -> None:
     a = unique("A")
     # PV over 14:00-15:00: 14:00 and 14:30 actual, 14:15 missing, 14:45 absent.
-    await make_historian(pool)(deliveries([power(a, 0), power(a, 15, pv_kw=None), power(a, 30)]))
+    await make_historian(pool)(
+        deliveries(TELEMETRY_INTERVAL, [power(a, 0), power(a, 15, pv_kw=None), power(a, 30)])
+    )
     window = (T0, T0 + timedelta(hours=1))
     rows = await channel_intervals(pool, a, *window)
     cover = asset_coverage(a, window, [(i.channel, i.start, i.interval_s, i.quality) for i in rows])
