@@ -16,7 +16,10 @@
 5. settlement: one 1-hour event of a 100,000-asset resource (`NEXWATT_BENCH_SETTLE_ASSETS`)
    settled end to end (`tests.bench.settle`: 30 days of hourly history, 5-minute data, the
    report published), per phase [s] and peak RSS; and the per-batch cost with its window open
-   (`store.save_inputs` of 2,000 readings, `store.due`) [ms]. The issue's goal: under 30 s.
+   (`store.save_inputs` of 2,000 readings, `store.due`) [ms]. The issue's goal: under 30 s;
+6. capacity model: a 100,000-asset resource (`NEXWATT_BENCH_CAPACITY_ASSETS`,
+   `tests.bench.capacity`): full recompute from memory and from the store, one asset's
+   telemetry to a published snapshot [ms]. The issue's goals: < 1 s, < 10 ms, within 2 s.
 
 Times on a shared 2-core machine are noisy: compare ratios within one run.
 """
@@ -56,6 +59,9 @@ from nexwatt_shared.wiring import tune_gc
 from nexwatt_telemetry_ingest.bootstrap import MIGRATIONS as INGEST_MIGRATIONS
 from nexwatt_telemetry_ingest.handlers import make_historian, make_normalizer
 from tests.bench.backfill import bench_backfill
+from tests.bench.capacity import ASSETS as CAPACITY_ASSETS
+from tests.bench.capacity import bench_capacity
+from tests.bench.capacity import summary as capacity_summary
 from tests.bench.settle import ASSETS as SETTLE_ASSETS
 from tests.bench.settle import bench_settle
 from tests.bench.settle import summary as settle_summary
@@ -329,6 +335,9 @@ async def main() -> None:
         row = await bench_dispatch(assets)
         results["dispatch_latency"].append(row)  # type: ignore[union-attr]
         print(f"    {row}", flush=True)
+    print(f"capacity model, {CAPACITY_ASSETS:,} assets ...", flush=True)
+    results["capacity"] = await bench_capacity(CAPACITY_ASSETS)
+    print(f"    {capacity_summary(results['capacity'])}", flush=True)
     print(f"settlement of a 1-hour event, {SETTLE_ASSETS:,} assets ...", flush=True)
     settled = await bench_settle(SETTLE_ASSETS)
     results["settle"] = settled
