@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
@@ -48,6 +49,8 @@ def sizing_policy(settings: Settings) -> offers.SizingPolicy:
         pai_intervals_per_year=settings.offer_pai_intervals_per_year,
         default_monthly_churn=settings.offer_default_monthly_churn_pct / 100.0,
         soc_availability=(settings.offer_soc_availability,),
+        soc_min_days=settings.offer_soc_min_days,
+        soc_days=settings.offer_soc_days,
         samples=settings.offer_samples,
         source="capacity-model settings NEXWATT_OFFER_* (placeholders, see the README)",
     )
@@ -101,7 +104,13 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
     assert res.pool is not None
     consumer = res.consumer(
         [ASSET_REGISTERED, TELEMETRY_INTERVAL],
-        make_handler(res.pool, res.producer, settings.capacity_freshness_s),
+        make_handler(
+            res.pool,
+            res.producer,
+            settings.capacity_freshness_s,
+            ZoneInfo(settings.capacity_market_timezone),
+            settings.capacity_window_opening_min,
+        ),
     )
     clearings = res.consumer(
         [CAPACITY_CLEARING], make_clearing_handler(res.pool, res.producer), role="clearing"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from nexwatt_shared.settings import ServiceSettings
+from nexwatt_shared.settings import ServiceSettings, TimeZoneName
 
 
 class Settings(ServiceSettings):
@@ -13,6 +13,16 @@ class Settings(ServiceSettings):
         gt=0,
         description="An asset reports when its latest PV and SoC intervals end within this "
         "of its resource's clock [s]",
+    )
+    capacity_market_timezone: TimeZoneName = Field(
+        "America/New_York", description="IANA zone of the program's local times (PJM: Eastern)"
+    )
+    capacity_window_opening_min: float = Field(
+        15.0,
+        gt=0,
+        le=60,
+        description="The fleet's SoC is recorded at the first snapshot this soon after a "
+        "program day's event window opens [min]",
     )
     # Commitment sizing of auction offers. Placeholders, none read from PJM's tariff or
     # manuals (see the README's "Commitment sizing"): set them from the program's terms.
@@ -41,8 +51,14 @@ class Settings(ServiceSettings):
         ge=0,
         le=1,
         description="Share of the UCAP still enrolled that an event finds charged above the "
-        "backup reserve [-]. An assumption: 1.0 takes every battery as full when called, until "
-        "the state-of-charge forecast supplies samples of it",
+        "backup reserve [-], assumed while the resource has fewer than "
+        "offer_soc_min_days program days of SoC at the window's opening (1.0: full batteries)",
+    )
+    offer_soc_min_days: int = Field(
+        3, ge=1, le=366, description="Program days of measured SoC sizing needs to use them"
+    )
+    offer_soc_days: int = Field(
+        60, ge=1, le=366, description="Most recent program days of measured SoC sizing draws on"
     )
     offer_default_monthly_churn_pct: float = Field(
         1.5,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -18,6 +20,7 @@ from nexwatt_capacity_model.accreditation import (
     hybrid_ucap_mw,
     storage_icap_mw,
 )
+from nexwatt_capacity_model.soc_forecast import ProgramParams, program_days
 from nexwatt_shared.contracts import (
     CapacitySnapshot,
     Channel,
@@ -160,6 +163,51 @@ def available_kw(assets: Assets, freshness_s: float) -> tuple[NDArray[np.bool_],
     soc_pct = np.where(reporting, assets.soc_pct, np.nan)
     kw = deliverable_kw(assets.ratings, np.where(reporting, pv_kw, 0.0), soc_pct, DISCHARGE_H)
     return reporting, np.where(reporting, kw, 0.0)
+
+
+class FleetSoc(NamedTuple):
+    """The energy-weighted state of charge and backup reserve of a fleet's batteries [%]."""
+
+    soc_pct: float
+    reserve_pct: float
+    assets: int  # batteries counted
+
+
+def fleet_soc(assets: Assets, freshness_s: float) -> FleetSoc | None:
+    """The enrolled batteries' SoC and reserve weighted by usable energy, sum(x kWh) /
+    sum(kWh), over those reporting (`available_kw`) with a battery; None without any."""
+    reporting, _ = available_kw(assets, freshness_s)
+    usable_kwh = assets.ratings.usable_kwh
+    counted = assets.enrolled & reporting & (usable_kwh > 0) & ~np.isnan(assets.soc_pct)
+    weights = usable_kwh[counted]
+    if not weights.size:
+        return None
+    return FleetSoc(
+        float(np.average(assets.soc_pct[counted], weights=weights)),
+        float(np.average(assets.ratings.backup_reserve_pct[counted], weights=weights)),
+        int(weights.size),
+    )
+
+
+def window_opening(
+    as_of: datetime, market_tz: ZoneInfo, minutes: float, program: ProgramParams
+) -> date | None:
+    """The local date when `as_of` falls in the first `minutes` of a program day's event
+    window (a weekday of the program's months, at its opening hour in market time), else
+    None. Holidays are not known here: a holiday's reading counts as a weekday's."""
+    local = as_of.astimezone(market_tz)
+    opening = local.replace(hour=program.window_start_h, minute=0, second=0, microsecond=0)
+    if not program_days([local.date()], program=program)[0]:
+        return None
+    return local.date() if opening <= local < opening + timedelta(minutes=minutes) else None
+
+
+def soc_availability(soc_pct: ArrayLike, reserve_pct: ArrayLike) -> NDArray[np.float64]:
+    """The share of the batteries' energy above the reserve that is there [-], in [0, 1]:
+    (SoC - reserve) / (100 - reserve). UCAP counts full batteries; an event at 60 % SoC with a
+    20 % reserve finds (60 - 20) / 80 = 0.5 of it."""
+    soc, reserve = np.asarray(soc_pct, float), np.asarray(reserve_pct, float)
+    return np.clip((soc - reserve) / (100.0 - reserve), 0.0, 1.0)
 
 
 def snapshot(

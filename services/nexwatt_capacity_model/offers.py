@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import NamedTuple
@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nexwatt_capacity_model import churn, sizing
+from nexwatt_capacity_model.domain import FleetSoc, soc_availability
 from nexwatt_shared.contracts import (
     CapacityOffer,
     OfferClearing,
@@ -239,6 +240,8 @@ class SizingPolicy:
     samples: int  # of deliverable UCAP
     source: str
     caps: OfferCaps = PJM_OFFER_CAPS
+    soc_min_days: int = 3  # measured program days needed to replace soc_availability
+    soc_days: int = 60  # most recent measured program days drawn on
 
     def __post_init__(self) -> None:
         if not 0 <= self.default_monthly_churn < 1:
@@ -247,6 +250,24 @@ class SizingPolicy:
             raise ValueError("state-of-charge availability: one or more samples in [0, 1]")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+
+
+def with_measured_soc(policy: SizingPolicy, socs: Sequence[FleetSoc]) -> SizingPolicy:
+    """The policy drawing its state-of-charge availability from the fleet's SoC measured as
+    recent program days' windows opened (`domain.soc_availability` of each day), when there
+    are at least `soc_min_days` of them; else as it is, its assumption said in its source."""
+    if len(socs) < policy.soc_min_days:
+        note = (
+            f"SoC availability assumed {policy.soc_availability} (only {len(socs)} program days"
+            f" measured, {policy.soc_min_days} needed)"
+        )
+        return replace(policy, source=f"{policy.source}; {note}")
+    days = socs[: policy.soc_days]
+    measured = soc_availability([d.soc_pct for d in days], [d.reserve_pct for d in days])
+    note = f"SoC availability measured at the window's opening on {len(days)} program days"
+    return replace(
+        policy, soc_availability=tuple(measured.tolist()), source=f"{policy.source}; {note}"
+    )
 
 
 class CohortNow(NamedTuple):

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from nexwatt_capacity_model import offer_store, offers
-from nexwatt_capacity_model.store import current_snapshot
+from nexwatt_capacity_model.store import current_snapshot, socs_at_window_start
 from nexwatt_shared.contracts import (
     MAX_PRICE_USD_PER_MW_DAY,
     MAX_RESOURCE_MW,
@@ -132,11 +132,14 @@ def offers_router(
             for c in snap.cohorts
         ]
         lifecycle = await offer_store.lifecycle(pool, resource_id)
+        measured = offers.with_measured_soc(
+            policy, await socs_at_window_start(pool, resource_id, policy.soc_days)
+        )
 
         def size() -> CapacityOffer:
             history = offers.history_by_cohort(lifecycle, as_of)
             rng = np.random.default_rng(seed)
-            deliverable = offers.deliverable_samples(cohorts, history, as_of, year, policy, rng)
+            deliverable = offers.deliverable_samples(cohorts, history, as_of, year, measured, rng)
             return offers.sized_offer(
                 f"OFR-{uuid.uuid4().hex[:16]}",
                 resource_id,
@@ -144,7 +147,7 @@ def offers_router(
                 resource_ucap_mw,
                 deliverable,
                 price,
-                policy,
+                measured,
                 now,
                 request.offered_ucap_mw,
             )

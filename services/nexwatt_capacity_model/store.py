@@ -4,13 +4,13 @@ look, for the in-memory books (`book.py`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 import asyncpg
 import numpy as np
 
-from nexwatt_capacity_model.domain import ChannelValue
+from nexwatt_capacity_model.domain import ChannelValue, FleetSoc
 from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot
 
 # A replayed or out-of-order older version never overwrites a newer one; a row from before
@@ -198,6 +198,33 @@ async def changes_since(pool: asyncpg.Pool, xmin: str) -> Changes:
     return await _read(
         pool, _ASSET_COLUMNS + " WHERE a.txid >= $1::text::xid8", xmin, channels=True
     )
+
+
+async def record_soc_at_window_start(
+    pool: asyncpg.Pool, resource_id: str, local_date: date, fleet: FleetSoc, as_of: datetime
+) -> None:
+    """The fleet's SoC as a program day's window opened; the day's first record stays."""
+    await pool.execute(
+        """
+        INSERT INTO soc_at_window_start
+            (resource_id, local_date, soc_pct, reserve_pct, assets, as_of)
+        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+        """,
+        resource_id, local_date, fleet.soc_pct, fleet.reserve_pct, fleet.assets, as_of,
+    )  # fmt: skip
+
+
+async def socs_at_window_start(pool: asyncpg.Pool, resource_id: str, days: int) -> list[FleetSoc]:
+    """The fleet's SoC at the opening of its `days` most recent recorded program days."""
+    rows = await pool.fetch(
+        """
+        SELECT soc_pct, reserve_pct, assets FROM soc_at_window_start
+        WHERE resource_id = $1 ORDER BY local_date DESC LIMIT $2
+        """,
+        resource_id,
+        days,
+    )
+    return [FleetSoc(r["soc_pct"], r["reserve_pct"], r["assets"]) for r in rows]
 
 
 async def published(pool: asyncpg.Pool, resource_ids: list[str]) -> dict[str, CapacitySnapshot]:

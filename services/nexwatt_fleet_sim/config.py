@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from nexwatt_shared.settings import ServiceSettings
+from nexwatt_shared.settings import ServiceSettings, TimeZoneName
 
 
 class Settings(ServiceSettings):
@@ -29,7 +28,7 @@ class Settings(ServiceSettings):
     sim_iso_zone: str = "PJM-PEPCO"
     sim_latitude_deg: float = 38.9
     sim_longitude_deg: float = -77.0
-    sim_site_timezone: str = Field(
+    sim_site_timezone: TimeZoneName = Field(
         "America/New_York", description="IANA zone of the sites' local times (SolarEdge's)"
     )
     sim_home_self_consumption: bool = Field(
@@ -46,15 +45,6 @@ class Settings(ServiceSettings):
     sim_onboarding_url: str = Field(
         "http://127.0.0.1:8081", description="Where `register` sends the fleet"
     )
-
-    @field_validator("sim_site_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ValueError, ZoneInfoNotFoundError) as exc:
-            raise ValueError(f"not an IANA time zone: {value!r}") from exc
-        return value
 
     @field_validator("sim_start")
     @classmethod

@@ -6,7 +6,7 @@ from nexwatt_settlement.baselines import ParticipationModel
 from nexwatt_settlement.domain import BaselineMethod
 from nexwatt_settlement.market_time import PJM_TIMEZONE
 from nexwatt_settlement.money import PLACEHOLDER_PERFORMANCE_RATES
-from nexwatt_shared.settings import ServiceSettings
+from nexwatt_shared.settings import ServiceSettings, TimeZoneName
 
 DAY_S = 86_400.0
 
@@ -23,7 +23,7 @@ class Settings(ServiceSettings):
         BaselineMethod.HIGH_X_OF_Y,
         description="Each asset's baseline (Hour Before from 5-minute data is the fallback)",
     )
-    settlement_market_timezone: str = Field(
+    settlement_market_timezone: TimeZoneName = Field(
         PJM_TIMEZONE, description="The ISO's prevailing time: local days, hours, holidays"
     )
     settlement_coverage_threshold_pct: float = Field(

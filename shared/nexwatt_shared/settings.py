@@ -6,11 +6,23 @@ name in upper case, e.g. NEXWATT_KAFKA_BOOTSTRAP_SERVERS.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiokafka.helpers import create_ssl_context
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ValueError(f"not an IANA time zone: {value!r}") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]  # e.g. America/New_York
 
 
 class ServiceSettings(BaseSettings):

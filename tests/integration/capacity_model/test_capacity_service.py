@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -333,3 +333,36 @@ async def test_two_replicas_each_publish_what_the_other_wrote(ctx: dict) -> None
     snap = await last()
     # B alone: min(4.5, (60 - 30) / 100 * 10 = 3.0) = 3.0 kW.
     assert (snap.assets_enrolled, snap.available_mw) == (1, pytest.approx(0.003, abs=1e-9))
+
+
+async def test_the_fleets_soc_is_recorded_as_a_program_days_window_opens(ctx: dict) -> None:
+    """Wednesday 1 July 2026: A (13.5 kWh, reserve 20 %) at 80 %, B (10 kWh, reserve 30 %) at
+    50 %, both reading at 16:05 EDT: (13.5 x 80 + 10 x 50) / 23.5 = 67.234 %, reserve (13.5 x
+    20 + 10 x 30) / 23.5 = 24.255 %. A later reading the same day (16:10) changes nothing:
+    the day's first stays. At 15:55 nothing is recorded."""
+    pool = ctx["pool"]
+    handle = make_handler(pool, ctx["producer"], freshness_s=900.0)
+    opening = datetime(2026, 7, 1, 20, 5, tzinfo=UTC)  # 16:05 EDT
+
+    def reading(name: str, end: datetime, soc_pct: float) -> TelemetryInterval:
+        return TelemetryInterval(
+            asset_id=ctx["assets"][name], interval_start=end - timedelta(minutes=5),
+            interval_s=300, pv_kw=1.0, battery_kw=0.0, soc_pct=soc_pct,
+        )  # fmt: skip
+
+    b_rated = {"capacity_kw": 5.0, "storage_kwh": 10.0, "backup_reserve_pct": 30.0}
+    await handle(deliveries(ASSET_REGISTERED, [asset(ctx, "A", 1), asset(ctx, "B", 1, **b_rated)]))
+    before = opening - timedelta(minutes=10)
+    await handle(deliveries(TELEMETRY_INTERVAL, [reading("A", before, 90.0)]))
+    assert await pool.fetchval("SELECT count(*) FROM soc_at_window_start") == 0
+    await handle(
+        deliveries(TELEMETRY_INTERVAL, [reading("A", opening, 80.0), reading("B", opening, 50.0)])
+    )
+    later = opening + timedelta(minutes=5)
+    await handle(deliveries(TELEMETRY_INTERVAL, [reading("A", later, 20.0)]))
+    rows = await pool.fetch("SELECT * FROM soc_at_window_start")
+    assert [(r["resource_id"], r["local_date"], r["assets"]) for r in rows] == [
+        (ctx["resource"], date(2026, 7, 1), 2)
+    ]
+    assert rows[0]["soc_pct"] == pytest.approx((13.5 * 80 + 10 * 50) / 23.5, abs=1e-9)
+    assert rows[0]["reserve_pct"] == pytest.approx((13.5 * 20 + 10 * 30) / 23.5, abs=1e-9)

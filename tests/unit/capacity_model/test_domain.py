@@ -7,7 +7,8 @@ inverter headroom and energy above the reserve."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -19,10 +20,14 @@ from nexwatt_capacity_model.domain import (
     accredit,
     available_kw,
     changed,
+    fleet_soc,
     latest_channels,
     snapshot,
     snapshot_event_id,
+    soc_availability,
+    window_opening,
 )
+from nexwatt_capacity_model.soc_forecast import RESIDENTIAL_BATTERY_PROGRAM
 from nexwatt_capacity_model.store import Changes
 from nexwatt_shared.contracts import (
     AssetRegistered,
@@ -400,3 +405,47 @@ def test_a_batch_keeps_the_highest_version_and_the_latest_reading_of_each_asset(
         ("A", Channel.PV_KW, at(3)),
         ("B", Channel.PV_KW, at(1)),
     ]
+
+
+EASTERN = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("local", "day"),
+    [
+        (datetime(2026, 7, 1, 16, 0), date(2026, 7, 1)),  # Wednesday, the window opens
+        (datetime(2026, 7, 1, 16, 14, 59), date(2026, 7, 1)),  # within 15 minutes
+        (datetime(2026, 7, 1, 16, 15), None),  # too late: the window's SoC is past
+        (datetime(2026, 7, 1, 15, 59), None),  # before it opens
+        (datetime(2026, 7, 4, 16, 5), None),  # Saturday
+        (datetime(2026, 3, 11, 16, 5), None),  # a weekday out of season (May-October)
+        (datetime(2026, 10, 30, 16, 5), date(2026, 10, 30)),  # the season's last Friday
+    ],
+)
+def test_a_program_days_window_opening_in_market_time(local: datetime, day: date | None) -> None:
+    as_of = local.replace(tzinfo=EASTERN).astimezone(UTC)  # 16:00 EDT is 20:00 UTC
+    assert window_opening(as_of, EASTERN, 15.0, RESIDENTIAL_BATTERY_PROGRAM) == day
+
+
+def test_the_fleets_soc_is_weighted_by_energy_over_reporting_batteries() -> None:
+    # A 10 kWh at 80 % (reserve 20), B 30 kWh at 40 % (reserve 10), C stale, D solar only:
+    # SoC (10 x 80 + 30 x 40) / 40 = 50 %; reserve (10 x 20 + 30 x 10) / 40 = 12.5 %.
+    assets = fleet(
+        row("A", soc_pct=80.0),
+        row("B", storage_kwh=30.0, backup_reserve_pct=10.0, soc_pct=40.0),
+        row("C", end_min=-60, soc_pct=100.0),
+        row("D", asset_type="solar", storage_kwh=0.0, battery_continuous_kw=0.0,
+            soc_end_s=NAN, soc_pct=NAN),
+    )  # fmt: skip
+    got = fleet_soc(assets, FRESH_S)
+    assert got is not None
+    assert (got.soc_pct, got.reserve_pct, got.assets) == (
+        pytest.approx(50.0, abs=1e-12),
+        pytest.approx(12.5, abs=1e-12),
+        2,
+    )
+    assert fleet_soc(fleet(row("A", end_min=None)), FRESH_S) is None
+    # Availability: (50 - 12.5) / (100 - 12.5) = 0.428571...; below the reserve: 0; full: 1.
+    assert soc_availability([50.0, 5.0, 100.0], [12.5, 10.0, 20.0]) == pytest.approx(
+        [37.5 / 87.5, 0.0, 1.0], abs=1e-12
+    )

@@ -13,6 +13,7 @@ import pytest
 
 from nexwatt_capacity_model import offers
 from nexwatt_capacity_model.churn import Durations
+from nexwatt_capacity_model.domain import FleetSoc
 from nexwatt_capacity_model.offers import (
     CohortNow,
     OfferInvalid,
@@ -390,3 +391,19 @@ def test_a_sized_offer_that_fails_its_checks_is_refused_with_each_field() -> Non
 def test_bad_policies_raise(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         policy(**changes)
+
+
+def test_sizing_draws_soc_availability_from_measured_program_days_once_it_has_enough() -> None:
+    # Two days measured, three needed: the assumption stays, and the source says so.
+    two = [FleetSoc(60.0, 20.0, 100), FleetSoc(100.0, 20.0, 100)]
+    kept = offers.with_measured_soc(policy(soc_min_days=3), two)
+    assert kept.soc_availability == (1.0,)
+    assert "assumed (1.0,) (only 2 program days measured, 3 needed)" in kept.source
+    # Three days: (60 - 20) / 80 = 0.5, (100 - 20) / 80 = 1.0, (10 - 20) / 80 -> 0 (below the
+    # reserve); the most recent `soc_days` (2) of them only.
+    three = [*two, FleetSoc(10.0, 20.0, 100)]
+    measured = offers.with_measured_soc(policy(soc_min_days=3), three)
+    assert measured.soc_availability == pytest.approx((0.5, 1.0, 0.0), abs=1e-12)
+    assert "measured at the window's opening on 3 program days" in measured.source
+    recent = offers.with_measured_soc(policy(soc_min_days=2, soc_days=2), three)
+    assert recent.soc_availability == pytest.approx((0.5, 1.0), abs=1e-12)
