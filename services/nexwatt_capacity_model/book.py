@@ -86,10 +86,13 @@ class ResourceBook:
 
     def put(self, rows: Columns) -> None:
         """Set these assets' rows (columns of `store._ASSET_COLUMNS`; added if new),
-        accrediting each from its ratings."""
+        accrediting each from its ratings. Ratings the power model refuses raise ValueError
+        before anything changes."""
         ids = rows["asset_id"].tolist()
         if not ids:
             return
+        has_pv = rows["asset_type"] != AssetType.STORAGE.value
+        icap, ucap = accredit(_ratings(rows), has_pv, rows["pv_mounting"], DELIVERY_YEARS)
         for asset_id in ids:
             if asset_id not in self.slot:
                 self.slot[asset_id] = len(self.ids)
@@ -100,13 +103,10 @@ class ResourceBook:
         for name in _FLOATS:
             c[name][at] = rows[name]
         c["enrolled"][at] = rows["status"] == AssetStatus.ENROLLED.value
-        c["has_pv"][at] = rows["asset_type"] != AssetType.STORAGE.value
+        c["has_pv"][at] = has_pv
         codes = {cohort: self._code(cohort) for cohort in set(rows["cohort"].tolist())}
         c["cohort_code"][at] = [codes[cohort] for cohort in rows["cohort"].tolist()]
         c["coupling"][at] = rows["coupling"]
-        icap, ucap = accredit(
-            self._ratings(at), c["has_pv"][at], rows["pv_mounting"], DELIVERY_YEARS
-        )
         c["icap_mw"][at] = icap
         self._ucap_mw[:, at] = ucap
         self._view = self._ratings_view = None
@@ -144,26 +144,13 @@ class ResourceBook:
                 self._columns[value][slot] = rows["value"][row]
         self._view = None
 
-    def _ratings(self, at: slice | np.ndarray) -> AssetRatings:
-        c = self._columns
-        return AssetRatings(
-            battery_continuous_kw=c["battery_continuous_kw"][at],
-            battery_peak_kw=c["battery_peak_kw"][at],
-            usable_kwh=c["storage_kwh"][at],
-            round_trip_efficiency=c["round_trip_efficiency"][at],
-            coupling=c["coupling"][at],
-            pv_dc_kw=c["pv_dc_kw"][at],
-            inverter_ac_kw=c["capacity_kw"][at],
-            backup_reserve_pct=c["backup_reserve_pct"][at],
-        )
-
     def view(self) -> Assets:
         """The book's assets as read-only arrays (rebuilt only after a change)."""
         if self._view is None:
             n = len(self.ids)
             c = {name: column[:n] for name, column in self._columns.items()}
             if self._ratings_view is None:
-                self._ratings_view = self._ratings(slice(0, n))
+                self._ratings_view = _ratings(c)
             self._view = Assets(
                 enrolled=c["enrolled"],
                 cohort_code=c["cohort_code"],
@@ -191,15 +178,20 @@ class Books:
         self.xmin: str | None = None  # rows written since have txid >= xmin
 
     def load(self, resource_id: str, rows: Changes) -> ResourceBook:
-        """A new book of every asset in the resource (`store.resource_rows`)."""
-        book = self.of[resource_id] = ResourceBook()
-        self._apply_assets(rows.assets)
+        """A new book of every asset in the resource (`store.resource_rows`), kept only once
+        it is whole."""
+        book = ResourceBook()
+        book.put(rows.assets)
+        self._hand_over(book.ids, resource_id)
+        self.of[resource_id] = book
         if self.xmin is None:
             self.xmin = rows.xmin
         return book
 
     def apply(self, changes: Changes) -> None:
-        """Rows written since `xmin` (`store.changes_since`), to the books holding them."""
+        """Rows written since `xmin` (`store.changes_since`), to the books holding them.
+        Should a row fail, `xmin` stays: the rows are read again next time (applying a row
+        twice changes nothing)."""
         self._apply_assets(changes.assets)
         if changes.channels:
             held_by = [self._resource_of.get(a) for a in changes.channels["asset_id"].tolist()]
@@ -210,24 +202,43 @@ class Books:
     def _apply_assets(self, rows: Columns) -> None:
         if not rows or not len(rows["asset_id"]):
             return
-        moving: dict[str, list[str]] = {}
-        kept_in: list[str | None] = []
-        for asset_id, resource_id in zip(
-            rows["asset_id"].tolist(), rows["resource_id"].tolist(), strict=True
-        ):
+        resource_ids = rows["resource_id"].tolist()
+        into = [r if r in self.of else None for r in resource_ids]
+        for resource_id, resource_rows in _split(rows, into).items():
+            self.of[resource_id].put(resource_rows)  # each refuses its rows before changing
+            self._hand_over(resource_rows["asset_id"].tolist(), resource_id)
+        # Assets now in a resource this replica has no book of leave the book they were in.
+        gone = [a for a, r in zip(rows["asset_id"].tolist(), into, strict=True) if r is None]
+        self._hand_over(gone, None)
+
+    def _hand_over(self, asset_ids: list[str], resource_id: str | None) -> None:
+        """Record these assets as held by `resource_id`'s book (None: by none), taking them
+        out of any other book that held them."""
+        leaving: dict[str, list[str]] = {}
+        for asset_id in asset_ids:
             held_by = self._resource_of.get(asset_id)
             if held_by is not None and held_by != resource_id:
-                moving.setdefault(held_by, []).append(asset_id)
-                del self._resource_of[asset_id]
-            if resource_id in self.of:
-                self._resource_of[asset_id] = resource_id
-                kept_in.append(resource_id)
+                leaving.setdefault(held_by, []).append(asset_id)
+            if resource_id is None:
+                self._resource_of.pop(asset_id, None)
             else:
-                kept_in.append(None)
-        for resource_id, asset_ids in moving.items():
-            self.of[resource_id].remove(asset_ids)
-        for resource_id, resource_rows in _split(rows, kept_in).items():
-            self.of[resource_id].put(resource_rows)
+                self._resource_of[asset_id] = resource_id
+        for held_by, moved in leaving.items():
+            self.of[held_by].remove(moved)
+
+
+def _ratings(columns: Columns) -> AssetRatings:
+    """The power model's ratings of rows or of a book's columns (checked: ValueError)."""
+    return AssetRatings(
+        battery_continuous_kw=columns["battery_continuous_kw"],
+        battery_peak_kw=columns["battery_peak_kw"],
+        usable_kwh=columns["storage_kwh"],
+        round_trip_efficiency=columns["round_trip_efficiency"],
+        coupling=columns["coupling"],
+        pv_dc_kw=columns["pv_dc_kw"],
+        inverter_ac_kw=columns["capacity_kw"],
+        backup_reserve_pct=columns["backup_reserve_pct"],
+    )
 
 
 def _split(rows: Columns, keys: Sequence[str | None]) -> dict[str, Columns]:

@@ -34,6 +34,8 @@ from nexwatt_shared.power_model import AssetRatings, Coupling, deliverable_kw, d
 
 KW_PER_MW = 1000.0
 DISCHARGE_H = 1.0  # capacity is what can be held for one hour [h]
+MAX_COHORTS = 1000  # listed in a snapshot; beyond, the smallest are folded (a record < 1 MB)
+OTHER_COHORTS = "(other cohorts)"
 MW_DECIMALS = 6  # snapshots are published to the watt: float noise below is not a change
 TRACKED = (Channel.PV_KW, Channel.SOC_PCT)  # the channels capacity depends on
 KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
@@ -108,19 +110,24 @@ def accredit(
       kW), over the energy an event may draw: usable kWh above the backup reserve, after the
       discharge loss sqrt(round trip) (the power model's conventions); storage class and the
       sub-4-hour rule as `accreditation.storage_icap_mw` documents;
-    - its PV (if any) at its nameplate, limited by the inverter it exports through when
-      DC-coupled (the hybrid inverter's AC rating), by its class (fixed or tracking).
+    - its PV (if any) at its nameplate, by its class (fixed or tracking). When DC-coupled, PV
+      and battery export through one hybrid inverter, so the PV counts only for the inverter's
+      AC rating left over the battery's ICAP: both at once can never pass the inverter (PJM's
+      hybrids are likewise held to their interconnection rights).
     ICAP is the sum of the parts' ICAP: what the class ratings apply to.
     """
     pv = np.asarray(has_pv, bool)
-    dc = ratings.coupling == Coupling.DC
-    pv_kw = np.where(pv, ratings.pv_dc_kw, 0.0)
-    pv_kw = np.where(dc, np.minimum(pv_kw, ratings.inverter_ac_kw), pv_kw)
     battery_kw = np.minimum(ratings.battery_continuous_kw, ratings.inverter_ac_kw)
     event_kwh = (
         ratings.usable_kwh
         * (1.0 - ratings.backup_reserve_pct / 100.0)
         * discharge_efficiency(ratings.round_trip_efficiency)
+    )
+    battery_icap_kw = storage_icap_mw(battery_kw, event_kwh)  # linear: kW in, kW out
+    pv_kw = np.where(pv, ratings.pv_dc_kw, 0.0)
+    shared_inverter_left_kw = np.clip(ratings.inverter_ac_kw - battery_icap_kw, 0.0, None)
+    pv_kw = np.where(
+        ratings.coupling == Coupling.DC, np.minimum(pv_kw, shared_inverter_left_kw), pv_kw
     )
     pv_mw, battery_mw, event_mwh = (
         np.broadcast_to(v, np.shape(pv)) / KW_PER_MW for v in (pv_kw, battery_kw, event_kwh)
@@ -223,9 +230,10 @@ def snapshot(
     """
     enrolled = assets.enrolled
     reporting, kw = available_kw(assets, freshness_s)
-    n_cohorts = len(assets.cohorts)
+    names, code_of = _cohorts_shown(assets)
+    n_cohorts = len(names)
     # Assets not enrolled go to one more bin, dropped: no mask copies every column.
-    bins = np.where(enrolled, assets.cohort_code, n_cohorts)
+    bins = np.where(enrolled, code_of[assets.cohort_code], n_cohorts)
 
     def per_cohort(weights: ArrayLike | None) -> NDArray[np.float64]:
         return np.bincount(bins, weights, minlength=n_cohorts + 1)[:n_cohorts]
@@ -246,7 +254,7 @@ def snapshot(
             icap_mw=float(icap[c]),
             ucap_mw={year: float(mw[c]) for year, mw in ucap.items()},
         )
-        for c, name in enumerate(assets.cohorts)
+        for c, name in enumerate(names)
         if counts[c]
     ]
     inputs_s = np.concatenate([assets.updated_at_s, assets.pv_end_s, assets.soc_end_s])
@@ -263,6 +271,26 @@ def snapshot(
         ucap_mw={year: float(_mw(mw.sum())) for year, mw in ucap.items()},
         cohorts=cohorts,
     )
+
+
+def _cohorts_shown(assets: Assets) -> tuple[list[str], NDArray[np.intp]]:
+    """The cohorts a snapshot lists, by name (the same order on every replica), and each of
+    the book's cohort codes' index among them. Beyond MAX_COHORTS, the largest (most enrolled
+    assets) stay and the rest are folded into OTHER_COHORTS, so a resource of endless cohort
+    names still fits one snapshot."""
+    counts = np.bincount(assets.cohort_code[assets.enrolled], minlength=len(assets.cohorts))
+    present = [c for c in range(len(assets.cohorts)) if counts[c]]
+    if len(present) > MAX_COHORTS:
+        present.sort(key=lambda c: (-counts[c], assets.cohorts[c]))
+        kept = sorted(present[: MAX_COHORTS - 1], key=lambda c: assets.cohorts[c])
+        names = [assets.cohorts[c] for c in kept] + [OTHER_COHORTS]
+        code_of = np.full(len(assets.cohorts), len(kept), np.intp)
+    else:
+        kept = sorted(range(len(assets.cohorts)), key=lambda c: assets.cohorts[c])
+        names = [assets.cohorts[c] for c in kept]
+        code_of = np.zeros(len(assets.cohorts), np.intp)
+    code_of[kept] = np.arange(len(kept))
+    return names, code_of
 
 
 def _mw(value: ArrayLike) -> NDArray[np.float64]:

@@ -58,13 +58,16 @@ def make_handler(
     soc_recorded: set[tuple[str, date]] = set()  # (resource, day): its window's SoC is stored
 
     async def handle(batch: list[Delivery]) -> None:
-        records = newest_versions(
-            d.payload for d in batch if isinstance(d.payload, AssetRegistered)
-        )
+        versions = {
+            (d.payload.asset_id, d.payload.version): d.payload
+            for d in batch
+            if isinstance(d.payload, AssetRegistered)
+        }
+        records = newest_versions(versions.values())
         channels = latest_channels(
             d.payload for d in batch if isinstance(d.payload, TelemetryInterval)
         )
-        touched = await save_inputs(pool, records, channels)
+        touched = await save_inputs(pool, records, channels, list(versions.values()))
         if not touched:
             return
         for resource_id in sorted(touched):

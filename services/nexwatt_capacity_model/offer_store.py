@@ -14,6 +14,7 @@ from nexwatt_shared import outbox
 from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import CapacityOffer
 from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.postgres import advisory_lock
 from nexwatt_shared.topics import CAPACITY_OFFER
 
 log = structlog.get_logger()
@@ -109,21 +110,44 @@ async def of_resource(pool: asyncpg.Pool, resource_id: str) -> list[CapacityOffe
     return [CapacityOffer.model_validate_json(r["offer"]) for r in rows]
 
 
+# Each spell in the program of an asset the resource has held: it begins at a version that is
+# not unenrolled after none or after an unenrolled one, and ends at the next unenrolled version.
+_SPELLS = """
+WITH held AS (
+    SELECT DISTINCT asset_id FROM asset_history WHERE resource_id = $1
+), versions AS (
+    SELECT h.asset_id, h.version, h.status, h.resource_id, h.cohort, h.at,
+           lag(h.status) OVER (PARTITION BY h.asset_id ORDER BY h.version) AS status_before
+    FROM asset_history h JOIN held USING (asset_id)
+)
+SELECT coalesce(s.cohort, a.cohort) AS cohort, s.at AS enrolled_at,
+       (SELECT min(e.at) FROM versions e
+        WHERE e.asset_id = s.asset_id AND e.version > s.version
+          AND e.status = 'unenrolled') AS unenrolled_at
+FROM versions s LEFT JOIN assets a USING (asset_id)
+WHERE s.status <> 'unenrolled' AND s.resource_id = $1
+  AND (s.status_before IS NULL OR s.status_before = 'unenrolled')
+"""
+
+
 async def lifecycle(
     pool: asyncpg.Pool, resource_id: str
 ) -> list[tuple[str | None, datetime | None, datetime | None]]:
-    """(cohort, enrolled_at, unenrolled_at) of every asset the resource has held, any status."""
-    rows = await pool.fetch(
-        "SELECT cohort, enrolled_at, unenrolled_at FROM assets WHERE resource_id = $1",
-        resource_id,
-    )
+    """(cohort, enrolled_at, unenrolled_at) of each spell in the program that began in the
+    resource: from a version enrolled or suspended (after none, or after an unenrolment) to
+    the next unenrolled version (None: still in). A re-enrolled asset has one row per spell,
+    so its departures all count. The cohort is the spell's first (else the asset's now)."""
+    rows = await pool.fetch(_SPELLS, resource_id)
     return [(r["cohort"], r["enrolled_at"], r["unenrolled_at"]) for r in rows]
 
 
 async def publish(pool: asyncpg.Pool, producer: EventProducer) -> int:
-    """Publish every offer change recorded and not yet published, oldest first (so an offer's
-    versions go out in order); returns how many."""
+    """Publish every offer change recorded and not yet published, oldest first; returns how
+    many. One replica at a time: with two, one could skip the rows the other has locked and
+    send an offer's next version before the one in flight, leaving the older last on the
+    compacted topic."""
     sent = 0
-    while batch := await outbox.publish_pending(pool, producer):
-        sent += batch
+    async with advisory_lock(pool, "capacity-model:offer-outbox"):
+        while batch := await outbox.publish_pending(pool, producer):
+            sent += batch
     return sent

@@ -12,7 +12,7 @@ import numpy as np
 import structlog
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nexwatt_capacity_model import offer_store, offers
 from nexwatt_capacity_model.store import current_snapshot, socs_at_window_start
@@ -157,6 +157,13 @@ def offers_router(
             offer = await asyncio.to_thread(size)
         except offers.OfferInvalid as exc:
             return _refused(exc.violations)
+        except ValidationError as exc:  # beyond the contract's bounds (e.g. > 10,000 MW)
+            return _refused(
+                [
+                    offers.Violation(".".join(map(str, e["loc"])), str(e["input"])[:64], e["msg"])
+                    for e in exc.errors()
+                ]
+            )
         await offer_store.create(pool, offer, producer.source)
         await published()
         log.info(

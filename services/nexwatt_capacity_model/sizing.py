@@ -205,7 +205,11 @@ def recommend_offer(deliverable_mw: ArrayLike, terms: CommitmentTerms) -> Recomm
         method="bounded",
         options={"xatol": XATOL_MW},
     )
-    offer = float(result.x)
+    # Expected profit is linear between samples, so a best offer is a sample: the search's
+    # answer or a sample beside it, whichever earns most (D certain gives exactly D).
+    beside = np.searchsorted(d, result.x)
+    candidates = np.array([result.x, d[max(beside - 1, 0)], d[min(beside, d.size - 1)]])
+    offer = float(candidates[np.argmax(expected_outcome(candidates, d, terms).profit_usd)])
     expected = ExpectedOutcome(*(float(v) for v in expected_outcome(offer, d, terms)))
     return Recommendation(offer, min(terms.critical_ratio, 1.0), expected)
 

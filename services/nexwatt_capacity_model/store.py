@@ -14,22 +14,15 @@ from nexwatt_capacity_model.domain import ChannelValue, FleetSoc
 from nexwatt_shared.contracts import AssetRegistered, CapacitySnapshot
 
 # A replayed or out-of-order older version never overwrites a newer one; a row from before
-# migration 004 (cohort NULL) takes its record again at the same version. The lifecycle columns
-# follow the status in event time (see migration 004).
+# migration 004 (cohort NULL) takes its record again at the same version.
 _UPSERT_ASSETS = """
 INSERT INTO assets (asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct,
                     version, updated_at, has_pv, asset_type, cohort, battery_continuous_kw,
-                    battery_peak_kw, round_trip_efficiency, coupling, pv_dc_kw, pv_mounting,
-                    enrolled_at, unenrolled_at)
-SELECT r.*,
-       CASE WHEN r.status IN ('enrolled', 'suspended') THEN r.updated_at END,
-       CASE WHEN r.status = 'unenrolled' THEN r.updated_at END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[],
-            $7::int[], $8::timestamptz[], $9::bool[], $10::text[], $11::text[], $12::float8[],
-            $13::float8[], $14::float8[], $15::text[], $16::float8[], $17::text[])
-     AS r(asset_id, resource_id, status, capacity_kw, storage_kwh, backup_reserve_pct, version,
-          updated_at, has_pv, asset_type, cohort, battery_continuous_kw, battery_peak_kw,
-          round_trip_efficiency, coupling, pv_dc_kw, pv_mounting)
+                    battery_peak_kw, round_trip_efficiency, coupling, pv_dc_kw, pv_mounting)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
+                     $6::float8[], $7::int[], $8::timestamptz[], $9::bool[], $10::text[],
+                     $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::text[],
+                     $16::float8[], $17::text[])
 ON CONFLICT (asset_id) DO UPDATE SET
     resource_id = excluded.resource_id, status = excluded.status, has_pv = excluded.has_pv,
     capacity_kw = excluded.capacity_kw, storage_kwh = excluded.storage_kwh,
@@ -39,18 +32,17 @@ ON CONFLICT (asset_id) DO UPDATE SET
     battery_peak_kw = excluded.battery_peak_kw,
     round_trip_efficiency = excluded.round_trip_efficiency, coupling = excluded.coupling,
     pv_dc_kw = excluded.pv_dc_kw, pv_mounting = excluded.pv_mounting,
-    -- A new spell begins when an asset comes (back) into the program.
-    enrolled_at = CASE
-        WHEN excluded.status = 'unenrolled' THEN assets.enrolled_at
-        WHEN assets.enrolled_at IS NULL OR assets.status = 'unenrolled' THEN excluded.updated_at
-        ELSE assets.enrolled_at END,
-    unenrolled_at = CASE
-        WHEN excluded.status <> 'unenrolled' THEN NULL
-        WHEN assets.status = 'unenrolled' THEN assets.unenrolled_at
-        ELSE excluded.updated_at END,
     txid = pg_current_xact_id()
 WHERE assets.version < excluded.version
    OR (assets.cohort IS NULL AND assets.version = excluded.version)
+"""
+# Every version seen, whatever order they arrive in (churn reads them in version order).
+_RECORD_HISTORY = """
+INSERT INTO asset_history (asset_id, version, status, resource_id, cohort, at)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[])
+ON CONFLICT (asset_id, version) DO UPDATE SET cohort = excluded.cohort
+WHERE asset_history.cohort IS NULL
 """
 # "Latest" only moves forward in event time, per channel: replays and late intervals leave it
 # alone.
@@ -66,10 +58,13 @@ _RESOURCE_OF = "SELECT asset_id, resource_id FROM assets WHERE asset_id = ANY($1
 
 
 async def save_inputs(
-    pool: asyncpg.Pool, records: list[AssetRegistered], channels: list[ChannelValue]
+    pool: asyncpg.Pool,
+    records: list[AssetRegistered],
+    channels: list[ChannelValue],
+    history: list[AssetRegistered] | None = None,
 ) -> dict[str, datetime]:
     """Store asset records and channel values (at most one record per asset, one value per
-    asset and channel) where newer.
+    asset and channel) where newer, and every version in `history` (default: `records`).
 
     Returns every resource the inputs touch, with the event time of the newest input touching
     it: an asset's old and new resource, and the resource of each asset that sent telemetry.
@@ -107,6 +102,17 @@ async def save_inputs(
                 [r.coupling.value for r in records],
                 [float(x.pv_dc_kw) for x in ratings],
                 [r.pv_mounting.value for r in records],
+            )
+        versions = records if history is None else history
+        if versions:
+            await conn.execute(
+                _RECORD_HISTORY,
+                [r.asset_id for r in versions],
+                [r.version for r in versions],
+                [r.status.value for r in versions],
+                [r.resource_id for r in versions],
+                [r.cohort for r in versions],
+                [r.updated_at for r in versions],
             )
         if channels:
             await conn.execute(

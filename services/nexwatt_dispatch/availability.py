@@ -16,7 +16,7 @@ from nexwatt_shared.contracts import (
     Quality,
     TelemetryInterval,
 )
-from nexwatt_shared.power_model import AssetRatings, Coupling
+from nexwatt_shared.power_model import AssetRatings, Coupling, default_battery_kw
 from nexwatt_shared.redis_client import NewerOnly
 
 ASSET = "dispatch:asset:{}"
@@ -122,21 +122,25 @@ class Availability:
             return np.array([float(row.get(name) or missing) for row in rows], dtype=float)
 
         capacity_kw = column("capacity_kw", 0.0)
+        usable_kwh = column("storage_kwh", 0.0)
         # A record stored before batteries had ratings keeps what was assumed then until its
-        # next version: the inverter's rating, no losses, PV sharing the inverter.
+        # next version: the inverter's rating (within the plausible), no losses, PV sharing
+        # the inverter.
         battery_kw = column("battery_kw", np.nan)
-        battery_kw = np.where(np.isnan(battery_kw), capacity_kw, battery_kw)
+        battery_kw = np.where(
+            np.isnan(battery_kw), default_battery_kw(capacity_kw, usable_kwh), battery_kw
+        )
         return Fleet(
             asset_ids=asset_ids,
             ratings=AssetRatings(
                 battery_continuous_kw=battery_kw,
                 battery_peak_kw=battery_kw,
-                usable_kwh=column("storage_kwh", 0.0),
+                usable_kwh=usable_kwh,
                 round_trip_efficiency=column("round_trip_efficiency", 1.0),
                 coupling=[row.get("coupling") or Coupling.DC.value for row in rows],
                 pv_dc_kw=capacity_kw,  # not used by dispatch
                 inverter_ac_kw=capacity_kw,
-                backup_reserve_pct=column("reserve_pct", 0.0),
+                backup_reserve_pct=column("reserve_pct", 100.0),  # unknown: nothing to give
             ),
             # A record stored before `has_pv` existed: assume PV until its next version.
             has_pv=column("has_pv", 1.0).astype(bool),

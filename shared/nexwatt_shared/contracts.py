@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from nexwatt_shared.power_model import MAX_C_RATE, AssetRatings, Coupling
+from nexwatt_shared.power_model import MAX_C_RATE, AssetRatings, Coupling, default_battery_kw
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -194,14 +194,16 @@ class BatteryRatings(BaseModel):
     def power_ratings(self) -> AssetRatings:
         """The ratings the power model uses, with the defaults filled in.
 
-        Defaults: continuous power = the inverter's rating `capacity_kw` (what the platform
-        assumed before batteries had ratings), kept within MAX_C_RATE x `storage_kwh` (0
-        without a battery); peak = continuous; PV nameplate = `capacity_kw` for an asset with
-        PV, 0 for storage alone.
+        Defaults: continuous power = `power_model.default_battery_kw` (the inverter's rating,
+        what the platform assumed before batteries had ratings, within MAX_C_RATE x
+        `storage_kwh`), and not above a peak that is given; peak = continuous; PV nameplate =
+        `capacity_kw` for an asset with PV, 0 for storage alone.
         """
         continuous = self.battery_continuous_kw
         if continuous is None:
-            continuous = min(self.capacity_kw, MAX_C_RATE * self.storage_kwh)
+            continuous = float(default_battery_kw(self.capacity_kw, self.storage_kwh))
+            if self.battery_peak_kw is not None:
+                continuous = min(continuous, self.battery_peak_kw)
         pv_dc_kw = self.pv_dc_kw
         if pv_dc_kw is None:
             pv_dc_kw = self.capacity_kw if self.has_pv else 0.0
@@ -234,7 +236,11 @@ class AssetRegistered(Contract, BatteryRatings):
         0.0, ge=0, le=MAX_ASSET_KWH, description="Usable battery energy [kWh]"
     )
     backup_reserve_pct: float = Field(
-        20.0, ge=0, lt=100, description="State of charge kept for the household [%]"
+        20.0,
+        ge=0,
+        le=100,
+        description="State of charge kept for the household [%] (100: backup only, nothing to"
+        " offer; onboarding no longer enrols it, records from before may carry it)",
     )
     meter_id: Name
     iso: Name = Field(description="ISO/RTO, e.g. PJM")

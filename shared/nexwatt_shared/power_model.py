@@ -26,7 +26,9 @@ Conventions:
 - Ratings are vectorized: each field is a number or an array over assets, broadcast together.
   Impossible ratings are refused with ValueError naming the field (and the first asset's
   index): negative or non-finite ratings, a round trip outside (0, 1], a reserve outside
-  [0, 100), peak below continuous power, or continuous power above `MAX_C_RATE` x usable energy.
+  [0, 100], peak below continuous power, or continuous power above `MAX_C_RATE` x usable energy.
+  A reserve of 100 % (a battery kept for backup only) is possible, and credits nothing;
+  onboarding refuses it for a new enrolment, as such a battery has nothing to offer.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class AssetRatings:
     coupling: Coupling | ArrayLike  # Coupling values ("ac", "dc")
     pv_dc_kw: ArrayLike  # PV array nameplate [kW DC]
     inverter_ac_kw: ArrayLike  # rating of the inverter the battery discharges through [kW AC]
-    backup_reserve_pct: ArrayLike  # state of charge kept for the household [%], in [0, 100)
+    backup_reserve_pct: ArrayLike  # state of charge kept for the household [%], in [0, 100]
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -96,7 +98,7 @@ class AssetRatings:
         rte = self.round_trip_efficiency
         _require("round_trip_efficiency", (rte > 0) & (rte <= 1), "must be in (0, 1]")
         reserve = self.backup_reserve_pct
-        _require("backup_reserve_pct", (reserve >= 0) & (reserve < 100), "must be in [0, 100)")
+        _require("backup_reserve_pct", (reserve >= 0) & (reserve <= 100), "must be in [0, 100]")
         _require(
             "battery_peak_kw",
             self.battery_peak_kw >= self.battery_continuous_kw,
@@ -117,6 +119,13 @@ def _require(field: str, ok: ArrayLike, must: str) -> None:
     if not ok.all():
         where = f" (asset {', '.join(map(str, np.argwhere(~ok)[0]))})" if ok.ndim else ""
         raise ValueError(f"{field} {must}{where}")
+
+
+def default_battery_kw(inverter_ac_kw: ArrayLike, usable_kwh: ArrayLike) -> NDArray[np.float64]:
+    """The battery power [kW] of an asset registered without one: the inverter's rating (what
+    the platform assumed before batteries had ratings), within MAX_C_RATE x usable energy (0
+    without a battery)."""
+    return np.minimum(np.asarray(inverter_ac_kw, float), MAX_C_RATE * np.asarray(usable_kwh, float))
 
 
 def discharge_efficiency(round_trip_efficiency: ArrayLike) -> NDArray[np.float64]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nexwatt_shared.power_model import AssetRatings, Coupling, deliverable_kw
+from nexwatt_shared.power_model import AssetRatings, Coupling, default_battery_kw, deliverable_kw
 
 TOL_KW = 1e-6
 NIGHT_KW = 0.0  # PV output at night
@@ -145,8 +145,8 @@ def test_vectorized_over_assets_matches_each_asset_alone() -> None:
         ({"round_trip_efficiency": 1.05}, r"round_trip_efficiency must be in \(0, 1\]"),
         ({"round_trip_efficiency": 0.0}, r"round_trip_efficiency must be in \(0, 1\]"),
         ({"round_trip_efficiency": np.nan}, r"round_trip_efficiency must be in \(0, 1\]"),
-        ({"backup_reserve_pct": 100.0}, r"backup_reserve_pct must be in \[0, 100\)"),
-        ({"backup_reserve_pct": -1.0}, r"backup_reserve_pct must be in \[0, 100\)"),
+        ({"backup_reserve_pct": 100.01}, r"backup_reserve_pct must be in \[0, 100\]"),
+        ({"backup_reserve_pct": -1.0}, r"backup_reserve_pct must be in \[0, 100\]"),
         ({"battery_peak_kw": 4.9}, "battery_peak_kw must not be below battery_continuous_kw"),
         # 10 x 9.8 kWh = 98 kW: 98.1 kW of continuous power is impossible (peak raised with it).
         (
@@ -203,3 +203,8 @@ def test_ratings_are_a_read_only_copy() -> None:
 def test_bad_readings_are_refused(pv_ac_kw, soc_pct, hours, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         deliverable_kw(SE7600, pv_ac_kw, soc_pct, hours)
+
+
+def test_a_battery_registered_without_a_power_rating_is_taken_at_its_inverters() -> None:
+    # 7.6 kW inverter with 9.8 kWh: 7.6 kW; without a battery: 0; with 0.5 kWh: 10 C = 5 kW.
+    close(default_battery_kw([7.6, 5.0, 7.6], [9.8, 0.0, 0.5]), [7.6, 0.0, 5.0])

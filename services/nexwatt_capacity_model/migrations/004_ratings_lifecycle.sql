@@ -14,10 +14,6 @@ ALTER TABLE assets
     ADD COLUMN coupling               text NOT NULL DEFAULT 'dc',
     ADD COLUMN pv_dc_kw               double precision,
     ADD COLUMN pv_mounting            text NOT NULL DEFAULT 'fixed',
-    -- Lifecycle in event time, for churn: when the asset's current spell in the program began
-    -- (first seen enrolled or suspended; again after an unenrolment) and when it ended.
-    ADD COLUMN enrolled_at            timestamptz,
-    ADD COLUMN unenrolled_at          timestamptz,
     -- The writing transaction: rows changed since a reader's last snapshot are those with
     -- txid >= that snapshot's xmin (a few are read twice; none is missed).
     ADD COLUMN txid                   xid8 NOT NULL DEFAULT pg_current_xact_id();
@@ -26,9 +22,7 @@ UPDATE assets SET
     asset_type = CASE WHEN has_pv THEN 'solar_storage' ELSE 'storage' END,
     battery_continuous_kw = least(capacity_kw, 10 * storage_kwh),
     battery_peak_kw = least(capacity_kw, 10 * storage_kwh),
-    pv_dc_kw = CASE WHEN has_pv THEN capacity_kw ELSE 0 END,
-    enrolled_at = CASE WHEN status IN ('enrolled', 'suspended') THEN updated_at END,
-    unenrolled_at = CASE WHEN status = 'unenrolled' THEN updated_at END;
+    pv_dc_kw = CASE WHEN has_pv THEN capacity_kw ELSE 0 END;
 
 ALTER TABLE assets
     ALTER COLUMN asset_type SET NOT NULL,
@@ -39,3 +33,20 @@ CREATE INDEX assets_txid ON assets (txid);
 
 ALTER TABLE latest_channels ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX latest_channels_txid ON latest_channels (txid);
+
+-- Every version of every asset record seen, in event time, for churn: an asset's spells in the
+-- program (from enrolled or suspended until unenrolled, again after a re-enrolment) are read
+-- from it in version order. History begins where this store began: the assets' current
+-- versions below, and a compacted topic replayed from scratch holds only each newest one.
+CREATE TABLE asset_history (
+    asset_id     text        NOT NULL,
+    version      integer     NOT NULL,
+    status       text        NOT NULL,
+    resource_id  text        NOT NULL,
+    cohort       text,
+    at           timestamptz NOT NULL,
+    PRIMARY KEY (asset_id, version)
+);
+CREATE INDEX asset_history_resource ON asset_history (resource_id);
+INSERT INTO asset_history (asset_id, version, status, resource_id, cohort, at)
+SELECT asset_id, version, status, resource_id, NULL, updated_at FROM assets;

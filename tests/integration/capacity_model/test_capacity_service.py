@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
+from nexwatt_capacity_model import offer_store
 from nexwatt_capacity_model.bootstrap import MIGRATIONS, api
 from nexwatt_capacity_model.handlers import make_handler
 from nexwatt_capacity_model.store import current_snapshot
@@ -173,24 +174,24 @@ async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_
         ],
     )
     #
-    # Accreditation, by part (PV at the inverter's rating, fixed; the battery at
-    # min(power, energy above the reserve / 4 h), 4-hour class):
-    #   A PV 7.6 kW; battery min(7.6, 13.5 * 0.8 / 4 = 2.7) = 2.7 kW; ICAP 10.3 kW
-    #     2025/26 7.6 * 0.10 + 2.7 * 0.55 = 2.245; 2026/27 0.608 + 1.35 = 1.958;
-    #     2027/28 0.532 + 1.566 = 2.098 kW
-    #   B PV 5.0 kW; battery min(5.0, 10 * 0.7 / 4 = 1.75) = 1.75 kW; ICAP 6.75 kW
-    #     2025/26 0.5 + 0.9625 = 1.4625; 2026/27 0.4 + 0.875 = 1.275; 2027/28 0.35 + 1.015
-    #     = 1.365 kW
-    # -> ICAP 17.05 kW; UCAP 3.7075, 3.233, 3.463 kW, all in cohort "east".
+    # Accreditation, by part (the battery at min(power, energy above the reserve / 4 h),
+    # 4-hour class; PV, fixed, at what the shared inverter has left over the battery):
+    #   A battery min(7.6, 13.5 * 0.8 / 4 = 2.7) = 2.7 kW; PV min(7.6, 7.6 - 2.7) = 4.9 kW;
+    #     ICAP 7.6 kW; 2025/26 4.9 * 0.10 + 2.7 * 0.55 = 1.975; 2026/27 0.392 + 1.35 = 1.742;
+    #     2027/28 0.343 + 1.566 = 1.909 kW
+    #   B battery min(5.0, 10 * 0.7 / 4 = 1.75) = 1.75 kW; PV 5.0 - 1.75 = 3.25 kW; ICAP 5 kW;
+    #     2025/26 0.325 + 0.9625 = 1.2875; 2026/27 0.26 + 0.875 = 1.135; 2027/28 0.2275
+    #     + 1.015 = 1.2425 kW
+    # -> ICAP 12.6 kW; UCAP 3.2625, 2.877, 3.1515 kW, all in cohort "east".
     expected = snapshot_of(
         as_of=at(0), enrolled=2, nameplate_mw=0.0126, storage_mwh=0.0235, available_mw=0.0076,
-        icap_mw=0.01705, ucap_mw=(0.0037075, 0.003233, 0.003463),
+        icap_mw=0.0126, ucap_mw=(0.0032625, 0.002877, 0.0031515),
     )  # fmt: skip
     # B suspended by version 2 (updated 10:01); its replayed version 1 changes nothing.
     # -> 1 enrolled, 1 reporting, 7.6 kW, 13.5 kWh, 5.6 kW, as of 10:01; A's accreditation
     suspended = snapshot_of(
         as_of=at(1), enrolled=1, nameplate_mw=0.0076, storage_mwh=0.0135, available_mw=0.0056,
-        icap_mw=0.0103, ucap_mw=(0.002245, 0.001958, 0.002098),
+        icap_mw=0.0076, ucap_mw=(0.001975, 0.001742, 0.001909),
     )  # fmt: skip
     seen: list[str] = []
     async with service_running(ctx, seen):
@@ -366,3 +367,25 @@ async def test_the_fleets_soc_is_recorded_as_a_program_days_window_opens(ctx: di
     ]
     assert rows[0]["soc_pct"] == pytest.approx((13.5 * 80 + 10 * 50) / 23.5, abs=1e-9)
     assert rows[0]["reserve_pct"] == pytest.approx((13.5 * 20 + 10 * 30) / 23.5, abs=1e-9)
+
+
+async def test_every_spell_in_the_program_is_kept_for_churn(ctx: dict) -> None:
+    """A: enrolled (v1, 09:01), unenrolled (v2, 09:02), enrolled again (v3, 09:03), its
+    versions arriving newest first; B: enrolled (v1), suspended (v2): one spell, still in;
+    C: first seen unenrolled: no spell. A replayed batch adds nothing."""
+    pool = ctx["pool"]
+    handle = make_handler(pool, ctx["producer"], freshness_s=900.0)
+    batch = [
+        asset(ctx, "A", 3),
+        asset(ctx, "A", 2, status="unenrolled"),
+        asset(ctx, "B", 1),
+        asset(ctx, "C", 1, status="unenrolled"),
+        asset(ctx, "A", 1),
+    ]
+    await handle(deliveries(ASSET_REGISTERED, batch))
+    await handle(deliveries(ASSET_REGISTERED, [asset(ctx, "B", 2, status="suspended")]))
+    await handle(deliveries(ASSET_REGISTERED, batch))
+    spells = sorted(
+        await offer_store.lifecycle(pool, ctx["resource"]), key=lambda s: (s[1], s[2] is None)
+    )
+    assert spells == [("east", at(-59), at(-58)), ("east", at(-59), None), ("east", at(-57), None)]

@@ -26,7 +26,7 @@ from nexwatt_capacity_model.bootstrap import (
 from nexwatt_capacity_model.config import Settings
 from nexwatt_capacity_model.handlers import make_handler
 from nexwatt_capacity_model.offers_api import offers_router
-from nexwatt_capacity_model.store import current_snapshot
+from nexwatt_capacity_model.store import current_snapshot, record_published
 from nexwatt_iso_sim.auction import clear, clearing_event_id
 from nexwatt_shared.codec import decode
 from nexwatt_shared.contracts import (
@@ -351,3 +351,25 @@ def test_the_iso_simulator_clears_submitted_offers_at_the_year_price() -> None:
     # only submitted offers, only years with an auction
     assert clear(offer.model_copy(update={"state": OfferState.CLEARED}), ISO_PRICES, 1, now) is None
     assert clear(offer, {"2026/27": 329.17}, 1.0, now) is None
+
+
+async def test_a_resource_beyond_the_contracts_bounds_is_refused_not_a_server_error(
+    ctx: dict,
+) -> None:
+    """A resource accredited for 20,000 MW (more than any offer may carry, 10,000 MW): the
+    sizing cannot be expressed as an offer, and the answer says why (422), not 500."""
+    huge = CapacitySnapshot(
+        resource_id=ctx["resource"], as_of=datetime.now(UTC), assets_enrolled=1,
+        assets_reporting=1, nameplate_mw=20_000.0, storage_mwh=80_000.0, available_mw=0.0,
+        icap_mw=20_000.0, ucap_mw={YEAR: 20_000.0},
+        cohorts=[{"cohort": "east", "assets_enrolled": 1, "assets_reporting": 1,
+                  "available_mw": 0.0, "icap_mw": 20_000.0, "ucap_mw": {YEAR: 20_000.0}}],
+    )  # fmt: skip
+    await record_published(ctx["pool"], huge)
+    settings = Settings(offer_default_monthly_churn_pct=0.0, offer_samples=100)
+    async with client(ctx, settings) as http:
+        answer = await http.post(
+            f"/v1/resources/{ctx['resource']}/offers", json={"delivery_year": YEAR}
+        )
+    assert answer.status_code == 422, answer.text
+    assert "less than or equal to 10000" in answer.text

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from nexwatt_capacity_model import domain
 from nexwatt_capacity_model.book import DELIVERY_YEARS, Books, ResourceBook
 from nexwatt_capacity_model.domain import (
     Assets,
@@ -208,17 +209,21 @@ def ratings(**changes: object) -> AssetRatings:
 
 
 def test_accreditation_of_a_dc_coupled_solar_and_storage_site_by_hand() -> None:
-    # PV: 8 kW DC through a 7.6 kW hybrid inverter -> 7.6 kW of fixed solar.
     # Battery: power min(5, 7.6) = 5 kW; event energy 9.8 * (1 - 0.20) * sqrt(0.9025) =
     #   9.8 * 0.8 * 0.95 = 7.448 kWh (1.49 h: under 4 h) -> ICAP min(5, 7.448 / 4) = 1.862 kW
     #   of 4-hour storage.
-    # ICAP 7.6 + 1.862 = 9.462 kW.
-    # 2025/26: 7.6 * 0.10 + 1.862 * 0.55 = 0.76 + 1.0241 = 1.7841 kW
-    # 2026/27: 7.6 * 0.08 + 1.862 * 0.50 = 0.608 + 0.931 = 1.539 kW
-    # 2027/28: 7.6 * 0.07 + 1.862 * 0.58 = 0.532 + 1.07996 = 1.61196 kW
+    # PV: 8 kW DC through the 7.6 kW hybrid inverter the battery shares: 7.6 - 1.862 = 5.738 kW
+    #   of fixed solar (both at once never pass the inverter).
+    # ICAP 5.738 + 1.862 = 7.6 kW.
+    # 2025/26: 5.738 * 0.10 + 1.862 * 0.55 = 0.5738 + 1.0241 = 1.5979 kW
+    # 2026/27: 5.738 * 0.08 + 1.862 * 0.50 = 0.45904 + 0.931 = 1.39004 kW
+    # 2027/28: 5.738 * 0.07 + 1.862 * 0.58 = 0.40166 + 1.07996 = 1.48162 kW
     icap, ucap = accredit(ratings(), True, "fixed", ("2025/26", "2026/27", "2027/28"))
-    assert float(icap) * 1000 == pytest.approx(9.462, abs=1e-9)
-    assert ucap * 1000 == pytest.approx([1.7841, 1.539, 1.61196], abs=1e-9)
+    assert float(icap) * 1000 == pytest.approx(7.6, abs=1e-9)
+    assert ucap * 1000 == pytest.approx([1.5979, 1.39004, 1.48162], abs=1e-9)
+    # A small array under the inverter's headroom counts whole: 4 kW DC -> 4 kW.
+    icap, _ = accredit(ratings(pv_dc_kw=4.0), True, "fixed", ("2026/27",))
+    assert float(icap) * 1000 == pytest.approx(4.0 + 1.862, abs=1e-9)
 
 
 def test_accreditation_of_storage_alone_and_of_ac_coupled_tracking_pv_by_hand() -> None:
@@ -449,3 +454,38 @@ def test_the_fleets_soc_is_weighted_by_energy_over_reporting_batteries() -> None
     assert soc_availability([50.0, 5.0, 100.0], [12.5, 10.0, 20.0]) == pytest.approx(
         [37.5 / 87.5, 0.0, 1.0], abs=1e-12
     )
+
+
+def test_rows_the_power_model_refuses_change_no_book() -> None:
+    """A refused row (here a round trip above 1, which no valid record carries) raises before
+    anything changes: the book keeps serving what it had, and a failed load keeps no book."""
+    book = ResourceBook()
+    book.put(columns(row("A", soc_pct=30.0)))
+    before = book.view()
+    with pytest.raises(ValueError, match="round_trip_efficiency"):
+        book.put(columns(row("A", soc_pct=99.0), row("B", round_trip_efficiency=1.5)))
+    assert book.ids == ["A"] and book.view() is before
+    books = Books()
+    with pytest.raises(ValueError, match="round_trip_efficiency"):
+        books.load("R", Changes(columns(row("B", round_trip_efficiency=1.5)), {}, "1"))
+    assert books.of == {} and books.xmin is None
+
+
+def test_cohorts_are_listed_by_name_and_beyond_the_limit_the_smallest_are_folded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cohorts d (1 asset), b (1), c (2), a (3), in that order of arrival.
+    rows = [row("D1", cohort="d"), row("B1", cohort="b"), row("C1", cohort="c")]
+    rows += [row("C2", cohort="c"), *(row(f"A{i}", cohort="a") for i in range(3))]
+    assets = fleet(*rows)
+    snap = snapshot("R", assets, at(0), FRESH_S)
+    assert [(c.cohort, c.assets_enrolled) for c in snap.cohorts] == [
+        ("a", 3), ("b", 1), ("c", 2), ("d", 1),
+    ]  # fmt: skip
+    # At most 3 listed: the two largest by name, then the rest (b and d) folded.
+    monkeypatch.setattr(domain, "MAX_COHORTS", 3)
+    folded = snapshot("R", assets, at(0), FRESH_S)
+    assert [(c.cohort, c.assets_enrolled) for c in folded.cohorts] == [
+        ("a", 3), ("c", 2), (domain.OTHER_COHORTS, 2),
+    ]  # fmt: skip
+    assert folded.model_dump(exclude={"cohorts"}) == snap.model_dump(exclude={"cohorts"})

@@ -236,13 +236,14 @@ def test_a_larger_penalty_gives_a_smaller_offer() -> None:
 
 
 def test_certain_deliverable_ucap_is_offered_in_full() -> None:
-    # D = 5 MW every time: any C <= 5 costs nothing and earns a x C, so C* = 5 MW; the
-    # optimizer stays within [0, 5], so the expected penalty is exactly 0
+    # D = 5 MW every time: any C <= 5 costs nothing and earns a x C, so C* = 5 MW exactly
+    # (the best offer is a sample: a resource of exactly 0.1 MW is not sized to 0.0999999)
     terms = placeholder_terms_2026_27()
     got = recommend_offer([5.0] * 7, terms)
-    close(got.offer_mw, 5.0, TOL_OFFER_MW)
+    assert got.offer_mw == 5.0
     assert got.expected.penalty_usd == 0.0
-    close(got.expected.profit_usd, 120_147.05 * 5, 120_147.05 * TOL_OFFER_MW)  # 600,735.25 $
+    close(got.expected.profit_usd, 120_147.05 * 5, 1e-6)  # 600,735.25 $
+    assert recommend_offer([0.1], terms).offer_mw == 0.1
     # nothing deliverable: offer nothing
     nothing = recommend_offer([0.0, 0.0], terms)
     assert nothing.offer_mw == 0.0

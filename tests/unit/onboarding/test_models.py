@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 from pydantic import ValidationError
 
+from nexwatt_onboarding.domain import enrolment
 from nexwatt_onboarding.models import RegistrationRequest
+from nexwatt_onboarding.rules import load_rules
+from nexwatt_shared.contracts import AssetRegistered
+from nexwatt_shared.power_model import deliverable_kw
 from tests.helpers import SEED_REGISTRATION
 
 SEED = SEED_REGISTRATION
@@ -89,3 +95,16 @@ def test_left_out_ratings_reproduce_the_old_assumptions() -> None:
     assert float(small.battery_continuous_kw) == pytest.approx(5.0, abs=1e-12)
     storage_only = RegistrationRequest.model_validate({**SEED, "type": "storage"})
     assert float(storage_only.power_ratings().pv_dc_kw) == 0.0
+    # Only a peak given (7.0 kW, below the 7.6 kW inverter): continuous is not above it.
+    peak_only = RegistrationRequest.model_validate({**SEED, "battery_peak_kw": 7.0})
+    assert float(peak_only.power_ratings().battery_continuous_kw) == 7.0
+
+
+def test_a_record_kept_for_backup_only_is_read_and_credits_nothing() -> None:
+    """Onboarding no longer enrols a 100 % reserve, but records from before carry it: they
+    are read (not dead-lettered) and the battery adds nothing."""
+    rules = load_rules().in_force(date(2026, 11, 27))
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    record, _ = enrolment(RegistrationRequest.model_validate(SEED), rules, None, now)
+    old = AssetRegistered.model_validate({**record.model_dump(), "backup_reserve_pct": 100.0})
+    assert float(deliverable_kw(old.power_ratings(), 0.0, 100.0, 1.0)) == 0.0
