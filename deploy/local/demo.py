@@ -3,8 +3,10 @@
 A fresh local stack; the five services; 312 subscriber assets registered through the REST API;
 the fleet simulator streaming telemetry at 60x real time; the ISO simulator sending a 44.5 MW
 instruction for NXW-PJM-0042 at 09:17 (window 09:15-10:15); then the dispatch event log as the
-services report it, down to the preliminary settlement report and the resource's capacity revenue
-split to its cohorts. `--keep-running` leaves everything up.
+services report it, down to the preliminary settlement report. Before the event, the resource's
+accredited capacity (UCAP) and its offer to the next delivery year's auction, sized, approved,
+submitted and cleared by the ISO simulator; after it, the cleared capacity's revenue split to
+its cohorts. `--keep-running` leaves everything up.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nexwatt_settlement.market_time import day_kind
 ROOT = Path(__file__).resolve().parents[2]
 MARKET = ZoneInfo("America/New_York")
 RESOURCE = "NXW-PJM-0042"
-MW_CLEARED = 44.5  # the ISO simulator's instruction
+CAPACITY_URL = "http://127.0.0.1:8083"
 FLEET_SIM_PORT = 8086
 
 
@@ -108,6 +110,72 @@ def play_story(launcher: Launcher) -> dict[str, float]:
     return numbers
 
 
+def next_delivery_year(day: date) -> str:
+    """The delivery year (June 1 - May 31) that starts after `day`, e.g. "2027/28"."""
+    first = day.year + 1 if day >= date(day.year, 6, 1) else day.year
+    return f"{first}/{(first + 1) % 100:02d}"
+
+
+async def auction(launcher: Launcher, delivery_year: str) -> float | None:
+    """The resource's UCAP, the commitment recommendation, and the offer through approval and
+    submission to the ISO simulator's clearing; returns the cleared MW (None: not cleared)."""
+    async with httpx.AsyncClient(base_url=CAPACITY_URL, timeout=30) as client:
+        for _ in range(120):  # the snapshot follows the 312 records
+            snap = (await client.get(f"/v1/resources/{RESOURCE}/capacity")).json()
+            if snap.get("assets_enrolled") == 312:
+                break
+            await asyncio.sleep(0.5)
+        ucap = ", ".join(f"{y} {mw:.3f} MW" for y, mw in snap.get("ucap_mw", {}).items())
+        print(f"    ICAP {snap.get('icap_mw', 0):.3f} MW; UCAP {ucap}", flush=True)
+        for cohort in snap.get("cohorts", []):
+            print(
+                f"      {cohort['cohort']:<12} {cohort['assets_enrolled']:>4} assets,"
+                f" UCAP {delivery_year} {cohort['ucap_mw'].get(delivery_year, 0):.3f} MW",
+                flush=True,
+            )
+        sized = await client.post(
+            f"/v1/resources/{RESOURCE}/offers", json={"delivery_year": delivery_year}
+        )
+        if sized.status_code != 201:
+            print(f"    no offer for {delivery_year}: {sized.text}", flush=True)
+            return None
+        offer = sized.json()
+        sizing = offer["sizing"]
+        print(
+            f"    recommended offer {offer['offered_ucap_mw']:.3f} MW UCAP at"
+            f" ${offer['price_usd_per_mw_day']:.2f}/MW-day: the {sizing['quantile']:.1%} quantile"
+            f" of deliverable UCAP; expected revenue ${sizing['expected_revenue_usd']:,.0f},"
+            f" expected penalty ${sizing['expected_penalty_usd']:,.0f}",
+            flush=True,
+        )
+        offer_url = f"/v1/offers/{offer['offer_id']}"
+        (
+            await client.post(f"{offer_url}/approve", json={"approved_by": "demo-operator"})
+        ).raise_for_status()
+        print("    approved by demo-operator", flush=True)
+        iso = await asyncio.create_subprocess_exec(
+            *launcher.command("iso-sim"), "auction", "--offers", "1",
+            env=launcher.env, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        (await client.post(f"{offer_url}/submit")).raise_for_status()
+        print("    submitted; the ISO simulator answers:", flush=True)
+        out, _ = await asyncio.wait_for(iso.communicate(), timeout=120)
+        for line in out.decode().splitlines():
+            if "OFFER_" in line:
+                print(f"      {line}", flush=True)
+        for _ in range(120):  # the clearing comes back on capacity.clearing
+            state = (await client.get(offer_url)).json()
+            if state["state"] != "submitted":
+                break
+            await asyncio.sleep(0.5)
+        print(
+            f"    offer {state['state']}: {state.get('cleared_mw') or 0:.3f} MW at"
+            f" ${state.get('clearing_price_usd_per_mw_day') or 0:.2f}/MW-day",
+            flush=True,
+        )
+        return state.get("cleared_mw") if state["state"] == "cleared" else None
+
+
 async def main(keep_running: bool) -> None:
     started = time.monotonic()
     step("A fresh local stack (the story starts from a clean slate)")
@@ -129,6 +197,10 @@ async def main(keep_running: bool) -> None:
         await run([*launcher.command("fleet-sim"), "register"], launcher.env)
         await wait_for_enrolment(expected=312)
 
+        delivery_year = next_delivery_year(day)
+        step(f"{RESOURCE}: accredited capacity, and its offer to the {delivery_year} auction")
+        cleared_mw = await auction(launcher, delivery_year)
+
         step(
             f"Fleet simulator streaming {day:%a %Y-%m-%d} (60x real time, after 14 days of"
             " hourly history); ISO simulator waiting for 09:17"
@@ -148,15 +220,16 @@ async def main(keep_running: bool) -> None:
             f" MW). Demo wall time: {time.monotonic() - started:.0f} s.",
             flush=True,
         )
-        step(
-            f"Capacity revenue of {RESOURCE} for the delivery year, if it cleared the "
-            f"{MW_CLEARED} MW it was dispatched for (nexwatt-settlement revenue)"
-        )
-        await run(
-            [*launcher.command("settlement"), "revenue", "--resource", RESOURCE,
-             "--ucap-mw", str(MW_CLEARED)],
-            launcher.env,
-        )  # fmt: skip
+        if cleared_mw is not None:
+            step(
+                f"Capacity revenue of {RESOURCE} for {delivery_year}: the {cleared_mw:.3f} MW it"
+                " cleared, split by cohort (nexwatt-settlement revenue)"
+            )
+            await run(
+                [*launcher.command("settlement"), "revenue", "--resource", RESOURCE,
+                 "--ucap-mw", str(cleared_mw), "--delivery-year", delivery_year],
+                launcher.env,
+            )  # fmt: skip
         if keep_running:
             print(
                 "\nEverything keeps running. Onboarding API: http://127.0.0.1:8081/docs · "
