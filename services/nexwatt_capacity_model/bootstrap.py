@@ -15,9 +15,10 @@ from fastapi import FastAPI, HTTPException
 
 from nexwatt_capacity_model import offer_store, offers
 from nexwatt_capacity_model.config import Settings
+from nexwatt_capacity_model.domain import PortfolioCapacity, portfolio
 from nexwatt_capacity_model.handlers import make_handler
 from nexwatt_capacity_model.offers_api import offers_router
-from nexwatt_capacity_model.store import current_snapshot
+from nexwatt_capacity_model.store import all_snapshots, current_snapshot
 from nexwatt_shared.contracts import CapacitySnapshot, OfferClearing
 from nexwatt_shared.kafka.consumer import BatchHandler, Delivery, PoisonMessage
 from nexwatt_shared.kafka.producer import EventProducer
@@ -38,6 +39,11 @@ def api(pool: asyncpg.Pool) -> FastAPI:
         if snap is None:
             raise HTTPException(404, f"no capacity snapshot for resource {resource_id!r}")
         return snap
+
+    @app.get("/v1/portfolio/capacity")
+    async def portfolio_capacity() -> PortfolioCapacity:
+        """Every resource's latest capacity, and the portfolio's: sums of the parts."""
+        return portfolio(await all_snapshots(pool))
 
     return app
 

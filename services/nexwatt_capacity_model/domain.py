@@ -4,6 +4,7 @@ what they are accredited for per delivery year."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, Field
 
 from nexwatt_capacity_model.accreditation import (
     PJM_ELCC_CLASS_RATINGS,
@@ -296,6 +298,54 @@ def _cohorts_shown(assets: Assets) -> tuple[list[str], NDArray[np.intp]]:
 def _mw(value: ArrayLike) -> NDArray[np.float64]:
     """Rounded to the watt [MW]: float noise below is not a change."""
     return np.round(np.asarray(value, float), MW_DECIMALS)
+
+
+class PortfolioCapacity(BaseModel):
+    """Every resource's latest snapshot, and the portfolio's totals as the sums of their
+    parts: per resource, and per cohort over the resources [MW]."""
+
+    as_of: datetime | None = Field(description="The newest snapshot's as_of (None: none yet)")
+    assets_enrolled: int
+    available_mw: float
+    icap_mw: float
+    ucap_mw: dict[str, float]
+    resources: list[CapacitySnapshot]
+    cohorts: list[CohortCapacity] = Field(description="Each cohort summed over the resources")
+
+
+def portfolio(snapshots: Sequence[CapacitySnapshot]) -> PortfolioCapacity:
+    """The portfolio of these resources: each figure the sum of the resources' (rounded to
+    the watt again, so it equals the sum of the parts within 1e-6 MW), cohorts summed by
+    name over the resources."""
+    years = sorted({year for snap in snapshots for year in snap.ucap_mw})
+    by_cohort: dict[str, list[CohortCapacity]] = {}
+    for snap in snapshots:
+        for cohort in snap.cohorts:
+            by_cohort.setdefault(cohort.cohort, []).append(cohort)
+
+    def total(values: Iterable[float]) -> float:
+        return float(_mw(math.fsum(values)))
+
+    cohorts = [
+        CohortCapacity(
+            cohort=name,
+            assets_enrolled=sum(c.assets_enrolled for c in parts),
+            assets_reporting=sum(c.assets_reporting for c in parts),
+            available_mw=total(c.available_mw for c in parts),
+            icap_mw=total(c.icap_mw for c in parts),
+            ucap_mw={year: total(c.ucap_mw.get(year, 0.0) for c in parts) for year in years},
+        )
+        for name, parts in sorted(by_cohort.items())
+    ]
+    return PortfolioCapacity(
+        as_of=max((snap.as_of for snap in snapshots), default=None),
+        assets_enrolled=sum(snap.assets_enrolled for snap in snapshots),
+        available_mw=total(snap.available_mw for snap in snapshots),
+        icap_mw=total(snap.icap_mw for snap in snapshots),
+        ucap_mw={year: total(snap.ucap_mw.get(year, 0.0) for snap in snapshots) for year in years},
+        resources=sorted(snapshots, key=lambda snap: snap.resource_id),
+        cohorts=cohorts,
+    )
 
 
 def changed(previous: CapacitySnapshot | None, current: CapacitySnapshot) -> bool:

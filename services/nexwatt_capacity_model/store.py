@@ -253,6 +253,12 @@ async def record_published(pool: asyncpg.Pool, snap: CapacitySnapshot) -> None:
     )
 
 
+async def all_snapshots(pool: asyncpg.Pool) -> list[CapacitySnapshot]:
+    """The latest snapshot of every resource."""
+    rows = await pool.fetch("SELECT snapshot FROM snapshots")
+    return [CapacitySnapshot.model_validate_json(r["snapshot"]) for r in rows]
+
+
 async def current_snapshot(pool: asyncpg.Pool, resource_id: str) -> CapacitySnapshot | None:
     raw = await pool.fetchval("SELECT snapshot FROM snapshots WHERE resource_id = $1", resource_id)
     return CapacitySnapshot.model_validate_json(raw) if raw else None

@@ -219,8 +219,13 @@ async def test_snapshot_is_published_with_the_hand_computed_figures_and_only_on_
     ) as client:
         found = await client.get(f"/v1/resources/{ctx['resource']}/capacity")
         missing = await client.get("/v1/resources/NXW-PJM-NONE/capacity")
+        whole = await client.get("/v1/portfolio/capacity")
     assert found.status_code == 200
     assert CapacitySnapshot.model_validate(found.json()) == published[-1].data
+    # The test's database holds this one resource: the portfolio is it.
+    assert whole.status_code == 200
+    assert whole.json()["resources"] == [found.json()]
+    assert whole.json()["ucap_mw"] == found.json()["ucap_mw"]
     assert missing.status_code == 404
 
 

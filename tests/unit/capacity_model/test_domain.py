@@ -489,3 +489,28 @@ def test_cohorts_are_listed_by_name_and_beyond_the_limit_the_smallest_are_folded
         ("a", 3), ("c", 2), (domain.OTHER_COHORTS, 2),
     ]  # fmt: skip
     assert folded.model_dump(exclude={"cohorts"}) == snap.model_dump(exclude={"cohorts"})
+
+
+def test_the_portfolio_is_the_sum_of_its_resources_and_of_its_cohorts() -> None:
+    # R: cohort a 2 assets (4.0 kW each available), b 1 asset; S: cohort a 1 asset.
+    # Each 5 kW / 10 kWh asset: available min(5 - 1, 4) = 4 kW; ICAP: battery min(5, 10 x 0.8
+    # / 4 = 2) = 2 kW + PV min(5, 5 - 2) = 3 kW = 5 kW; UCAP 2026/27 3 x 0.08 + 2 x 0.50 =
+    # 1.24 kW. Portfolio: 4 assets, 16 kW available, 20 kW ICAP, 4.96 kW UCAP; cohort a has 3
+    # assets over both resources (3.72 kW), b 1 (1.24 kW).
+    r = snapshot("R", fleet(row("A1", cohort="a"), row("A2", cohort="a"), row("B1", cohort="b")),
+                 at(0), FRESH_S)  # fmt: skip
+    s = snapshot("S", fleet(row("C1", cohort="a", resource_id="S")), at(1), FRESH_S)
+    got = domain.portfolio([s, r])
+    assert (got.as_of, got.assets_enrolled) == (at(1), 4)
+    assert got.available_mw == pytest.approx(0.016, abs=1e-9)
+    assert got.icap_mw == pytest.approx(0.020, abs=1e-9)
+    assert got.ucap_mw["2026/27"] == pytest.approx(0.00496, abs=1e-9)
+    assert [snap.resource_id for snap in got.resources] == ["R", "S"]
+    assert [(c.cohort, c.assets_enrolled) for c in got.cohorts] == [("a", 3), ("b", 1)]
+    assert got.cohorts[0].ucap_mw["2026/27"] == pytest.approx(0.00372, abs=1e-9)
+    for year, mw in got.ucap_mw.items():
+        assert mw == pytest.approx(sum(c.ucap_mw[year] for c in got.cohorts), abs=1e-6)
+    assert domain.portfolio([]).model_dump() == {
+        "as_of": None, "assets_enrolled": 0, "available_mw": 0.0, "icap_mw": 0.0,
+        "ucap_mw": {}, "resources": [], "cohorts": [],
+    }  # fmt: skip
