@@ -7,11 +7,14 @@ The per-asset functions are vectorized (numpy arrays, one element per asset).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nexwatt_shared.contracts import DispatchStatus
+from nexwatt_shared.contracts import DispatchInstruction, DispatchStatus
 from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, deliverable_kw
 
@@ -132,30 +135,134 @@ def telemetry_age_s(
     return np.where(np.isfinite(ends), now_s - ends, np.inf)
 
 
-def allocate(requested_kw: float, limits_kw: ArrayLike, min_setpoint_kw: float = 0.0) -> FloatArray:
-    """Share ``requested_kw`` over assets in proportion to their limits, never above a limit.
+def allocate(
+    requested_kw: float,
+    limits_kw: ArrayLike,
+    min_setpoint_kw: float = 0.0,
+    performance_ratio: ArrayLike | None = None,
+) -> FloatArray:
+    """Share ``requested_kw`` over assets in proportion to their limits, never above a limit,
+    so that what the assets are expected to deliver covers the request.
 
-    When the limits add up to less than the request every asset gets its limit; otherwise each
-    gets ``limit * requested / sum(limits)``. A share below ``min_setpoint_kw`` is not worth a
-    command: that asset is dropped and the request shared again over the rest, until every
-    share is worth sending (each round drops at least one asset, so it ends).
+    An asset is expected to deliver its setpoint x its performance ratio (what it delivered of
+    what it was commanded before; 1 when unknown). With the limits' expected sum E =
+    sum(limit x ratio): when E is below the request every asset gets its limit; otherwise
+    each gets ``limit * requested / E``, so the expected deliveries add up to the request
+    (over-dispatch: with ratios of 1 the setpoints add up to the request). A share below
+    ``min_setpoint_kw`` is not worth a command: that asset is dropped and the request shared
+    again over the rest, until every share is worth sending (each round drops at least one
+    asset, so it ends).
 
     Parameters
     ----------
     requested_kw : total requested [kW], >= 0
     limits_kw : what each asset can hold [kW], >= 0
     min_setpoint_kw : smallest setpoint worth a command [kW]
+    performance_ratio : each asset's expected delivery per kW commanded [-], in (0, 1]
+        (`performance_ratio`); None = 1 for all
     """
     limits = np.asarray(limits_kw, float)
+    ratio = np.ones_like(limits) if performance_ratio is None else np.asarray(performance_ratio)
+    expected = limits * ratio
     active = limits > 0
     while requested_kw > 0 and active.any():
-        share = min(1.0, requested_kw / limits[active].sum())
+        share = min(1.0, requested_kw / expected[active].sum())
         setpoints = np.where(active, limits * share, 0.0)
         too_small = active & (setpoints < min_setpoint_kw)
         if not too_small.any():
             return setpoints
         active &= ~too_small
     return np.zeros_like(limits)
+
+
+def performance_ratio(
+    delivered_kwh: ArrayLike, commanded_kwh: ArrayLike, floor: float = 0.1
+) -> FloatArray:
+    """Each asset's delivery per kWh commanded over its past events [-]: delivered /
+    commanded, at most 1 (delivering more earns no credit for the next event) and at least
+    `floor` (an asset that delivered nothing is still commanded, but counted for little);
+    1 for an asset never commanded (nothing known against it).
+
+    Parameters
+    ----------
+    delivered_kwh : energy each asset delivered in its commanded windows [kWh], >= 0
+    commanded_kwh : energy it was commanded over those windows [kWh], >= 0
+    floor : the lowest ratio [-], in (0, 1]
+    """
+    delivered = np.asarray(delivered_kwh, float)
+    commanded = np.asarray(commanded_kwh, float)
+    ratio = np.divide(delivered, commanded, out=np.ones_like(commanded), where=commanded > 0)
+    return np.clip(ratio, floor, 1.0)
+
+
+class CommandWindow(NamedTuple):
+    """When the commands for an instruction run, and why not over the whole window."""
+
+    start: datetime
+    end: datetime
+    note: str | None  # None: the instruction's whole window
+
+
+def command_window(
+    window_start: datetime, window_end: datetime, issued_at: datetime, lead_time: timedelta
+) -> CommandWindow | None:
+    """The one rule for when commands run: from the later of the window's start and the
+    instruction's issue time plus the fleet's lead time (gateways need it to reach every
+    asset), to the window's end; None when nothing of the window is left.
+
+    An instruction for a window already running is answered for what can still be delivered,
+    and the note says so: issued 09:17 for 09:15-10:15 with 1 minute of lead time, the
+    commands cover 09:18-10:15.
+    """
+    start = max(window_start, issued_at + lead_time)
+    if start >= window_end:
+        return None
+    if start == window_start:
+        return CommandWindow(start, window_end, None)
+    return CommandWindow(
+        start,
+        window_end,
+        f"the window opened at {window_start:%H:%M} UTC; commands cover"
+        f" {start:%H:%M}-{window_end:%H:%M} UTC, what can still be delivered",
+    )
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """What a program promises its subscribers: at most this many events a season, each at
+    most this long."""
+
+    max_events_per_season: int
+    max_hours_per_event: float  # [h]
+    source: str
+
+
+def within_limits(events_this_season: ArrayLike, hours: float, limits: EventLimits) -> NDArray:
+    """Which assets may take part in an event of `hours` [h]: their subscriber's events this
+    season are below the program's maximum, and the event is no longer than its maximum per
+    event (an asset is not commanded for part of an event: the subscriber was promised the
+    whole limit)."""
+    used = np.asarray(events_this_season)
+    return (used < limits.max_events_per_season) & (hours <= limits.max_hours_per_event)
+
+
+def instruction_refusal(
+    instruction: DispatchInstruction,
+    now: datetime,
+    resource_known: bool,
+    earlier: DispatchInstruction | None,
+) -> str | None:
+    """Why an instruction is answered `rejected` before any asset is looked at, else None:
+    its window is over by `now` (event time), its resource is unknown, or its id was used
+    for a different instruction (the same one again is a replay, not a refusal). MW <= 0
+    never gets here: the contract refuses it."""
+    if earlier is not None and earlier != instruction:
+        return f"instruction id {instruction.instruction_id!r} was already used for another"
+    if instruction.window_end <= now:
+        return f"the window ended at {instruction.window_end:%Y-%m-%d %H:%M} UTC, before now"
+    if not resource_known:
+        return f"unknown resource {instruction.resource_id!r}: no enrolled assets"
+    return None
 
 
 def shortfall_reason(requested_mw: float, limits_kw: Sequence[float]) -> str | None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
 from nexwatt_dispatch.domain import (
+    CommandWindow,
+    EventLimits,
     allocate,
     answer_status,
+    command_window,
     dispatchable_kw,
+    instruction_refusal,
+    performance_ratio,
     telemetry_age_s,
     unavailable_reason,
     usable,
+    within_limits,
 )
+from nexwatt_shared.contracts import DispatchInstruction
 from nexwatt_shared.power_model import AssetRatings
 
 NAN = np.nan
@@ -153,3 +162,67 @@ def test_telemetry_age_runs_from_the_later_of_issue_time_and_the_resources_clock
     # issued at 1000 -> clock max(1000, 1100) = 1100; SoC ended 600 and never: 500 and inf.
     got = telemetry_age_s(1000.0, [900.0, 1100.0], [600.0, -np.inf])
     assert got.tolist() == [500.0, np.inf]
+
+
+def test_over_dispatch_covers_the_request_with_what_assets_are_expected_to_deliver() -> None:
+    # 10 kW asked of two 10 kW assets, one delivering half of what it is told (ratio 0.5):
+    # expected capacity 10 + 5 = 15 kW, share 10 / 15 = 2/3: both told 6.667 kW; expected
+    # 6.667 + 3.333 = 10 kW. With ratios of 1 it is the plain pro rata (5 + 5).
+    got = allocate(10.0, [10.0, 10.0], performance_ratio=[1.0, 0.5])
+    assert got == pytest.approx([20 / 3, 20 / 3], abs=1e-12)
+    assert float(np.dot(got, [1.0, 0.5])) == pytest.approx(10.0, abs=1e-12)
+    assert allocate(10.0, [10.0, 10.0], performance_ratio=[1.0, 1.0]) == pytest.approx([5, 5])
+    # More than the expected capacity (15 kW) asked: every asset at its limit.
+    assert allocate(20.0, [10.0, 10.0], performance_ratio=[1.0, 0.5]) == pytest.approx([10, 10])
+
+
+def test_an_assets_performance_ratio_from_its_past_events() -> None:
+    # 4 of 5 kWh: 0.8; nothing of 5: the floor 0.1; never commanded: 1; 6 of 5: capped at 1.
+    got = performance_ratio([4.0, 0.0, 0.0, 6.0], [5.0, 5.0, 0.0, 5.0])
+    assert got == pytest.approx([0.8, 0.1, 1.0, 1.0], abs=1e-12)
+
+
+T9 = datetime(2026, 7, 1, 13, 15, tzinfo=UTC)
+
+
+def test_the_window_commands_run_over() -> None:
+    lead = timedelta(minutes=1)
+    # Issued 10 minutes ahead: the whole window.
+    whole = command_window(T9, T9 + timedelta(hours=1), T9 - timedelta(minutes=10), lead)
+    assert whole == CommandWindow(T9, T9 + timedelta(hours=1), None)
+    # Issued 2 minutes into it, 1 minute of lead time: 13:18-14:15, said why.
+    late = command_window(T9, T9 + timedelta(hours=1), T9 + timedelta(minutes=2), lead)
+    assert late is not None and (late.start, late.end) == (T9 + timedelta(minutes=3), late.end)
+    assert late.note == (
+        "the window opened at 13:15 UTC; commands cover 13:18-14:15 UTC, what can still be"
+        " delivered"
+    )
+    # Issued a minute before it ends: nothing left.
+    assert command_window(T9, T9 + timedelta(hours=1), T9 + timedelta(minutes=59), lead) is None
+
+
+def test_subscribers_are_held_to_the_programs_event_limits() -> None:
+    limits = EventLimits(max_events_per_season=36, max_hours_per_event=4.0, source="test")
+    # 35 events used: may take part; 36: not. A 5-hour event: no one.
+    assert within_limits([0, 35, 36], 2.0, limits).tolist() == [True, True, False]
+    assert within_limits([0, 35, 36], 5.0, limits).tolist() == [False, False, False]
+
+
+def test_an_instruction_is_refused_before_allocation_with_the_reason() -> None:
+    instruction = DispatchInstruction(
+        instruction_id="I-1", resource_id="NXW-PJM-0042", mw=10.0, issued_at=T9,
+        window_start=T9, window_end=T9 + timedelta(hours=1),
+    )  # fmt: skip
+    assert instruction_refusal(instruction, T9, True, None) is None
+    assert instruction_refusal(instruction, T9, True, instruction) is None  # a replay
+    other = instruction.model_copy(update={"mw": 12.0})
+    assert instruction_refusal(other, T9, True, instruction) == (
+        "instruction id 'I-1' was already used for another"
+    )
+    over = T9 + timedelta(hours=1)
+    assert instruction_refusal(instruction, over, True, None) == (
+        "the window ended at 2026-07-01 14:15 UTC, before now"
+    )
+    assert instruction_refusal(instruction, T9, False, None) == (
+        "unknown resource 'NXW-PJM-0042': no enrolled assets"
+    )
