@@ -1,33 +1,28 @@
 """Wires capacity-model: PostgreSQL, one consumer of two topics, the snapshot API; and the
-auction offers: their routes, the consumer of `capacity.clearing`, their outbox relay."""
+auction offers: their routes, the consumer of `capacity.clearing`, their outbox relay
+(`offer_handlers.py`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import structlog
 from fastapi import FastAPI, HTTPException
 
-from nexwatt_capacity_model import offer_store, offers
+from nexwatt_capacity_model import offers
 from nexwatt_capacity_model.config import Settings
 from nexwatt_capacity_model.domain import PortfolioCapacity, portfolio
 from nexwatt_capacity_model.handlers import make_handler
+from nexwatt_capacity_model.offer_handlers import make_clearing_handler, offer_relay
 from nexwatt_capacity_model.offers_api import offers_router
 from nexwatt_capacity_model.store import all_snapshots, current_snapshot
-from nexwatt_shared.contracts import CapacitySnapshot, OfferClearing
-from nexwatt_shared.kafka.consumer import BatchHandler, Delivery, PoisonMessage
-from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.service import ServiceProcess, Worker
+from nexwatt_shared.contracts import CapacitySnapshot
+from nexwatt_shared.service import ServiceProcess
 from nexwatt_shared.topics import ASSET_REGISTERED, CAPACITY_CLEARING, TELEMETRY_INTERVAL
 from nexwatt_shared.wiring import open_resources
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-log = structlog.get_logger()
 
 
 def api(pool: asyncpg.Pool) -> FastAPI:
@@ -60,49 +55,6 @@ def sizing_policy(settings: Settings) -> offers.SizingPolicy:
         samples=settings.offer_samples,
         source="capacity-model settings NEXWATT_OFFER_* (placeholders, see the README)",
     )
-
-
-def make_clearing_handler(pool: asyncpg.Pool, producer: EventProducer) -> BatchHandler:
-    """Records each auction result on its submitted offer and publishes the change. A clearing
-    of an unknown offer, or one its offer's state refuses (not submitted, another result
-    already), is dead-lettered with the reason. The others are written first: handled again
-    after the letters, each is a replay that changes nothing."""
-
-    async def handle(batch: list[Delivery]) -> None:
-        refused: list[tuple[Delivery, str]] = []
-        for delivery in batch:
-            clearing = delivery.payload
-            assert isinstance(clearing, OfferClearing)
-            apply = partial(offers.record_clearing, clearing=clearing)
-            try:
-                result = await offer_store.change(pool, clearing.offer_id, apply, producer.source)
-            except (offers.TransitionRefused, offer_store.AnotherOfferInAuction) as exc:
-                refused.append((delivery, str(exc)))
-                continue
-            if result is None:
-                refused.append((delivery, f"offer {clearing.offer_id} is unknown"))
-            elif result[1]:
-                log.info("offer cleared", offer_id=clearing.offer_id, state=result[0].state)
-        await offer_store.publish(pool, producer)
-        if refused:
-            raise PoisonMessage(refused)
-
-    return handle
-
-
-def offer_relay(pool: asyncpg.Pool, producer: EventProducer, poll_s: float) -> Worker:
-    """Publishes offer changes left unpublished (Kafka was away, or a replica stopped)."""
-
-    async def relay(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await offer_store.publish(pool, producer)
-            except Exception:
-                log.warning("publishing offer changes failed; tried again", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
-
-    return relay
 
 
 async def bootstrap(settings: Settings) -> ServiceProcess:

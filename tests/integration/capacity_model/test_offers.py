@@ -17,14 +17,10 @@ import httpx
 import pytest
 
 from nexwatt_capacity_model import offer_store
-from nexwatt_capacity_model.bootstrap import (
-    MIGRATIONS,
-    api,
-    make_clearing_handler,
-    sizing_policy,
-)
+from nexwatt_capacity_model.bootstrap import MIGRATIONS, api, sizing_policy
 from nexwatt_capacity_model.config import Settings
 from nexwatt_capacity_model.handlers import make_handler
+from nexwatt_capacity_model.offer_handlers import make_clearing_handler
 from nexwatt_capacity_model.offers_api import offers_router
 from nexwatt_capacity_model.store import current_snapshot, record_published
 from nexwatt_iso_sim.auction import clear, clearing_event_id
