@@ -1,7 +1,7 @@
 """Accreditation: the unforced capacity (UCAP) PJM would accredit an aggregator's assets for a
 delivery year, per asset and summed per resource, cohort and portfolio.
 
-A pure library; the capacity model does not call it yet.
+A pure library; the capacity model's books accredit each asset with it (`domain.accredit`).
 
 Conventions:
 

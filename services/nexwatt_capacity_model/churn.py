@@ -1,7 +1,7 @@
 """Subscriber churn: how long assets stay enrolled, and how much of today's fleet is still
 enrolled at a later date (e.g. the first day of a delivery year).
 
-A pure library; the capacity model will call it (issue 10), nothing does yet.
+A pure library; offer sizing fits each cohort's departures with it (`offers.py`).
 
 Conventions:
 

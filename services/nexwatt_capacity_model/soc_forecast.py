@@ -1,7 +1,9 @@
 """State-of-charge forecast: the SoC path each battery, and the fleet, is expected to follow
 through the program's event window, from telemetry history, and its error on held-back days.
 
-A pure library; the capacity model will call it (issue 10), nothing does yet.
+A pure library. The capacity model uses its program calendar (when windows open); the
+per-asset forecast paths are not called by the service yet (sizing needs only the fleet's
+SoC as the window opens).
 
 Conventions:
 
