@@ -82,7 +82,7 @@ async def save_inputs(
                 touch(row["resource_id"], record_of[row["asset_id"]].updated_at)
             for r in records:
                 touch(r.resource_id, r.updated_at)
-            ratings = [r.power_ratings() for r in records]
+            rated = [r.rated_kw() for r in records]  # continuous, peak, PV [kW]
             await conn.execute(
                 _UPSERT_ASSETS,
                 [r.asset_id for r in records],
@@ -96,11 +96,11 @@ async def save_inputs(
                 [r.has_pv for r in records],
                 [r.asset_type.value for r in records],
                 [r.cohort for r in records],
-                [float(x.battery_continuous_kw) for x in ratings],
-                [float(x.battery_peak_kw) for x in ratings],
+                [kw[0] for kw in rated],
+                [kw[1] for kw in rated],
                 [r.round_trip_efficiency for r in records],
                 [r.coupling.value for r in records],
-                [float(x.pv_dc_kw) for x in ratings],
+                [kw[2] for kw in rated],
                 [r.pv_mounting.value for r in records],
             )
         versions = records if history is None else history

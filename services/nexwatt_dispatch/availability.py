@@ -84,7 +84,7 @@ class Availability:
     async def apply_registrations(self, records: list[AssetRegistered]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in records:
-                battery_kw = float(r.power_ratings().battery_continuous_kw)
+                battery_kw = r.rated_kw()[0]
                 await self._apply_registration(
                     keys=[ASSET.format(r.asset_id)],
                     args=[r.version, r.resource_id, r.status, r.capacity_kw, r.storage_kwh,

@@ -33,7 +33,13 @@ from pydantic import (
     model_validator,
 )
 
-from nexwatt_shared.power_model import MAX_C_RATE, AssetRatings, Coupling, default_battery_kw
+from nexwatt_shared.power_model import (
+    MAX_C_RATE,
+    AssetRatings,
+    Coupling,
+    default_battery_kw,
+    power_rules,
+)
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -179,7 +185,12 @@ class BatteryRatings(BaseModel):
 
     @model_validator(mode="after")
     def _possible(self) -> BatteryRatings:
-        self.power_ratings()  # ValueError naming the field of an impossible rating
+        # Each field's own bounds are its Field's; the rules between them are the power
+        # model's, taken on numbers (building AssetRatings per record would cost 50 us).
+        continuous_kw, peak_kw, _ = self.rated_kw()
+        for field, ok, must in power_rules(continuous_kw, peak_kw, self.storage_kwh):
+            if not ok:
+                raise ValueError(f"{field} {must}")
         return self
 
     if TYPE_CHECKING:  # fields of the models that carry these ratings, with their bounds
@@ -191,6 +202,20 @@ class BatteryRatings(BaseModel):
     def has_pv(self) -> bool:
         raise NotImplementedError(type(self).__name__)
 
+    def rated_kw(self) -> tuple[float, float, float]:
+        """Battery continuous and peak power and PV nameplate [kW], the defaults filled in
+        (see power_ratings): numbers, for code that handles one record at a time."""
+        continuous = self.battery_continuous_kw
+        if continuous is None:
+            continuous = float(default_battery_kw(self.capacity_kw, self.storage_kwh))
+            if self.battery_peak_kw is not None:
+                continuous = min(continuous, self.battery_peak_kw)
+        peak = continuous if self.battery_peak_kw is None else self.battery_peak_kw
+        pv_dc = self.pv_dc_kw
+        if pv_dc is None:
+            pv_dc = self.capacity_kw if self.has_pv else 0.0
+        return continuous, peak, pv_dc
+
     def power_ratings(self) -> AssetRatings:
         """The ratings the power model uses, with the defaults filled in.
 
@@ -199,17 +224,10 @@ class BatteryRatings(BaseModel):
         `storage_kwh`), and not above a peak that is given; peak = continuous; PV nameplate =
         `capacity_kw` for an asset with PV, 0 for storage alone.
         """
-        continuous = self.battery_continuous_kw
-        if continuous is None:
-            continuous = float(default_battery_kw(self.capacity_kw, self.storage_kwh))
-            if self.battery_peak_kw is not None:
-                continuous = min(continuous, self.battery_peak_kw)
-        pv_dc_kw = self.pv_dc_kw
-        if pv_dc_kw is None:
-            pv_dc_kw = self.capacity_kw if self.has_pv else 0.0
+        continuous_kw, peak_kw, pv_dc_kw = self.rated_kw()
         return AssetRatings(
-            battery_continuous_kw=continuous,
-            battery_peak_kw=continuous if self.battery_peak_kw is None else self.battery_peak_kw,
+            battery_continuous_kw=continuous_kw,
+            battery_peak_kw=peak_kw,
             usable_kwh=self.storage_kwh,
             round_trip_efficiency=self.round_trip_efficiency,
             coupling=self.coupling,

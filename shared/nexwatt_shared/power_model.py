@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -99,18 +100,28 @@ class AssetRatings:
         _require("round_trip_efficiency", (rte > 0) & (rte <= 1), "must be in (0, 1]")
         reserve = self.backup_reserve_pct
         _require("backup_reserve_pct", (reserve >= 0) & (reserve <= 100), "must be in [0, 100]")
-        _require(
-            "battery_peak_kw",
-            self.battery_peak_kw >= self.battery_continuous_kw,
-            "must not be below battery_continuous_kw",
-        )
-        _require(
-            "battery_continuous_kw",
-            self.battery_continuous_kw <= MAX_C_RATE * self.usable_kwh,
-            f"must not exceed {MAX_C_RATE:g} x usable_kwh",
-        )
+        for field, ok, must in power_rules(
+            self.battery_continuous_kw, self.battery_peak_kw, self.usable_kwh
+        ):
+            _require(field, ok, must)
         couplings = [c.value for c in Coupling]
         _require("coupling", np.isin(self.coupling, couplings), f"must be one of {couplings}")
+
+
+def power_rules(
+    continuous_kw: Any, peak_kw: Any, usable_kwh: Any
+) -> tuple[tuple[str, Any, str], ...]:
+    """The rules between a battery's power ratings, as (field, ok, must): `ok` a bool for
+    numbers, a bool array for arrays. One record's check (`contracts.BatteryRatings`) takes
+    them on numbers, without building AssetRatings for it."""
+    return (
+        ("battery_peak_kw", peak_kw >= continuous_kw, "must not be below battery_continuous_kw"),
+        (
+            "battery_continuous_kw",
+            continuous_kw <= MAX_C_RATE * usable_kwh,
+            f"must not exceed {MAX_C_RATE:g} x usable_kwh",
+        ),
+    )
 
 
 def _require(field: str, ok: ArrayLike, must: str) -> None:
