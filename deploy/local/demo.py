@@ -28,6 +28,7 @@ import httpx
 from nexwatt_admin.launcher import SERVICES, Launcher
 from nexwatt_settlement.baselines import DayKind
 from nexwatt_settlement.market_time import day_kind
+from nexwatt_shared.delivery_year import next_delivery_year
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKET = ZoneInfo("America/New_York")
@@ -108,12 +109,6 @@ def play_story(launcher: Launcher) -> dict[str, float]:
     if iso.wait() != 0:
         raise RuntimeError(f"the ISO simulator exited with {iso.returncode}")
     return numbers
-
-
-def next_delivery_year(day: date) -> str:
-    """The delivery year (June 1 - May 31) that starts after `day`, e.g. "2027/28"."""
-    first = day.year + 1 if day >= date(day.year, 6, 1) else day.year
-    return f"{first}/{(first + 1) % 100:02d}"
 
 
 async def auction(launcher: Launcher, delivery_year: str) -> float | None:

@@ -40,9 +40,9 @@ from nexwatt_shared.contracts import (
     OfferSizing,
     OfferState,
 )
+from nexwatt_shared.delivery_year import days_in, start_date
 
 MIN_OFFER_MW = 0.1  # PJM's minimum size of a capacity resource (100 kW) [MW]
-DELIVERY_YEAR_START = (6, 1)  # June 1 (month, day)
 
 
 @dataclass(frozen=True)
@@ -278,23 +278,12 @@ class CohortNow(NamedTuple):
     ucap_mw: float  # their UCAP for the delivery year [MW]
 
 
-def delivery_year_start(delivery_year: str) -> date:
-    """June 1 of the year's first calendar year ("2026/27" -> 2026-06-01)."""
-    return date(int(delivery_year[:4]), *DELIVERY_YEAR_START)
-
-
-def delivery_year_days(delivery_year: str) -> int:
-    """Days from its June 1 to the next: 366 when it holds a February 29."""
-    start = delivery_year_start(delivery_year)
-    return (start.replace(year=start.year + 1) - start).days
-
-
 def commitment_terms(
     policy: SizingPolicy, delivery_year: str, price_usd_per_mw_day: float
 ) -> sizing.CommitmentTerms:
     """The year's terms at the offer's price, the deficiency and PAI charges of the policy."""
     return sizing.CommitmentTerms.from_clearing_price(
-        delivery_year_days(delivery_year),
+        days_in(delivery_year),
         price_usd_per_mw_day,
         policy.deficiency_share,
         policy.non_performance_usd_per_mw_interval,
@@ -347,7 +336,7 @@ def deliverable_samples(
 ) -> np.ndarray:
     """`policy.samples` samples of the resource's deliverable UCAP on the delivery year's
     first day [MW] (see the module's conventions). OfferInvalid when the year has begun."""
-    horizon = (delivery_year_start(delivery_year) - as_of).days
+    horizon = (start_date(delivery_year) - as_of).days
     if horizon < 0:
         raise OfferInvalid(
             [Violation("delivery_year", delivery_year, f"a year not begun on {as_of}")]

@@ -29,13 +29,12 @@ import asyncpg
 from nexwatt_settlement.config import Settings
 from nexwatt_settlement.money import (
     CLEARING_PRICES_USD_PER_MW_DAY,
-    delivery_year,
-    delivery_year_days,
 )
 from nexwatt_settlement.revenue import RevenueSplit, split_capacity_revenue
 from nexwatt_settlement.store import parse_report
 from nexwatt_shared.arguments import moment
 from nexwatt_shared.contracts import AssetStatus, SettlementFiled
+from nexwatt_shared.delivery_year import days_in, delivery_year
 from nexwatt_shared.postgres import database_url
 
 # What a failing database raises: refused or lost connections, timeouts, SQL errors (a database
@@ -490,7 +489,7 @@ async def compute_revenue(
     if year is None:
         year = delivery_year(datetime.now(ZoneInfo(access.market_timezone)).date())
     try:
-        year_days = delivery_year_days(year)  # checks the "YYYY/YY" form
+        year_days = days_in(year)  # checks the "YYYY/YY" form
         price = CLEARING_PRICES_USD_PER_MW_DAY.for_year(year)
     except ValueError as exc:
         known = ", ".join(CLEARING_PRICES_USD_PER_MW_DAY.by_delivery_year)

@@ -57,6 +57,7 @@ from nexwatt_shared.contracts import (
     SettlementDiff,
     SettlementFiled,
 )
+from nexwatt_shared.delivery_year import delivery_year
 from nexwatt_shared.series import Interval
 
 SLOT_S = 300.0  # settlement slot, and a Performance Assessment Interval [s]
@@ -571,7 +572,7 @@ def performance_money(
     charge, bonus = money.to_cents(float(charge_usd)), money.to_cents(float(bonus_usd))
     window_shortfall = float((shortfall_mw * slot_s).sum() / np.sum(slot_s))
     return PerformanceMoney(
-        delivery_year=money.delivery_year(day),
+        delivery_year=delivery_year(day),
         expected_mw=due.mw_requested,
         shortfall_mw=round(window_shortfall, MW_DECIMALS) + 0.0,
         intervals=int(np.size(slot_s)),

@@ -28,7 +28,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from types import MappingProxyType
@@ -93,30 +92,6 @@ PLACEHOLDER_PERFORMANCE_RATES = PerformanceRates.from_net_cone(
     source="Nexwatt placeholder: Net CONE $300/MW-day, bonus at the charge rate; "
     + NOT_FROM_TARIFF,
 )
-
-
-def _start_year(year: str) -> int:
-    """The calendar year in which delivery year "YYYY/YY" starts (June 1)."""
-    first, sep, second = year.partition("/")
-    if not (sep and first.isdigit() and len(first) == 4 and second.isdigit() and len(second) == 2):
-        raise ValueError(f"a delivery year is written 'YYYY/YY', got {year!r}")
-    start = int(first)
-    if int(second) != (start + 1) % 100:
-        raise ValueError(f"{year!r} does not name two consecutive years")
-    return start
-
-
-def delivery_year(day: date) -> str:
-    """The delivery year holding `day`: June 1, 2026 to May 31, 2027 is "2026/27"."""
-    start = day.year if day.month >= 6 else day.year - 1
-    return f"{start}/{(start + 1) % 100:02d}"
-
-
-def delivery_year_days(year: str) -> int:
-    """Days from June 1 to May 31 of delivery year `year` ("2027/28"): 366 when it holds a
-    February 29, else 365."""
-    start = _start_year(year)
-    return (date(start + 1, 6, 1) - date(start, 6, 1)).days
 
 
 def capacity_revenue_usd(

@@ -241,12 +241,6 @@ def test_checks_name_each_field_at_fault() -> None:
     )
 
 
-def test_delivery_years() -> None:
-    assert offers.delivery_year_start("2026/27") == date(2026, 6, 1)
-    assert offers.delivery_year_days("2026/27") == 365
-    assert offers.delivery_year_days("2027/28") == 366  # holds 2028-02-29
-
-
 # --- churn history --------------------------------------------------------------------------
 def test_history_by_cohort_from_lifecycle_rows() -> None:
     def at(day: str) -> datetime:

@@ -4,7 +4,7 @@ Non-performance and bonus rates here are illustrative round numbers, not PJM's."
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
@@ -17,8 +17,6 @@ from nexwatt_settlement.money import (
     bonus_usd,
     capacity_deficiency_mw,
     capacity_revenue_usd,
-    delivery_year,
-    delivery_year_days,
     expected_performance_mw,
     non_performance_charge_usd,
     performance_shortfall_mw,
@@ -26,6 +24,7 @@ from nexwatt_settlement.money import (
     split_cents_by_cohort,
     to_cents,
 )
+from nexwatt_shared.delivery_year import days_in, delivery_year
 
 TOL_USD = 1e-6
 TOL_MW = 1e-9
@@ -35,43 +34,7 @@ def close(actual: object, expected: object, tol: float) -> None:
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tol)
 
 
-# --- Delivery years and capacity revenue -----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("day", "year"),
-    [
-        (date(2026, 5, 31), "2025/26"),  # last day of 2025/26
-        (date(2026, 6, 1), "2026/27"),  # first day of 2026/27
-        (date(2027, 1, 15), "2026/27"),
-        (datetime(2028, 2, 29, 17, 0), "2027/28"),  # a datetime is a date
-        (date(2099, 12, 31), "2099/00"),
-    ],
-)
-def test_delivery_year_starts_on_june_1(day: date, year: str) -> None:
-    assert delivery_year(day) == year
-
-
-@pytest.mark.parametrize(
-    ("year", "days"),
-    [
-        ("2024/25", 365),  # June 1, 2024 - May 31, 2025: Feb 2025 has 28 days
-        ("2025/26", 365),
-        ("2026/27", 365),
-        ("2027/28", 366),  # holds Feb 29, 2028
-        ("2023/24", 366),  # holds Feb 29, 2024
-        ("2099/00", 365),  # 2100 is not a leap year (divisible by 100, not by 400)
-        ("1999/00", 366),  # 2000 is (divisible by 400)
-    ],
-)
-def test_delivery_year_days(year: str, days: int) -> None:
-    assert delivery_year_days(year) == days
-
-
-@pytest.mark.parametrize("year", ["2026/28", "2026-27", "26/27", "2026/7", "abcd/ef", "2026"])
-def test_malformed_delivery_year_raises(year: str) -> None:
-    with pytest.raises(ValueError):
-        delivery_year_days(year)
+# --- Capacity revenue -----------------------------------------------------
 
 
 def test_clearing_prices_are_data_with_a_source() -> None:
@@ -89,7 +52,7 @@ def test_clearing_prices_are_data_with_a_source() -> None:
 
 def test_capacity_revenue_for_a_year_of_2026_27() -> None:
     # 329.17 $/MW-day x 2.5 MW = 822.925 $/day; x 365 days = 300,367.625 $.
-    days = delivery_year_days("2026/27")
+    days = days_in("2026/27")
     revenue = capacity_revenue_usd(CLEARING_PRICES_USD_PER_MW_DAY.for_year("2026/27"), 2.5, days)
     close(revenue, 300_367.625, TOL_USD)
     # Half a cent exactly: half to even rounds 30,036,762.5 cents down to 30,036,762.
@@ -102,7 +65,7 @@ def test_capacity_revenue_in_a_leap_delivery_year() -> None:
     year = delivery_year(date(2028, 2, 29))
     assert year == "2027/28"
     price = CLEARING_PRICES_USD_PER_MW_DAY.for_year(year)
-    close(capacity_revenue_usd(price, 1.0, delivery_year_days(year)), 122_039.04, TOL_USD)
+    close(capacity_revenue_usd(price, 1.0, days_in(year)), 122_039.04, TOL_USD)
     close(capacity_revenue_usd(price, 1.0, 365), 121_705.60, TOL_USD)
 
 
@@ -111,7 +74,7 @@ def test_capacity_revenue_broadcasts_over_years() -> None:
     # 329.17 x 365 = 120,147.05; 333.44 x 366 = 122,039.04.
     years = ["2024/25", "2025/26", "2026/27", "2027/28"]
     prices = [CLEARING_PRICES_USD_PER_MW_DAY.for_year(y) for y in years]
-    days = [delivery_year_days(y) for y in years]
+    days = [days_in(y) for y in years]
     close(
         capacity_revenue_usd(prices, 1.0, days),
         [10_555.80, 98_520.80, 120_147.05, 122_039.04],

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nexwatt_settlement.money import delivery_year_days
 from nexwatt_settlement.revenue import split_capacity_revenue
+from nexwatt_shared.delivery_year import days_in
 
 PRICE_2026 = 329.17  # $/MW-day, delivery year 2026/27
 
@@ -74,7 +74,7 @@ def test_cohort_remainders_go_to_the_largest_fractions() -> None:
 def test_days_and_a_leap_delivery_year() -> None:
     # 2027/28 holds Feb 29, 2028: 366 days. 333.44 $/MW-day x 1.5 MW x 366 = $183,058.56.
     # Over 30 days only: 333.44 x 1.5 x 30 = $15,004.80.
-    whole = split_capacity_revenue(333.44, 1.5, delivery_year_days("2027/28"), ["A"], ["s"], [7.6])
+    whole = split_capacity_revenue(333.44, 1.5, days_in("2027/28"), ["A"], ["s"], [7.6])
     month = split_capacity_revenue(333.44, 1.5, 30, ["A"], ["s"], [7.6])
     assert whole.total_cents == 18_305_856
     assert month.total_cents == 1_500_480
