@@ -1,17 +1,22 @@
-"""Wires dispatch: Redis availability view, PostgreSQL log, two consumer loops.
+"""Wires dispatch: the in-memory view and its broadcast state consumer, the ack book, the
+PostgreSQL log, the instruction consumer and the task that answers instructions.
 
-The instruction loop waits for acks while the state loop keeps consuming telemetry and acks, so
-the two run in separate consumer groups.
+The state consumer reads every partition in every replica (each keeps the whole view in
+memory), from the beginning of `asset.registered` and from `dispatch_replay_s` back on the
+others; instructions wait until it has caught up, so none is decided on a half-built view.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
-from nexwatt_dispatch.availability import Availability
+from nexwatt_dispatch.acks import AckBook
 from nexwatt_dispatch.config import Settings
-from nexwatt_dispatch.handlers import Dispatcher, make_state_handler
+from nexwatt_dispatch.handlers import Dispatcher, StateHandler
 from nexwatt_dispatch.log import DispatchLog
+from nexwatt_dispatch.view import FleetView
 from nexwatt_shared.service import ServiceProcess
 from nexwatt_shared.topics import (
     ASSET_COMMAND_ACK,
@@ -22,18 +27,32 @@ from nexwatt_shared.topics import (
 from nexwatt_shared.wiring import open_resources
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+CAUGHT_UP_POLL_S = 0.1
 
 
 async def bootstrap(settings: Settings) -> ServiceProcess:
-    res = await open_resources(settings, migrations=MIGRATIONS, redis=True)
-    assert res.pool is not None and res.redis is not None
-    availability = Availability(res.redis)
-    dispatch_log = DispatchLog(res.pool)
-    dispatcher = Dispatcher(settings, availability, dispatch_log, res.producer)
+    res = await open_resources(settings, migrations=MIGRATIONS)
+    assert res.pool is not None
+    view, acks, dispatch_log = FleetView(), AckBook(), DispatchLog(res.pool)
+    view_ready = asyncio.Event()
+    replay_s = max(settings.dispatch_replay_s, settings.dispatch_telemetry_max_age_s)
     state = res.consumer(
         [ASSET_REGISTERED, TELEMETRY_INTERVAL, ASSET_COMMAND_ACK],
-        make_state_handler(availability, dispatch_log),
+        StateHandler(view, acks, dispatch_log, settings.dispatch_telemetry_max_age_s).handle,
         role="state",
-    )
+        replay={ASSET_REGISTERED.name: None, TELEMETRY_INTERVAL.name: replay_s,
+                ASSET_COMMAND_ACK.name: replay_s},
+    )  # fmt: skip
+    dispatcher = Dispatcher(settings, view, acks, dispatch_log, res.producer, view_ready)
     instructions = res.consumer([DISPATCH_INSTRUCTION], dispatcher.handle)
-    return res.process([state.run, instructions.run])
+
+    async def open_when_caught_up(stop: asyncio.Event) -> None:
+        """Let instructions be decided once the view holds what the topics hold."""
+        while not state.ready(settings.ready_max_lag, float("inf")):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CAUGHT_UP_POLL_S)
+            if stop.is_set():
+                return
+        view_ready.set()
+
+    return res.process([state.run, instructions.run, dispatcher.run, open_when_caught_up])

@@ -14,7 +14,13 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nexwatt_shared.contracts import DispatchInstruction, DispatchStatus
+from nexwatt_shared.contracts import (
+    MAX_SETPOINTS_PER_COMMAND,
+    AssetCommand,
+    DispatchInstruction,
+    DispatchStatus,
+    Setpoint,
+)
 from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, deliverable_kw
 
@@ -237,6 +243,15 @@ class EventLimits:
     source: str
 
 
+def season_start(when: datetime) -> datetime:
+    """The start of the program season `when` falls in [UTC]: summer from April 1, winter from
+    October 1 (to March 31), the halves of the year a subscriber's event count starts over."""
+    year, month = when.year, when.month
+    if 4 <= month <= 9:
+        return datetime(year, 4, 1, tzinfo=when.tzinfo)
+    return datetime(year if month >= 10 else year - 1, 10, 1, tzinfo=when.tzinfo)
+
+
 def within_limits(events_this_season: ArrayLike, hours: float, limits: EventLimits) -> NDArray:
     """Which assets may take part in an event of `hours` [h]: their subscriber's events this
     season are below the program's maximum, and the event is no longer than its maximum per
@@ -248,33 +263,55 @@ def within_limits(events_this_season: ArrayLike, hours: float, limits: EventLimi
 
 def instruction_refusal(
     instruction: DispatchInstruction,
-    now: datetime,
     resource_known: bool,
     earlier: DispatchInstruction | None,
+    latest_revision: int,
 ) -> str | None:
     """Why an instruction is answered `rejected` before any asset is looked at, else None:
-    its window is over by `now` (event time), its resource is unknown, or its id was used
-    for a different instruction (the same one again is a replay, not a refusal). MW <= 0
-    never gets here: the contract refuses it."""
-    if earlier is not None and earlier != instruction:
-        return f"instruction id {instruction.instruction_id!r} was already used for another"
-    if instruction.window_end <= now:
-        return f"the window ended at {instruction.window_end:%Y-%m-%d %H:%M} UTC, before now"
+    its id and revision were used for a different instruction (the same one again is a
+    replay, not a refusal), a higher revision of it came first, its MW is not positive, its
+    window is over when it is issued, or its resource has no enrolled asset. A cancellation
+    needs none of the last three: it only stops what was commanded.
+
+    Parameters
+    ----------
+    instruction : the instruction received
+    resource_known : whether its resource has enrolled assets
+    earlier : what was first received under its id and revision, if anything
+    latest_revision : the highest revision of its id received before it (0: none)
+    """
+    i = instruction
+    if earlier is not None and earlier != i:
+        return (
+            f"instruction id {i.instruction_id!r} revision {i.revision} was already used for"
+            " another instruction"
+        )
+    if latest_revision > i.revision:
+        return f"superseded: revision {latest_revision} of this instruction came first"
+    if i.cancelled:
+        return None
+    if i.mw <= 0:
+        return f"mw must be positive, got {i.mw:g}"
+    if i.window_end <= i.issued_at:
+        return f"the window ended at {i.window_end:%Y-%m-%d %H:%M} UTC, before it was issued"
     if not resource_known:
-        return f"unknown resource {instruction.resource_id!r}: no enrolled assets"
+        return f"unknown resource {i.resource_id!r}: no enrolled assets"
     return None
 
 
-def shortfall_reason(requested_mw: float, limits_kw: Sequence[float]) -> str | None:
-    """Why the fleet can't meet the request in full (its limits add up to less), else None.
+def shortfall_reason(requested_mw: float, expected_kw: ArrayLike) -> str | None:
+    """Why the fleet can't meet the request in full (what the assets are expected to deliver
+    at their limits adds up to less), else None.
 
     Parameters
     ----------
     requested_mw : the request [MW]
-    limits_kw : what each commanded asset can hold [kW]
+    expected_kw : each usable asset's limit times its performance ratio [kW]
     """
-    total_kw = float(sum(limits_kw))
-    return f"fleet limit {total_kw / 1000:.3f} MW" if total_kw < requested_mw * 1000 else None
+    total_kw = float(np.sum(expected_kw))
+    if total_kw >= requested_mw * 1000 - SETPOINT_ROUNDING_MW * 1000 * np.size(expected_kw):
+        return None
+    return f"fleet limit {total_kw / 1000:.3f} MW"
 
 
 def answer_status(
@@ -289,25 +326,69 @@ def answer_status(
     Parameters
     ----------
     requested_mw : the request [MW]
-    confirmed_mw : sum of acknowledged setpoints [MW]
-    commanded : assets sent a setpoint
+    confirmed_mw : what the acknowledged setpoints are expected to deliver (each times its
+        asset's performance ratio) [MW]
+    commanded : assets sent a setpoint (replacements included)
     acknowledged : assets that answered (accepting or refusing) in time
     shortfall : why the fleet could not cover the request (``shortfall_reason``), or why
         nothing was commanded; None when it could
 
-    Rejected when nothing was commanded or nothing acknowledged; confirmed when the
-    acknowledged setpoints cover the request (to the watt each setpoint is rounded to);
-    partial otherwise, naming the shortfall and the assets that did not answer.
+    Rejected when nothing was commanded or nothing acknowledged; confirmed when the expected
+    delivery covers the request (to the watt each setpoint is rounded to); partial otherwise,
+    naming the shortfall and the assets that did not answer.
     """
     if commanded == 0:
         return DispatchStatus.REJECTED, shortfall
     if confirmed_mw <= 0:
         return DispatchStatus.REJECTED, "no asset acknowledged its setpoint in time"
     if confirmed_mw + commanded * SETPOINT_ROUNDING_MW >= requested_mw:
-        return DispatchStatus.CONFIRMED, shortfall
+        return DispatchStatus.CONFIRMED, None
     notes = [shortfall] if shortfall else []
     if acknowledged < commanded:
         notes.append(
             f"{commanded - acknowledged} of {commanded} assets did not acknowledge in time"
         )
     return DispatchStatus.PARTIAL, "; ".join(notes) or "assets acknowledged less than commanded"
+
+
+def command_messages(
+    instruction: DispatchInstruction,
+    window: CommandWindow,
+    asset_ids: Sequence[str],
+    gateway_ids: Sequence[str],
+    setpoints_kw: ArrayLike,
+    round_: int = 0,
+) -> list[AssetCommand]:
+    """The `asset.command` messages for setpoints [kW] (one per asset, in `asset_ids` order):
+    one per gateway, in parts of at most `MAX_SETPOINTS_PER_COMMAND`, over the command window.
+    Ids are deterministic (`<instruction>:r<revision>:<gateway>:<round>-<part>`), so a message
+    sent again is the same message to its gateway; `round_` tells apart the replacements sent
+    after the first round's acks.
+
+    Setpoints are rounded to the watt; the values were computed within the contract's bounds,
+    so the messages are built without validating each setpoint again (100,000 of them)."""
+    by_gateway: dict[str, list[Setpoint]] = {}
+    for asset_id, gateway_id, kw in zip(
+        asset_ids, gateway_ids, np.round(np.asarray(setpoints_kw, float), 3).tolist(), strict=True
+    ):
+        by_gateway.setdefault(gateway_id, []).append(
+            Setpoint.model_construct(asset_id=asset_id, setpoint_kw=kw)
+        )
+    i = instruction
+    prefix = f"{i.instruction_id}:r{i.revision}"
+    return [
+        AssetCommand.model_construct(
+            command_id=f"{prefix}:{gateway_id}:{round_}-{part}",
+            instruction_id=i.instruction_id,
+            revision=i.revision,
+            kind=i.kind,
+            resource_id=i.resource_id,
+            gateway_id=gateway_id,
+            setpoints=setpoints[start : start + MAX_SETPOINTS_PER_COMMAND],
+            window_start=window.start,
+            window_end=window.end,
+            issued_at=i.issued_at,
+        )
+        for gateway_id, setpoints in by_gateway.items()
+        for part, start in enumerate(range(0, len(setpoints), MAX_SETPOINTS_PER_COMMAND))
+    ]

@@ -1,41 +1,57 @@
-"""Handling instructions (allocate, command, collect acks, answer) and keeping state current."""
+"""Keeping the view current, and answering instructions: decide, command, gather acks,
+replace who did not answer, answer.
+
+Instructions are answered concurrently, each in a task of its own: the instruction consumer
+only records an instruction (so that it is answered after a restart too) and starts its task.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from nexwatt_dispatch.availability import Availability
+from nexwatt_dispatch.acks import ACKS_IGNORED, AckBook
 from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.domain import (
+    CommandWindow,
+    EventLimits,
     allocate,
     answer_status,
+    command_messages,
+    command_window,
     dispatchable_kw,
+    instruction_refusal,
+    performance_ratio,
     pv_state,
+    season_start,
     shortfall_reason,
     telemetry_age_s,
     unavailable_reason,
     usable,
+    within_limits,
 )
-from nexwatt_dispatch.log import DispatchLog
+from nexwatt_dispatch.log import CommandRound, DispatchLog
+from nexwatt_dispatch.view import FleetView
 from nexwatt_shared import outbox
-from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
-    AssetCommand,
     AssetCommandAck,
     AssetRegistered,
     DispatchConfirmed,
     DispatchInstruction,
+    DispatchStatus,
+    InstructionKind,
     TelemetryInterval,
 )
-from nexwatt_shared.kafka.consumer import BatchHandler, Delivery
+from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.topics import ASSET_COMMAND, DISPATCH_CONFIRMED
 
 log = structlog.get_logger()
 CONFIRM_SECONDS = Histogram(
@@ -43,192 +59,463 @@ CONFIRM_SECONDS = Histogram(
     "Wall time from instruction to dispatch.confirmed [s]",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 30),
 )
+COMMAND_SECONDS = Histogram(
+    "nexwatt_dispatch_command_seconds",
+    "Wall time from instruction to its last command on the bus [s]",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
 INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
+RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
 
 
-def make_state_handler(availability: Availability, dispatch_log: DispatchLog) -> BatchHandler:
-    """asset.registered, telemetry.interval and asset.command-ack keep the view current."""
+def answer_id(instruction: DispatchInstruction) -> str:
+    """The answer's event id: one answer per instruction revision (the first revision keeps
+    the id answers had before revisions existed)."""
+    i = instruction
+    return f"confirmed:{i.instruction_id}" + (f":r{i.revision}" if i.revision > 1 else "")
 
-    async def handle(batch: list[Delivery]) -> None:
-        payloads = [d.payload for d in batch]
-        registrations = [p for p in payloads if isinstance(p, AssetRegistered)]
-        acks = [p for p in payloads if isinstance(p, AssetCommandAck)]
-        await availability.apply_registrations(sorted(registrations, key=lambda r: r.version))
-        await availability.apply_telemetry(
-            [p for p in payloads if isinstance(p, TelemetryInterval)]
-        )
-        if acks:
-            await dispatch_log.record_acks(acks)
-            await availability.record_acks(acks)
 
-    return handle
+class StateHandler:
+    """asset.registered, telemetry.interval and asset.command-ack keep the view current; the
+    windows that close are measured into each asset's performance."""
+
+    def __init__(
+        self, view: FleetView, acks: AckBook, dispatch_log: DispatchLog, max_age_s: float
+    ) -> None:
+        self.view, self.acks, self.log, self.max_age_s = view, acks, dispatch_log, max_age_s
+
+    async def handle(self, batch: list[Delivery]) -> None:
+        registrations, readings, ack_messages = [], [], []
+        for d in batch:
+            p = d.payload
+            if isinstance(p, TelemetryInterval):
+                readings.append(p)
+            elif isinstance(p, AssetCommandAck):
+                ack_messages.append(p)
+            elif isinstance(p, AssetRegistered):
+                registrations.append(p)
+        self.view.apply_registrations(sorted(registrations, key=lambda r: r.version))
+        closed = self.view.apply_telemetry(readings)
+        if readings:
+            newest_s = max(r.interval_end.timestamp() for r in readings)
+            closed += self.view.close_stale(newest_s - self.max_age_s)
+        if ack_messages:
+            self.acks.add(ack_messages)
+            await self.log.record_acks(ack_messages)
+        if closed:
+            await self.log.record_performance(closed)
 
 
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        availability: Availability,
+        view: FleetView,
+        acks: AckBook,
         dispatch_log: DispatchLog,
         producer: EventProducer,
+        view_ready: asyncio.Event,
     ) -> None:
         self.settings = settings
-        self.availability = availability
+        self.view = view
+        self.acks = acks
         self.log = dispatch_log
         self.pool = dispatch_log.pool
         self.producer = producer
+        self.view_ready = view_ready
+        self.limits = EventLimits(
+            settings.dispatch_max_events_per_season,
+            settings.dispatch_max_hours_per_event,
+            "the program's settings (NEXWATT_DISPATCH_MAX_*)",
+        )
+        self.events: dict[str, int] = {}  # subscriber -> events this season
+        self.season: datetime | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- the consumer and the worker --------------------------------------------------------
 
     async def handle(self, batch: list[Delivery]) -> None:
+        """Record each instruction and start answering it; the offsets are committed once the
+        instructions are in the log, not once they are answered."""
         for delivery in batch:
-            assert isinstance(delivery.payload, DispatchInstruction)
-            with structlog.contextvars.bound_contextvars(
-                instruction_id=delivery.payload.instruction_id, event_id=delivery.event.id
-            ):
-                await self.answer(delivery.payload)
+            instruction = delivery.payload
+            assert isinstance(instruction, DispatchInstruction)
+            earlier = await self.log.record_instruction(instruction)
+            self._start(instruction, earlier, time.monotonic())
 
-    async def answer(self, instruction: DispatchInstruction) -> None:
-        """Decide once per instruction, however often it is delivered: the lock keeps two
-        replicas (a rebalance overlap) from deciding at once, and a replay publishes what was
-        recorded (the same answer, byte for byte) instead of deciding again."""
-        started = time.monotonic()
-        answer_id = f"confirmed:{instruction.instruction_id}"
-        async with self.log.deciding(instruction.instruction_id):
-            if await outbox.recorded_value(self.pool, answer_id) is not None:
-                sent = await outbox.publish_pending(self.pool, self.producer, [answer_id])
+    async def run(self, stop: asyncio.Event) -> None:
+        """Answer what was received but not answered before a restart; keep the measured
+        performance current; at stop, cancel what is in flight (answered after the restart)."""
+        for instruction in await self.log.unanswered():
+            self._start(instruction, instruction, time.monotonic())
+        while not stop.is_set():
+            try:
+                self.view.set_performance(await self.log.performance_totals())
+            except Exception as exc:  # PostgreSQL away: the ratios stay as they were
+                log.warning("performance not refreshed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.dispatch_performance_refresh_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(
+        self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float
+    ) -> None:
+        task = asyncio.create_task(self._answer_until_done(instruction, earlier, started))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_until_done(
+        self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float
+    ) -> None:
+        delay = RETRY_S[0]
+        with structlog.contextvars.bound_contextvars(
+            instruction_id=instruction.instruction_id, revision=instruction.revision
+        ):
+            while True:
+                try:
+                    await self.answer(instruction, earlier, started)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "answering failed; trying again", error=f"{type(exc).__name__}: {exc}",
+                        retry_in_s=delay,
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, RETRY_S[1])
+
+    # --- one instruction --------------------------------------------------------------------
+
+    async def answer(
+        self,
+        instruction: DispatchInstruction,
+        earlier: DispatchInstruction | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Decide once per instruction revision, however often it is delivered: the lock keeps
+        two replicas (a rebalance overlap, a restart) from deciding at once, and a replay
+        publishes what was recorded (the same answer, byte for byte) instead of deciding
+        again."""
+        started = time.monotonic() if started is None else started
+        await self.view_ready.wait()
+        i = instruction
+        if earlier is not None and earlier != i:
+            # Not a replay: the id was reused. Answered under an id of its own content.
+            refusal = instruction_refusal(i, True, earlier, 0)
+            digest = hashlib.sha256(i.model_dump_json().encode()).hexdigest()[:16]
+            conflict = f"{answer_id(i)}:conflict:{digest}"
+            await self._publish(self._rejected(i, refusal, started), conflict, on_row=False)
+            return
+        async with self.log.deciding(i.instruction_id):
+            if await outbox.recorded_value(self.pool, answer_id(i)) is not None:
+                sent = await outbox.publish_pending(self.pool, self.producer, [answer_id(i)])
                 log.info("instruction already answered", answer_published_now=bool(sent))
                 return
-            log.info("instruction received", resource_id=instruction.resource_id, mw=instruction.mw)
-            await self.log.record_instruction(instruction)
-            answer = await self._answer(instruction, started)
-            event = envelope(
-                DISPATCH_CONFIRMED,
-                answer,
-                source=self.producer.source,
-                event_id=answer_id,
-                time=answer.confirmed_at,
-            )
-            # Record first, then publish from the record: a crash in between re-sends these
-            # bytes on replay, never a second decision.
-            async with self.pool.acquire() as conn, conn.transaction():
-                await outbox.record(conn, DISPATCH_CONFIRMED, event)
-                await self.log.record_answer(conn, answer)
-            await outbox.publish_pending(self.pool, self.producer, [answer_id])
+            log.info("instruction received", resource_id=i.resource_id, mw=i.mw, kind=i.kind)
+            latest = await self.log.latest_revision(i.instruction_id)
+            known = self.view.members(i.resource_id).size > 0
+            refusal = instruction_refusal(i, known, None, latest)
+            if refusal is not None:
+                answer = self._rejected(i, refusal, started)
+            else:
+                answer = await self._command(i, started)
+            await self._publish(answer, answer_id(i))
+
+    async def _publish(self, answer: DispatchConfirmed, event_id: str, on_row: bool = True) -> None:
+        """Record first, then publish from the record: a crash in between re-sends these
+        bytes on replay, never a second decision. `on_row`: the answer's figures go on the
+        instruction's row too (not for a refused reuse of its id)."""
+        await self.log.record_answer(answer, event_id, self.producer.source, on_row)
+        await outbox.publish_pending(self.pool, self.producer, [event_id])
         CONFIRM_SECONDS.observe(answer.processing_ms / 1000.0)
         INSTRUCTIONS.labels(answer.status).inc()
-        MW_REQUESTED.labels(instruction.resource_id).set(instruction.mw)
-        MW_CONFIRMED.labels(instruction.resource_id).set(answer.mw_confirmed)
+        MW_REQUESTED.labels(answer.resource_id).set(answer.mw_requested)
+        MW_CONFIRMED.labels(answer.resource_id).set(answer.mw_confirmed)
         log.info(
             "instruction answered",
             status=answer.status,
             reason=answer.reason,
             mw_confirmed=answer.mw_confirmed,
+            assets_commanded=answer.assets_commanded,
             assets_dispatched=answer.assets_dispatched,
-            processing_ms=answer.processing_ms,
+            assets_replaced=answer.assets_replaced,
+            processing_ms=round(answer.processing_ms, 1),
         )
 
-    async def _answer(self, instruction: DispatchInstruction, started: float) -> DispatchConfirmed:
-        """Command the assets (the recorded commands, when a crash interrupted an earlier try),
-        collect their acks, and build the answer."""
-        commands, limits_kw = await self.log.recorded_commands(instruction)
-        if commands:
-            shortfall = shortfall_reason(instruction.mw, limits_kw)
-        else:
-            commands, limits_kw, shortfall = await self._allocate(instruction)
-            await self.log.record_commands(commands, limits_kw)
-        # Command ids are the event ids, so a gateway sees a re-sent command as the same one.
-        await self.producer.publish_many(
-            ASSET_COMMAND, commands, time=instruction.issued_at, event_id=lambda c: c.command_id
+    def _rejected(
+        self, instruction: DispatchInstruction, reason: str | None, started: float
+    ) -> DispatchConfirmed:
+        return self._confirmation(
+            instruction, DispatchStatus.REJECTED, reason, 0.0, 0, 0, 0, started
         )
-        acked_kw = await self._collect_acks(instruction.instruction_id, commands)
+
+    def _confirmation(
+        self,
+        instruction: DispatchInstruction,
+        status: DispatchStatus,
+        reason: str | None,
+        confirmed_mw: float,
+        commanded: int,
+        dispatched: int,
+        replaced: int,
+        started: float,
+        acknowledged_mw: float = 0.0,
+    ) -> DispatchConfirmed:
+        i = instruction
         elapsed_s = time.monotonic() - started
-        confirmed_mw = sum(acked_kw.values()) / 1000.0
-        status, reason = answer_status(
-            instruction.mw, confirmed_mw, len(commands), len(acked_kw), shortfall
-        )
         return DispatchConfirmed(
-            instruction_id=instruction.instruction_id,
-            resource_id=instruction.resource_id,
-            window_start=instruction.window_start,
-            window_end=instruction.window_end,
+            instruction_id=i.instruction_id,
+            revision=i.revision,
+            kind=i.kind,
+            resource_id=i.resource_id,
+            window_start=i.window_start,
+            window_end=i.window_end,
             status=status,
             reason=reason,
-            mw_requested=instruction.mw,
+            mw_requested=max(i.mw, 0.0),
             mw_confirmed=round(confirmed_mw, 6),
-            assets_commanded=len(commands),
-            assets_dispatched=sum(1 for kw in acked_kw.values() if kw > 0),
-            instruction_received_at=instruction.issued_at,
+            mw_acknowledged=round(acknowledged_mw, 6),
+            assets_commanded=commanded,
+            assets_dispatched=dispatched,
+            assets_replaced=replaced,
+            instruction_received_at=i.issued_at,
             # Event time of the answer: the instruction's event time plus our processing time.
-            confirmed_at=instruction.issued_at + timedelta(seconds=elapsed_s),
+            confirmed_at=i.issued_at + timedelta(seconds=elapsed_s),
             processing_ms=elapsed_s * 1000.0,
         )
 
-    async def _allocate(
-        self, instruction: DispatchInstruction
-    ) -> tuple[list[AssetCommand], list[float], str | None]:
-        """Share the request over the resource's available assets: the commands, each one's
-        limit [kW], and why the request can't be met in full (None when it can)."""
-        fleet = await self.availability.fleet(instruction.resource_id)
-        now = instruction.issued_at
-        start = max(now, instruction.window_start)
-        hours = (instruction.window_end - start).total_seconds() / 3600.0
-        if not fleet.asset_ids:
-            return [], [], f"unknown resource {instruction.resource_id!r}: no enrolled assets"
-        if hours <= 0:
-            return [], [], "the window has already ended at the instruction's issue time"
-        # Each channel's age, from the resource's clock over every asset's newest end.
-        pv_age_s, soc_age_s = (
-            telemetry_age_s(now.timestamp(), fleet.telemetry_end_epoch, end)
-            for end in (fleet.pv_end_epoch, fleet.soc_end_epoch)
-        )
-        max_age_s = self.settings.dispatch_telemetry_max_age_s
-        max_ahead_s = self.settings.event_time_max_ahead_s
-        limits = dispatchable_kw(
-            fleet.ratings, fleet.pv_kw, fleet.soc_pct, hours, pv_age_s, soc_age_s, max_age_s,
-            max_ahead_s, fleet.has_pv,
-        )  # fmt: skip
-        setpoints = allocate(
-            instruction.mw * 1000.0, limits, self.settings.dispatch_min_setpoint_kw
-        )
-        chosen = np.flatnonzero(setpoints > 0)
-        if chosen.size == 0:
-            return (
-                [],
-                [],
-                unavailable_reason(
-                    pv_state(fleet.pv_kw, pv_age_s, max_age_s, max_ahead_s, fleet.has_pv)[1],
-                    usable(fleet.soc_pct, soc_age_s, max_age_s, max_ahead_s),
-                ),
+    async def _command(self, instruction: DispatchInstruction, started: float) -> DispatchConfirmed:
+        """Command the assets (the recorded rounds, when a crash interrupted an earlier try),
+        gather their acks, replace those that did not answer, and build the answer; with the
+        acknowledged MW (before performance ratios)."""
+        i, s = instruction, self.settings
+        lead = timedelta(seconds=0 if i.cancelled else s.dispatch_lead_time_s)
+        window = command_window(i.window_start, i.window_end, i.issued_at, lead)
+        if window is None:
+            reason = "nothing of the window is left once gateways can reach the assets"
+            if not i.cancelled:
+                return self._rejected(i, reason, started)
+            window = CommandWindow(i.window_start, i.window_end, None)
+        stopped = await self.log.commanded_before(i.instruction_id, i.revision)
+        await self._load_season(window.start)
+        rounds = await self.log.recorded_rounds(i.instruction_id, i.revision)
+        first = rounds.get(0) or await self._decide(i, window, 0, stop=stopped)
+        if first is None and i.cancelled:
+            return self._confirmation(
+                i, DispatchStatus.CANCELLED, "cancelled by the ISO; nothing was commanded",
+                0.0, 0, 0, 0, started,
+            )  # fmt: skip
+        if first is None:
+            return self._rejected(i, self._why_none(i), started)
+        await self._send(first)
+        COMMAND_SECONDS.observe(time.monotonic() - started)
+        expected = dict(zip(first.asset_ids, first.setpoints_kw, strict=True))
+        limits = dict(zip(first.asset_ids, first.limits_kw, strict=True))
+        acked = await self._gather(i, 0, first, expected)
+        silent = [a for a in first.asset_ids if a not in acked]
+        replaced = 0
+        if silent and not i.cancelled:
+            # What the silent assets were to deliver goes to the others' headroom: to assets
+            # that acknowledged (their setpoint raised) and to any not commanded yet.
+            wanted_kw = max(i.mw, 0.0) * 1000.0 - self._expected_kw(acked)
+            refused = [a for a, kw in acked.items() if kw <= 0]
+            held = {a: kw for a, kw in acked.items() if kw > 0}
+            second = rounds.get(1) or await self._decide(
+                i, window, 1, excluding=[*silent, *refused], wanted_kw=wanted_kw, held=held
             )
-        commands = [
-            AssetCommand(
-                command_id=f"{instruction.instruction_id}:{fleet.asset_ids[i]}",
-                instruction_id=instruction.instruction_id,
-                asset_id=fleet.asset_ids[i],
-                resource_id=instruction.resource_id,
-                setpoint_kw=round(float(setpoints[i]), 3),
-                window_start=start,
-                window_end=instruction.window_end,
-                issued_at=now,
-            )
-            for i in chosen
-        ]
-        limits_kw = [float(limits[i]) for i in chosen]
-        return commands, limits_kw, shortfall_reason(instruction.mw, limits_kw)
+            if second is not None:
+                await self._send(second)
+                raised = dict(zip(second.asset_ids, second.setpoints_kw, strict=True))
+                acked |= await self._gather(i, 1, second, raised)
+                expected |= raised
+                limits |= dict(zip(second.asset_ids, second.limits_kw, strict=True))
+                replaced = len(silent)
+        answered = set().union(
+            *(self.acks.assets((i.instruction_id, i.revision, r)) for r in (0, 1))
+        )
+        if strays := answered - expected.keys():
+            ACKS_IGNORED.labels("asset not commanded").inc(len(strays))
+        if not i.cancelled:
+            await self._note_participation(i, window, acked)
+        return self._settle(i, window, expected, limits, acked, replaced, started)
 
-    async def _collect_acks(
-        self, instruction_id: str, commands: list[AssetCommand]
+    def _settle(
+        self,
+        instruction: DispatchInstruction,
+        window: CommandWindow,
+        expected: dict[str, float],
+        limits: dict[str, float],
+        acked: dict[str, float],
+        replaced: int,
+        started: float,
+    ) -> DispatchConfirmed:
+        """The answer from the acks: confirmed is what the acknowledged setpoints are expected
+        to deliver (each times its asset's performance ratio); the shortfall, what the
+        commanded assets could be expected to deliver at their limits."""
+        i = instruction
+        acknowledged_mw = sum(acked.values()) / 1000.0
+        dispatched = sum(1 for kw in acked.values() if kw > 0)
+        commanded = sum(1 for kw in expected.values() if kw > 0)
+        self.view.order(acked.keys(), acked.values(), i.instruction_id,
+                        window.start.timestamp(), window.end.timestamp())  # fmt: skip
+        if i.cancelled:
+            return self._confirmation(
+                i, DispatchStatus.CANCELLED, f"cancelled by the ISO; {len(acked)} of"
+                f" {len(expected)} assets acknowledged the stop", 0.0, len(expected),
+                len(acked), 0, started,
+            )  # fmt: skip
+        confirmed_mw = self._expected_kw(acked) / 1000.0
+        status, reason = answer_status(
+            i.mw, confirmed_mw, commanded, len(acked),
+            shortfall_reason(i.mw, [self._expected_kw(limits)]),
+        )  # fmt: skip
+        reason = "; ".join(r for r in (reason, window.note) if r) or None
+        if i.kind == InstructionKind.TEST:
+            reason = "; ".join(r for r in ("capability test", reason) if r)
+        answer = self._confirmation(
+            i, status, reason, confirmed_mw, commanded, dispatched, replaced, started,
+            acknowledged_mw,
+        )  # fmt: skip
+        return answer
+
+    def _expected_kw(self, kw_by_asset: dict[str, float]) -> float:
+        """What assets held at these kW are expected to deliver [kW]: each times its
+        performance ratio."""
+        if not kw_by_asset:
+            return 0.0
+        slots = np.array([self.view.slot[a] for a in kw_by_asset], np.int64)
+        c = self.view.columns
+        ratio = performance_ratio(c["delivered_kwh"][slots], c["commanded_kwh"][slots])
+        return float(np.dot(np.fromiter(kw_by_asset.values(), float, len(kw_by_asset)), ratio))
+
+    async def _decide(
+        self,
+        instruction: DispatchInstruction,
+        window: CommandWindow,
+        round_: int,
+        *,
+        stop: set[str] | None = None,
+        excluding: Sequence[str] = (),
+        wanted_kw: float | None = None,
+        held: dict[str, float] | None = None,
+    ) -> CommandRound | None:
+        """Allocate `wanted_kw` (default: the request) over the resource's available assets
+        but `excluding`, on top of what assets already `held` [kW] (their headroom is what is
+        left of their limit), and tell the assets in `stop` (commanded by an earlier revision,
+        not now) to stop; record the round's messages. None: nothing to command."""
+        i, s = instruction, self.settings
+        fleet = self.view.fleet(i.resource_id, excluding)
+        hours = (window.end - window.start).total_seconds() / 3600.0
+        base = np.array([(held or {}).get(a, 0.0) for a in fleet.asset_ids])
+        extra = np.zeros(len(fleet))
+        limits = np.zeros(len(fleet))
+        if not i.cancelled and len(fleet):
+            now_s = i.issued_at.timestamp()
+            pv_age, soc_age = (
+                telemetry_age_s(now_s, fleet.telemetry_end_s, end)
+                for end in (fleet.pv_end_s, fleet.soc_end_s)
+            )
+            limits = dispatchable_kw(
+                fleet.ratings, fleet.pv_kw, fleet.soc_pct, hours, pv_age, soc_age,
+                s.dispatch_telemetry_max_age_s, s.event_time_max_ahead_s, fleet.has_pv,
+            )  # fmt: skip
+            if i.kind == InstructionKind.EVENT:
+                used = self._events_used(fleet.subscribers)
+                limits = np.where(within_limits(used, hours, self.limits), limits, 0.0)
+            ratio = performance_ratio(fleet.delivered_kwh, fleet.commanded_kwh)
+            wanted = max(i.mw, 0.0) * 1000.0 if wanted_kw is None else wanted_kw
+            headroom = np.clip(limits - base, 0.0, None)
+            extra = allocate(wanted, headroom, s.dispatch_min_setpoint_kw, ratio)
+        chosen = np.flatnonzero((extra > 0) | np.isin(fleet.asset_ids, list(stop or ())))
+        if chosen.size == 0:
+            return None
+        asset_ids = [fleet.asset_ids[k] for k in chosen]
+        commands = command_messages(
+            i, window, asset_ids, [fleet.gateway_ids[k] for k in chosen],
+            (base + extra)[chosen], round_,
+        )  # fmt: skip
+        limits_kw = dict(zip(asset_ids, limits[chosen].tolist(), strict=True))
+        await self.log.record_round(commands, limits_kw, round_, self.producer.source)
+        return CommandRound(
+            [c.command_id for c in commands],
+            [sp.asset_id for c in commands for sp in c.setpoints],
+            [sp.setpoint_kw for c in commands for sp in c.setpoints],
+            [limits_kw[sp.asset_id] for c in commands for sp in c.setpoints],
+        )
+
+    def _why_none(self, instruction: DispatchInstruction) -> str:
+        """Why no asset of the resource could be commanded, counted per cause."""
+        s = self.settings
+        fleet = self.view.fleet(instruction.resource_id)
+        now_s = instruction.issued_at.timestamp()
+        pv_age, soc_age = (
+            telemetry_age_s(now_s, fleet.telemetry_end_s, end)
+            for end in (fleet.pv_end_s, fleet.soc_end_s)
+        )
+        max_age, ahead = s.dispatch_telemetry_max_age_s, s.event_time_max_ahead_s
+        return unavailable_reason(
+            pv_state(fleet.pv_kw, pv_age, max_age, ahead, fleet.has_pv)[1],
+            usable(fleet.soc_pct, soc_age, max_age, ahead),
+        )
+
+    def _events_used(self, subscribers: Sequence[str]) -> np.ndarray:
+        """Events each subscriber took part in this season (counted in memory, from the log
+        at the season's first instruction)."""
+        return np.array([self.events.get(sub, 0) for sub in subscribers], dtype=np.int64)
+
+    async def _send(self, commands: CommandRound) -> None:
+        """Publish the round's recorded messages (those not yet published)."""
+        await outbox.publish_pending(
+            self.pool, self.producer, commands.command_ids, limit=len(commands.command_ids)
+        )
+
+    async def _gather(
+        self,
+        instruction: DispatchInstruction,
+        round_: int,
+        commands: CommandRound,
+        expected: dict[str, float],
     ) -> dict[str, float]:
-        """Acknowledged setpoints [kW] by command id, capped at what was commanded; waits until
-        every command is answered or the timeout passes."""
-        if not commands:
-            return {}
-        wanted = {c.command_id: c.setpoint_kw for c in commands}
-        deadline = time.monotonic() + self.settings.dispatch_ack_timeout_s
-        while True:
-            acked = await self.availability.acked_setpoints_kw(instruction_id)
-            if wanted.keys() <= acked.keys() or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.05)
-        return {cid: min(acked[cid], kw) for cid, kw in wanted.items() if cid in acked}
+        """The acknowledged setpoints [kW] of the round's assets (0 for a refusal): waits until
+        all have answered or the timeout passes; halfway, a message no gateway has answered is
+        sent once more (a gateway that lost it sees the same command id again)."""
+        key = (instruction.instruction_id, instruction.revision, round_)
+        half_s = self.settings.dispatch_ack_timeout_s / 2
+        acks = await self.acks.wait(key, expected, half_s)
+        if len(acks) < len(expected):
+            unanswered = set(commands.command_ids) - self.acks.answered(key)
+            if unanswered:
+                log.info("re-sending commands no gateway answered", messages=len(unanswered))
+                await outbox.republish(self.pool, self.producer, sorted(unanswered))
+            acks = await self.acks.wait(key, expected, half_s)
+        acked: dict[str, float] = {}
+        for asset_id, ack in acks.items():
+            if ack.setpoint_kw > expected[asset_id] + 0.0005:  # beyond the watt it is rounded to
+                ACKS_IGNORED.labels("more than commanded").inc()
+                continue
+            acked[asset_id] = ack.setpoint_kw if ack.accepted else 0.0
+        return acked
+
+    async def _load_season(self, when: datetime) -> None:
+        """Events per subscriber in the season of `when`, read from the log when it starts."""
+        season = season_start(when)
+        if self.season != season:
+            self.events = await self.log.events_since(season)
+            self.season = season
+
+    async def _note_participation(
+        self, instruction: DispatchInstruction, window: CommandWindow, acked: dict[str, float]
+    ) -> None:
+        """Count the event toward the season of each subscriber that takes part."""
+        view = self.view
+        subscribers = {view.subscribers[view.slot[a]] for a, kw in acked.items() if kw > 0}
+        hours = (window.end - window.start).total_seconds() / 3600.0
+        new = await self.log.record_participation(instruction, sorted(subscribers), hours)
+        if instruction.kind == InstructionKind.EVENT:
+            for sub in new:
+                self.events[sub] = self.events.get(sub, 0) + 1

@@ -1,12 +1,19 @@
-"""The dispatch log in PostgreSQL: instructions, commands, acks and the answers decided."""
+"""The dispatch log in PostgreSQL: instructions, command messages, acks, answers, and each
+asset's measured performance and event participation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
+from nexwatt_dispatch.view import Performance
+from nexwatt_shared import outbox
+from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
     AssetCommand,
     AssetCommandAck,
@@ -14,6 +21,17 @@ from nexwatt_shared.contracts import (
     DispatchInstruction,
 )
 from nexwatt_shared.postgres import advisory_lock
+from nexwatt_shared.topics import ASSET_COMMAND, DISPATCH_CONFIRMED
+
+
+@dataclass(frozen=True)
+class CommandRound:
+    """The setpoints one round sent (one entry per asset), with each asset's limit [kW]."""
+
+    command_ids: list[str]
+    asset_ids: list[str]
+    setpoints_kw: list[float]
+    limits_kw: list[float]
 
 
 class DispatchLog:
@@ -21,71 +39,159 @@ class DispatchLog:
         self.pool = pool
 
     def deciding(self, instruction_id: str) -> AbstractAsyncContextManager[None]:
-        """Hold the instruction's lock: one decision at a time, across replicas."""
+        """Hold the instruction's lock (all its revisions): one decision at a time, across
+        replicas."""
         return advisory_lock(self.pool, f"dispatch:{instruction_id}")
 
-    async def recorded_commands(
-        self, instruction: DispatchInstruction
-    ) -> tuple[list[AssetCommand], list[float]]:
-        """Commands decided before a crash, with each one's limit [kW], to send again as they
-        were; empty when nothing was decided yet."""
-        rows = await self.pool.fetch(
-            "SELECT command_id, asset_id, setpoint_kw, limit_kw FROM commands"
-            " WHERE instruction_id = $1 ORDER BY asset_id",
-            instruction.instruction_id,
+    async def record_instruction(self, instruction: DispatchInstruction) -> DispatchInstruction:
+        """Keep the instruction (before its offset is committed: an instruction in the log is
+        answered, after a restart too); returns what was first received under its id and
+        revision."""
+        i = instruction
+        content = await self.pool.fetchval(
+            """WITH new AS (
+                   INSERT INTO instructions (instruction_id, revision, resource_id, mw_requested,
+                       window_start, window_end, issued_at, kind, cancelled, content)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (instruction_id, revision) DO NOTHING RETURNING content)
+               SELECT content FROM new UNION ALL
+               SELECT content FROM instructions WHERE instruction_id = $1 AND revision = $2""",
+            i.instruction_id, i.revision, i.resource_id, i.mw, i.window_start, i.window_end,
+            i.issued_at, i.kind.value, i.cancelled, i.model_dump_json(),
+        )  # fmt: skip
+        # A row from before revisions were kept has no content: it was this instruction.
+        return i if content is None else DispatchInstruction.model_validate_json(content)
+
+    async def latest_revision(self, instruction_id: str) -> int:
+        return await self.pool.fetchval(
+            "SELECT coalesce(max(revision), 0) FROM instructions WHERE instruction_id = $1",
+            instruction_id,
         )
-        i = instruction
-        commands = [
-            AssetCommand(
-                command_id=r["command_id"],
-                instruction_id=i.instruction_id,
-                asset_id=r["asset_id"],
-                resource_id=i.resource_id,
-                setpoint_kw=r["setpoint_kw"],
-                window_start=max(i.issued_at, i.window_start),
-                window_end=i.window_end,
-                issued_at=i.issued_at,
-            )
-            for r in rows
-        ]
-        return commands, [r["limit_kw"] for r in rows]
 
-    async def record_instruction(self, instruction: DispatchInstruction) -> None:
-        i = instruction
-        await self.pool.execute(
-            """INSERT INTO instructions (instruction_id, resource_id, mw_requested,
-                   window_start, window_end, issued_at)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instruction_id) DO NOTHING""",
-            i.instruction_id, i.resource_id, i.mw, i.window_start, i.window_end, i.issued_at,
-        )  # fmt: skip
+    async def unanswered(self) -> list[DispatchInstruction]:
+        """Instructions received but not answered (a restart came in between)."""
+        rows = await self.pool.fetch(
+            "SELECT content FROM instructions WHERE status IS NULL AND content IS NOT NULL"
+            " ORDER BY received_at"
+        )
+        return [DispatchInstruction.model_validate_json(r["content"]) for r in rows]
 
-    async def record_commands(
-        self, commands: Sequence[AssetCommand], limits_kw: Sequence[float]
+    async def record_round(
+        self,
+        commands: Sequence[AssetCommand],
+        limits_kw: dict[str, float],
+        round_: int,
+        source: str,
     ) -> None:
-        await self.pool.executemany(
-            """INSERT INTO commands (command_id, instruction_id, asset_id, limit_kw, setpoint_kw)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING""",
-            [(c.command_id, c.instruction_id, c.asset_id, limit, c.setpoint_kw)
-             for c, limit in zip(commands, limits_kw, strict=True)],
-        )  # fmt: skip
+        """The round's command messages, typed (for recovery and analysis) and as the bytes
+        to send (the outbox), in one transaction: a crash re-sends these, never new ones."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO command_messages (command_id, instruction_id, revision, round,
+                       gateway_id, asset_ids, setpoints_kw, limits_kw)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
+                [(c.command_id, c.instruction_id, c.revision, round_, c.gateway_id,
+                  [s.asset_id for s in c.setpoints], [s.setpoint_kw for s in c.setpoints],
+                  [limits_kw.get(s.asset_id, 0.0) for s in c.setpoints]) for c in commands],
+            )  # fmt: skip
+            for c in commands:
+                event = envelope(ASSET_COMMAND, c, source=source, event_id=c.command_id,
+                                 time=c.issued_at)  # fmt: skip
+                await outbox.record(conn, ASSET_COMMAND, event)
 
-    async def record_answer(self, conn: asyncpg.Connection, answer: DispatchConfirmed) -> None:
-        """The answer's figures on the instruction's row, in the caller's transaction (the one
-        that records the answer's event in the outbox)."""
+    async def recorded_rounds(self, instruction_id: str, revision: int) -> dict[int, CommandRound]:
+        """Rounds decided before a crash, by round, to send again as they were."""
+        rows = await self.pool.fetch(
+            "SELECT round, command_id, asset_ids, setpoints_kw, limits_kw FROM command_messages"
+            " WHERE instruction_id = $1 AND revision = $2 ORDER BY round, command_id",
+            instruction_id,
+            revision,
+        )
+        rounds: dict[int, CommandRound] = {}
+        for r in rows:
+            got = rounds.setdefault(r["round"], CommandRound([], [], [], []))
+            got.command_ids.append(r["command_id"])
+            got.asset_ids.extend(r["asset_ids"])
+            got.setpoints_kw.extend(r["setpoints_kw"])
+            got.limits_kw.extend(r["limits_kw"])
+        return rounds
+
+    async def commanded_before(self, instruction_id: str, revision: int) -> set[str]:
+        """Assets given a non-zero setpoint by an earlier revision of the instruction."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT a FROM command_messages m, unnest(m.asset_ids, m.setpoints_kw)"
+            " AS u(a, kw) WHERE m.instruction_id = $1 AND m.revision < $2 AND u.kw > 0",
+            instruction_id,
+            revision,
+        )
+        return {r["a"] for r in rows}
+
+    async def record_answer(
+        self, answer: DispatchConfirmed, answer_id: str, source: str, on_row: bool = True
+    ) -> None:
+        """The answer's event in the outbox and (`on_row`) its figures on the instruction's
+        row, in one transaction."""
         a = answer
-        await conn.execute(
-            """UPDATE instructions SET status = $2, reason = $3, mw_confirmed = $4,
-                   assets_commanded = $5, assets_dispatched = $6, processing_ms = $7
-               WHERE instruction_id = $1""",
-            a.instruction_id, a.status.value, a.reason, a.mw_confirmed, a.assets_commanded,
-            a.assets_dispatched, a.processing_ms,
+        event = envelope(
+            DISPATCH_CONFIRMED, a, source=source, event_id=answer_id, time=a.confirmed_at
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await outbox.record(conn, DISPATCH_CONFIRMED, event)
+            if not on_row:
+                return
+            await conn.execute(
+                """UPDATE instructions SET status = $3, reason = $4, mw_confirmed = $5,
+                       assets_commanded = $6, assets_dispatched = $7, processing_ms = $8,
+                       mw_acknowledged = $9, assets_replaced = $10
+                   WHERE instruction_id = $1 AND revision = $2""",
+                a.instruction_id, a.revision, a.status.value, a.reason, a.mw_confirmed,
+                a.assets_commanded, a.assets_dispatched, a.processing_ms, a.mw_acknowledged,
+                a.assets_replaced,
+            )  # fmt: skip
+
+    async def record_acks(self, messages: Sequence[AssetCommandAck]) -> None:
+        await self.pool.executemany(
+            """INSERT INTO ack_messages (command_id, instruction_id, gateway_id, acks, acked_at)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING""",
+            [(m.command_id, m.instruction_id, m.gateway_id,
+              json.dumps([a.model_dump() for a in m.acks]), m.acked_at) for m in messages],
         )  # fmt: skip
 
-    async def record_acks(self, acks: Sequence[AssetCommandAck]) -> None:
+    async def record_performance(self, rows: Sequence[Performance]) -> None:
         await self.pool.executemany(
-            """INSERT INTO command_acks (command_id, instruction_id, asset_id, accepted,
-                   setpoint_kw, reason, acked_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING""",
-            [(a.command_id, a.instruction_id, a.asset_id, a.accepted, a.setpoint_kw, a.reason,
-              a.acked_at) for a in acks],
+            """INSERT INTO performance (instruction_id, asset_id, commanded_kwh, delivered_kwh)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            [(p.instruction_id, p.asset_id, p.commanded_kwh, p.delivered_kwh) for p in rows],
+        )
+
+    async def performance_totals(self) -> list[tuple[str, float, float]]:
+        """Each asset's measured history: (asset, commanded kWh, delivered kWh) summed over its
+        windows."""
+        rows = await self.pool.fetch(
+            "SELECT asset_id, sum(commanded_kwh) AS c, sum(delivered_kwh) AS d"
+            " FROM performance GROUP BY asset_id"
+        )
+        return [(r["asset_id"], r["c"], r["d"]) for r in rows]
+
+    async def record_participation(
+        self, instruction: DispatchInstruction, subscribers: Sequence[str], hours: float
+    ) -> list[str]:
+        """Subscribers taking part in the instruction; returns those new to it."""
+        rows = await self.pool.fetch(
+            """INSERT INTO participation (instruction_id, subscriber_id, kind, window_start,
+                   hours)
+               SELECT $1, s, $3, $4, $5 FROM unnest($2::text[]) AS s
+               ON CONFLICT DO NOTHING RETURNING subscriber_id""",
+            instruction.instruction_id, list(subscribers), instruction.kind.value,
+            instruction.window_start, hours,
         )  # fmt: skip
+        return [r["subscriber_id"] for r in rows]
+
+    async def events_since(self, since: datetime) -> dict[str, int]:
+        """Events (not tests) each subscriber took part in since `since`."""
+        rows = await self.pool.fetch(
+            "SELECT subscriber_id, count(*) AS n FROM participation"
+            " WHERE window_start >= $1 AND kind = 'event' GROUP BY subscriber_id",
+            since,
+        )
+        return {r["subscriber_id"]: r["n"] for r in rows}

@@ -143,6 +143,7 @@ def enrolment(
         iso_zone=req.iso_zone,
         resource_id=resource_id,
         subscriber_id=req.subscriber_id,
+        gateway_id=req.gateway_id,
         cohort=req.cohort or default_cohort(req.capacity_kw),
         telemetry_interval_s=req.telemetry_interval * 60,
         **req.model_dump(include=set(BatteryRatings.model_fields)),

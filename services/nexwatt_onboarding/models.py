@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nexwatt_shared.contracts import AssetId, AssetType, BatteryRatings, ResourceId
+from nexwatt_shared.contracts import AssetId, AssetType, BatteryRatings, GatewayId, ResourceId
 
 
 class RegistrationRequest(BatteryRatings):
@@ -36,6 +36,11 @@ class RegistrationRequest(BatteryRatings):
     iso_zone: str = Field(min_length=1, max_length=32, examples=["PJM-PEPCO"])
     telemetry_interval: int = Field(gt=0, description="Telemetry interval [minutes]")
     subscriber_id: str | None = Field(None, min_length=1, max_length=64)
+    gateway_id: GatewayId | None = Field(
+        None,
+        description="The gateway or vendor-cloud connector that commands the asset; default:"
+        " a gateway of its own",
+    )
     cohort: str | None = Field(
         None,
         min_length=1,

@@ -90,6 +90,7 @@ InstructionId = Annotated[
 Text = Annotated[str, Field(max_length=4000), AfterValidator(_refusing(_CONTROL_IN_TEXT))]
 AssetId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 ResourceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+GatewayId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 AssetKw = Annotated[float, Field(ge=-MAX_ASSET_KW, le=MAX_ASSET_KW)]
 ResourceMw = Annotated[float, Field(ge=0, le=MAX_RESOURCE_MW)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
@@ -265,6 +266,11 @@ class AssetRegistered(Contract, BatteryRatings):
     iso_zone: Name = Field(description="ISO zone, e.g. PJM-PEPCO")
     resource_id: ResourceId = Field(description="The ISO resource the asset is aggregated into")
     subscriber_id: Name | None = Field(None, description="The program subscriber who owns it")
+    gateway_id: GatewayId | None = Field(
+        None,
+        description="The gateway or vendor-cloud connector that commands the asset (the key of"
+        " its `asset.command` messages); none: a gateway of its own, named by the asset id",
+    )
     cohort: Name = Field(description="Subscriber cohort capacity payments are attributed to")
     telemetry_interval_s: int = Field(gt=0, le=86_400, description="Telemetry interval [s]")
     version: int = Field(
@@ -280,6 +286,11 @@ class AssetRegistered(Contract, BatteryRatings):
     def has_pv(self) -> bool:
         """Whether PV sits behind the asset's inverter: a battery-only asset reports no PV."""
         return self.asset_type is not AssetType.STORAGE
+
+    @property
+    def commanded_by(self) -> str:
+        """The gateway that commands the asset: the registered one, or the asset's own."""
+        return self.gateway_id or self.asset_id
 
 
 # --- telemetry.interval ---------------------------------------------------------------------
@@ -436,13 +447,31 @@ class VendorPayload(RootModel[dict[str, Any] | list[Any]]):
 # --- dispatch.instruction / dispatch.confirmed ----------------------------------------------
 
 
+class InstructionKind(StrEnum):
+    EVENT = "event"  # a dispatch the ISO pays for
+    TEST = "test"  # a capability test: dispatched like an event, reported as a test
+
+
 class DispatchInstruction(Window):
-    """The ISO asks a resource to deliver `mw` over the window."""
+    """The ISO asks a resource to deliver `mw` over the window.
+
+    A higher `revision` of the same instruction id replaces the earlier one mid-event (new MW,
+    or `cancelled`). MW <= 0 is read, and answered `rejected` with the reason: the ISO adapter
+    learns what was wrong instead of hearing nothing."""
 
     instruction_id: InstructionId
     resource_id: ResourceId
-    mw: float = Field(gt=0, le=MAX_RESOURCE_MW, description="Requested delivery [MW]")
+    mw: float = Field(
+        ge=-MAX_RESOURCE_MW,
+        le=MAX_RESOURCE_MW,
+        description="Requested delivery [MW]; <= 0 is answered rejected",
+    )
     issued_at: UtcDatetime
+    revision: int = Field(
+        1, ge=1, le=MAX_INT, description="1 first; a higher revision replaces the lower ones"
+    )
+    kind: InstructionKind = InstructionKind.EVENT
+    cancelled: bool = Field(False, description="The ISO calls the event off from `issued_at`")
 
     @property
     def event_time(self) -> datetime:
@@ -453,24 +482,37 @@ class DispatchStatus(StrEnum):
     CONFIRMED = "confirmed"  # the whole request is covered
     PARTIAL = "partial"  # some MW confirmed, less than requested
     REJECTED = "rejected"  # nothing confirmed; `reason` says why
+    CANCELLED = "cancelled"  # the ISO called the event off; the assets were told to stop
 
 
 class DispatchConfirmed(Window):
-    """The platform's answer to one instruction."""
+    """The platform's answer to one revision of an instruction (`reason` says when the assets
+    were commanded over less than its window: it came after the window opened)."""
 
     instruction_id: InstructionId
     resource_id: ResourceId
     status: DispatchStatus
     reason: Text | None = Field(None, description="Why not everything was confirmed")
     mw_requested: ResourceMw = Field(description="[MW]")
-    mw_confirmed: ResourceMw = Field(description="Sum of acknowledged setpoints [MW]")
+    mw_confirmed: ResourceMw = Field(
+        description="What the acknowledged assets are expected to deliver: each acknowledged"
+        " setpoint times the asset's measured performance ratio (1 without history) [MW]"
+    )
+    mw_acknowledged: ResourceMw | None = Field(
+        None, description="Sum of the acknowledged setpoints [MW]"
+    )
     assets_commanded: Count
     assets_dispatched: Count = Field(description="Assets that acknowledged their setpoint")
+    assets_replaced: Count = Field(
+        0, description="Assets that did not acknowledge in time and were replaced by others"
+    )
     instruction_received_at: UtcDatetime = Field(description="Event time of the instruction")
     confirmed_at: UtcDatetime = Field(description="Event time of this answer")
     processing_ms: float = Field(
         ge=0, le=86_400_000, description="Wall time from instruction to answer [ms]"
     )
+    revision: int = Field(1, ge=1, le=MAX_INT, description="The instruction revision answered")
+    kind: InstructionKind = InstructionKind.EVENT
 
     @property
     def event_time(self) -> datetime:
@@ -479,9 +521,66 @@ class DispatchConfirmed(Window):
 
 # --- asset.command / asset.command-ack (dispatch <-> inverter gateways) ---------------------
 
+# Setpoints per `asset.command` message: a gateway with more assets gets several parts, so a
+# message stays far below Kafka's 1 MiB default (a setpoint is ~50 bytes of JSON).
+MAX_SETPOINTS_PER_COMMAND = 2000
+
+
+class Setpoint(Contract):
+    asset_id: AssetId
+    setpoint_kw: float = Field(
+        ge=0, le=MAX_ASSET_KW, description="Battery discharge setpoint [kW]; 0: stop"
+    )
+
 
 class AssetCommand(Window):
-    """Dispatch asks one asset to add `setpoint_kw` of export over the window."""
+    """Dispatch's setpoints, for one instruction revision, to the assets one gateway commands
+    (all of them, or one part when they are more than `MAX_SETPOINTS_PER_COMMAND`). Each asset
+    holds its setpoint over the window; a newer command replaces an asset's older one."""
+
+    command_id: Name = Field(description="<instruction id>:r<revision>:<gateway id>:<part>")
+    instruction_id: InstructionId
+    revision: int = Field(1, ge=1, le=MAX_INT)
+    kind: InstructionKind = InstructionKind.EVENT
+    resource_id: ResourceId
+    gateway_id: GatewayId
+    setpoints: list[Setpoint] = Field(min_length=1, max_length=MAX_SETPOINTS_PER_COMMAND)
+    issued_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.issued_at
+
+
+class SetpointAck(Contract):
+    """One asset's answer to its setpoint."""
+
+    asset_id: AssetId
+    accepted: bool
+    setpoint_kw: float = Field(
+        ge=0, le=MAX_ASSET_KW, description="Setpoint the asset will hold [kW]"
+    )
+    reason: Text | None = None
+
+
+class AssetCommandAck(Contract):
+    """A gateway's answer to one command: one entry per asset it reached (an asset it could not
+    reach is left out, and dispatch counts it as not acknowledged)."""
+
+    command_id: Name
+    instruction_id: InstructionId
+    gateway_id: GatewayId
+    acks: list[SetpointAck] = Field(min_length=1, max_length=MAX_SETPOINTS_PER_COMMAND)
+    acked_at: UtcDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.acked_at
+
+
+class AssetCommandV1(Window):
+    """The first command contract, one asset per message: still read for one release, upgraded
+    to a command of the asset's own gateway."""
 
     command_id: Name
     instruction_id: InstructionId
@@ -490,13 +589,25 @@ class AssetCommand(Window):
     setpoint_kw: float = Field(ge=0, le=MAX_ASSET_KW, description="Battery discharge setpoint [kW]")
     issued_at: UtcDatetime
 
+    def upgrade(self) -> AssetCommand:
+        return AssetCommand(
+            command_id=self.command_id,
+            instruction_id=self.instruction_id,
+            resource_id=self.resource_id,
+            gateway_id=self.asset_id,
+            setpoints=[Setpoint(asset_id=self.asset_id, setpoint_kw=self.setpoint_kw)],
+            window_start=self.window_start,
+            window_end=self.window_end,
+            issued_at=self.issued_at,
+        )
+
     @property
     def event_time(self) -> datetime:
         return self.issued_at
 
 
-class AssetCommandAck(Contract):
-    """The gateway's answer to one command."""
+class AssetCommandAckV1(Contract):
+    """The first ack contract, one asset per message: still read for one release."""
 
     command_id: Name
     instruction_id: InstructionId
@@ -507,6 +618,22 @@ class AssetCommandAck(Contract):
     )
     reason: Text | None = None
     acked_at: UtcDatetime
+
+    def upgrade(self) -> AssetCommandAck:
+        return AssetCommandAck(
+            command_id=self.command_id,
+            instruction_id=self.instruction_id,
+            gateway_id=self.asset_id,
+            acks=[
+                SetpointAck(
+                    asset_id=self.asset_id,
+                    accepted=self.accepted,
+                    setpoint_kw=self.setpoint_kw,
+                    reason=self.reason,
+                )
+            ],
+            acked_at=self.acked_at,
+        )
 
     @property
     def event_time(self) -> datetime:

@@ -73,3 +73,15 @@ async def publish_pending(
                 [row["id"] for row in rows],
             )
     return len(rows)
+
+
+async def republish(pool: asyncpg.Pool, producer: EventProducer, event_ids: Sequence[str]) -> int:
+    """Send recorded events again, published or not (a receiver that lost one asks for it by
+    not answering); the same bytes under the same id. Returns how many were sent."""
+    rows = await pool.fetch(
+        "SELECT topic, key, value FROM outbox WHERE event_id = ANY($1::text[]) ORDER BY id",
+        list(event_ids),
+    )
+    for topic, same_topic in groupby(rows, key=lambda row: row["topic"]):
+        await producer.send_raw_many(topic, [(r["key"], r["value"], ()) for r in same_topic])
+    return len(rows)

@@ -131,20 +131,27 @@ SETTLEMENT_FILED = Topic(
 ASSET_COMMAND = Topic(
     "asset.command",
     c.AssetCommand,
-    "Setpoints from dispatch to inverter gateways, keyed by asset id.",
-    key="asset_id",
+    "Setpoints from dispatch to inverter gateways and vendor-cloud connectors: one message per"
+    " gateway and instruction revision (in parts beyond 2,000 assets), keyed by gateway id."
+    " Version 1 (one asset per message, keyed by asset id) is still read.",
+    key="gateway_id",
     partitions=3,
     producers=("dispatch",),
     consumers=("inverter gateways",),
+    version=2,
+    readable={"nexwatt.asset.command.v1": c.AssetCommandV1},
 )
 ASSET_COMMAND_ACK = Topic(
     "asset.command-ack",
     c.AssetCommandAck,
-    "Gateways' acknowledgements of setpoints, keyed by asset id.",
-    key="asset_id",
+    "Gateways' acknowledgements: one message per command, one entry per asset reached, keyed"
+    " by gateway id. Version 1 (one asset per message) is still read.",
+    key="gateway_id",
     partitions=3,
     producers=("inverter gateways",),
     consumers=("dispatch",),
+    version=2,
+    readable={"nexwatt.asset.command-ack.v1": c.AssetCommandAckV1},
 )
 CAPACITY_SNAPSHOT = Topic(
     "capacity.snapshot",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,12 @@ class Resources:
         handler: BatchHandler,
         role: str = "",
         max_records: int | None = None,
+        replay: Mapping[str, float | None] | None = None,
     ) -> ConsumerRunner:
         """A consumer in the service's group (or the group `<service group>.<role>` when a
         service needs several loops); /readyz waits until each has caught up, and fails while
-        one has been retrying a batch for longer than `ready_max_retry_s`."""
+        one has been retrying a batch for longer than `ready_max_retry_s`. `replay`: every
+        replica reads every partition (`ConsumerRunner`'s broadcast mode)."""
         group = f"{self.settings.consumer_group}.{role}" if role else self.settings.consumer_group
         runner = ConsumerRunner(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -54,6 +56,7 @@ class Resources:
             max_records=max_records or self.settings.consumer_max_records,
             max_ahead_s=self.settings.event_time_max_ahead_s,
             security=self.settings.kafka_security(),
+            replay=replay,
         )
 
         async def ready() -> bool:

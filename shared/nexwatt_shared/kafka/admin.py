@@ -67,3 +67,17 @@ async def _warn_on_drift(admin: AIOKafkaAdminClient, topics: list[Topic]) -> Non
                 partitions=len(described["partitions"]),
                 wanted=wanted,
             )
+
+
+async def partition_counts(
+    bootstrap_servers: str, names: Sequence[str], security: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """How many partitions each topic has on the broker (an operator may have added some)."""
+    admin = AIOKafkaAdminClient(
+        **(security or {}), bootstrap_servers=bootstrap_servers, client_id="nexwatt-admin"
+    )
+    await admin.start()
+    try:
+        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(list(names))}
+    finally:
+        await admin.close()

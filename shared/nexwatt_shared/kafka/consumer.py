@@ -18,6 +18,11 @@ Per batch from `getmany()`:
 
 A crash between 2 and 3 replays the batch, so handlers are idempotent. SIGTERM (the service's
 stop event) lets the batch in hand finish and commit, then the consumer leaves its group.
+
+In broadcast mode (`replay`) every replica reads every partition, for a view each one keeps in
+memory: partitions are assigned, not shared out by the group, and reading starts over at each
+start, from the beginning of a topic or from some time back, whatever was committed. Commits
+still go to the group, so operators see how far it has read.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import asyncio
 import base64
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +47,7 @@ from pydantic import BaseModel
 from nexwatt_shared.codec import UndecodableMessage, decode, encode, envelope, refuse_if_ahead
 from nexwatt_shared.contracts import DeadLetter
 from nexwatt_shared.envelope import CloudEvent, utcnow
+from nexwatt_shared.kafka.admin import partition_counts
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import (
     BATCH_SECONDS,
@@ -183,8 +189,14 @@ class ConsumerRunner:
         backoff_s: tuple[float, float] = (0.2, 10.0),
         max_ahead_s: float = 300.0,
         security: dict[str, Any] | None = None,
+        replay: Mapping[str, float | None] | None = None,
     ) -> None:
+        """`replay`: broadcast mode; per topic name, how far back to start reading at each
+        start [s of record time before now], None for the topic's beginning."""
         self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
+        self.security = security
+        self.replay = replay
         self.topics = {t.name: t for t in topics}
         self.handler = handler
         self.dead_letters = dead_letters
@@ -214,7 +226,10 @@ class ConsumerRunner:
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self._consumer
         await consumer.start()
-        consumer.subscribe(list(self.topics), listener=_Rebalance(self.group_id))
+        if self.replay is None:
+            consumer.subscribe(list(self.topics), listener=_Rebalance(self.group_id))
+        else:
+            await self._assign_all(self.replay)
         log.info("consumer started", group=self.group_id, topics=list(self.topics))
         try:
             while not stop.is_set():
@@ -227,6 +242,34 @@ class ConsumerRunner:
         finally:
             await consumer.stop()
             log.info("consumer stopped", group=self.group_id)
+
+    async def _assign_all(self, replay: Mapping[str, float | None]) -> None:
+        """Broadcast mode: read every partition, from where `replay` says."""
+        consumer = self._consumer
+        counts = await partition_counts(self.bootstrap_servers, list(self.topics), self.security)
+        partitions = [TopicPartition(t, p) for t in self.topics for p in range(counts[t])]
+        consumer.assign(partitions)
+        since_ms = {
+            tp: int((time.time() - back_s) * 1000)
+            for tp in partitions
+            if (back_s := replay.get(tp.topic)) is not None
+        }
+        # The ends first: a partition with nothing that recent starts at its end as it was
+        # then, so a record published while we look is still read.
+        ends = await consumer.end_offsets(list(since_ms)) if since_ms else {}
+        found = await consumer.offsets_for_times(since_ms) if since_ms else {}
+        for tp in partitions:
+            if tp not in since_ms:
+                await consumer.seek_to_beginning(tp)
+            else:
+                at = found.get(tp)
+                consumer.seek(tp, ends[tp] if at is None else at.offset)
+        log.info(
+            "reading every partition (broadcast)",
+            group=self.group_id,
+            partitions=_names(set(partitions)),
+            replay_s={t: replay.get(t) for t in self.topics},
+        )
 
     async def _process(
         self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event

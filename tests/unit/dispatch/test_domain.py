@@ -12,16 +12,18 @@ from nexwatt_dispatch.domain import (
     EventLimits,
     allocate,
     answer_status,
+    command_messages,
     command_window,
     dispatchable_kw,
     instruction_refusal,
     performance_ratio,
+    season_start,
     telemetry_age_s,
     unavailable_reason,
     usable,
     within_limits,
 )
-from nexwatt_shared.contracts import DispatchInstruction
+from nexwatt_shared.contracts import MAX_SETPOINTS_PER_COMMAND, AssetCommand, DispatchInstruction
 from nexwatt_shared.power_model import AssetRatings
 
 NAN = np.nan
@@ -140,6 +142,8 @@ def test_telemetry_from_a_clock_running_ahead_counts_as_stale() -> None:
         # 3 setpoints rounded to the watt may fall 1.5 W short of 1 MW and still confirm it.
         (0.9999985, 3, 3, None, "confirmed", None),
         (0.9999980, 3, 3, None, "partial", "assets acknowledged less than commanded"),
+        # Covered: a shortfall among assets that did not answer is no reason any more.
+        (1.0, 3, 2, "fleet limit 0.800 MW", "confirmed", None),
         (0.6, 3, 2, "fleet limit 0.800 MW", "partial",
          "fleet limit 0.800 MW; 1 of 3 assets did not acknowledge in time"),
     ],
@@ -213,16 +217,55 @@ def test_an_instruction_is_refused_before_allocation_with_the_reason() -> None:
         instruction_id="I-1", resource_id="NXW-PJM-0042", mw=10.0, issued_at=T9,
         window_start=T9, window_end=T9 + timedelta(hours=1),
     )  # fmt: skip
-    assert instruction_refusal(instruction, T9, True, None) is None
-    assert instruction_refusal(instruction, T9, True, instruction) is None  # a replay
+    assert instruction_refusal(instruction, True, None, 0) is None
+    assert instruction_refusal(instruction, True, instruction, 1) is None  # a replay
     other = instruction.model_copy(update={"mw": 12.0})
-    assert instruction_refusal(other, T9, True, instruction) == (
-        "instruction id 'I-1' was already used for another"
+    assert instruction_refusal(other, True, instruction, 1) == (
+        "instruction id 'I-1' revision 1 was already used for another instruction"
     )
-    over = T9 + timedelta(hours=1)
-    assert instruction_refusal(instruction, over, True, None) == (
-        "the window ended at 2026-07-01 14:15 UTC, before now"
+    assert instruction_refusal(instruction, True, None, 2) == (
+        "superseded: revision 2 of this instruction came first"
     )
-    assert instruction_refusal(instruction, T9, False, None) == (
+    negative = instruction.model_copy(update={"mw": -3.0})
+    assert instruction_refusal(negative, True, None, 0) == "mw must be positive, got -3"
+    late = instruction.model_copy(update={"issued_at": T9 + timedelta(hours=1)})
+    assert instruction_refusal(late, True, None, 0) == (
+        "the window ended at 2026-07-01 14:15 UTC, before it was issued"
+    )
+    assert instruction_refusal(instruction, False, None, 0) == (
         "unknown resource 'NXW-PJM-0042': no enrolled assets"
     )
+    # A cancellation only stops what was commanded: its MW and window do not matter.
+    cancel = late.model_copy(update={"cancelled": True, "mw": 0.0, "revision": 2})
+    assert instruction_refusal(cancel, False, None, 1) is None
+
+
+def test_commands_go_one_message_per_gateway_in_parts() -> None:
+    instruction = DispatchInstruction(
+        instruction_id="I-7", resource_id="NXW-PJM-0042", mw=1.0, issued_at=T9, revision=2,
+        window_start=T9, window_end=T9 + timedelta(hours=1),
+    )  # fmt: skip
+    window = CommandWindow(T9 + timedelta(minutes=1), T9 + timedelta(hours=1), None)
+    n = MAX_SETPOINTS_PER_COMMAND + 1  # one connector with one asset too many for a message
+    assets = ["H-1", *(f"E-{k}" for k in range(n))]
+    gateways = ["H-1", *(["enphase-cloud"] * n)]
+    setpoints = [2.34567, *([1.0] * n)]
+    got = command_messages(instruction, window, assets, gateways, setpoints, round_=1)
+    assert [c.command_id for c in got] == [
+        "I-7:r2:H-1:1-0", "I-7:r2:enphase-cloud:1-0", "I-7:r2:enphase-cloud:1-1",
+    ]  # fmt: skip
+    assert [len(c.setpoints) for c in got] == [1, MAX_SETPOINTS_PER_COMMAND, 1]
+    assert got[0].setpoints[0].setpoint_kw == 2.346  # rounded to the watt
+    assert {(c.window_start, c.window_end, c.revision) for c in got} == {
+        (window.start, window.end, 2)
+    }
+    # Built without validation: what validation would say of them must hold all the same.
+    for c in got:
+        AssetCommand.model_validate(c.model_dump())
+
+
+def test_program_seasons_start_in_april_and_october() -> None:
+    assert season_start(datetime(2026, 7, 1, tzinfo=UTC)) == datetime(2026, 4, 1, tzinfo=UTC)
+    assert season_start(datetime(2026, 11, 3, tzinfo=UTC)) == datetime(2026, 10, 1, tzinfo=UTC)
+    assert season_start(datetime(2027, 2, 3, tzinfo=UTC)) == datetime(2026, 10, 1, tzinfo=UTC)
+    assert season_start(datetime(2027, 4, 1, tzinfo=UTC)) == datetime(2027, 4, 1, tzinfo=UTC)

@@ -1,0 +1,267 @@
+"""Dispatch's availability view, in memory: one row per asset in numpy columns, ready for the
+vectorized allocation, so answering an instruction touches no store (issue 11: at 100,000 assets
+the per-asset Redis reads alone took seconds).
+
+Built only from topics (`asset.registered`, `telemetry.interval`) and rebuilt by replaying them
+at start (`nexwatt_shared.kafka.consumer.ConsumerRunner` in broadcast mode: every replica reads
+every partition, registrations from the beginning, telemetry from a recent moment on). The
+measured performance of each asset (delivered against commanded) is the one thing kept in
+PostgreSQL, because it spans events that are long gone from the topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nexwatt_shared.contracts import (
+    AssetRegistered,
+    AssetStatus,
+    Channel,
+    Quality,
+    TelemetryInterval,
+)
+from nexwatt_shared.power_model import AssetRatings, Coupling
+
+KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
+_FLOAT_COLUMNS = (
+    "capacity_kw", "storage_kwh", "reserve_pct", "battery_kw", "round_trip_efficiency",
+    "pv_kw", "soc_pct", "pv_end_s", "soc_end_s", "battery_end_s",
+    "delivered_kwh", "commanded_kwh",
+)  # fmt: skip
+_STARTS = {"pv_kw": np.nan, "soc_pct": np.nan, "pv_end_s": -np.inf, "soc_end_s": -np.inf,
+           "battery_end_s": -np.inf}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The enrolled members of one resource as arrays, one element per asset, in asset id
+    order."""
+
+    slots: np.ndarray  # each asset's row in the view
+    asset_ids: list[str]
+    gateway_ids: list[str]
+    subscribers: list[str]  # the subscriber, or the asset id when none is registered
+    ratings: AssetRatings
+    has_pv: np.ndarray  # bool: PV behind the inverter (a battery-only asset reports none)
+    pv_kw: np.ndarray  # NaN: unknown (never reported, or reported missing or questionable)
+    soc_pct: np.ndarray  # NaN: unknown
+    pv_end_s: np.ndarray  # -inf: never reported (an infinite age)
+    soc_end_s: np.ndarray  # -inf: never reported
+    delivered_kwh: np.ndarray  # over the asset's past commanded windows
+    commanded_kwh: np.ndarray
+
+    @property
+    def telemetry_end_s(self) -> np.ndarray:
+        """Each asset's newest interval end over its channels: the time it has reached."""
+        return np.fmax(self.pv_end_s, self.soc_end_s)
+
+    def __len__(self) -> int:
+        return len(self.asset_ids)
+
+
+@dataclass
+class Order:
+    """What an asset acknowledged it will hold, and what its telemetry showed it deliver."""
+
+    instruction_id: str
+    start_s: float
+    end_s: float
+    setpoint_kw: float
+    delivered_kwh: float = 0.0
+    commanded_kwh: float = 0.0
+
+
+@dataclass(frozen=True)
+class Performance:
+    """One asset's account of one commanded window, when its telemetry has passed the end."""
+
+    instruction_id: str
+    asset_id: str
+    commanded_kwh: float
+    delivered_kwh: float
+
+
+@dataclass
+class FleetView:
+    """Every asset dispatch has heard of, as rows of numpy columns (grown by doubling)."""
+
+    capacity: int = 1024
+    slot: dict[str, int] = field(default_factory=dict)
+    asset_ids: list[str] = field(default_factory=list)
+    gateways: list[str] = field(default_factory=list)
+    subscribers: list[str] = field(default_factory=list)
+    resource_codes: dict[str, int] = field(default_factory=dict)  # resource id -> code
+    orders: dict[int, Order] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.capacity
+        self.columns = {name: np.full(n, _STARTS.get(name, 0.0)) for name in _FLOAT_COLUMNS}
+        self.version = np.zeros(n, np.int64)
+        self.resource = np.full(n, -1, np.int32)
+        self.enrolled = np.zeros(n, bool)
+        self.dc = np.ones(n, bool)
+        self.has_pv = np.ones(n, bool)
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _row(self, asset_id: str) -> int:
+        i = self.slot.get(asset_id)
+        if i is not None:
+            return i
+        i = len(self.asset_ids)
+        if i == self.capacity:
+            self._grow()
+        self.slot[asset_id] = i
+        self.asset_ids.append(asset_id)
+        self.gateways.append(asset_id)
+        self.subscribers.append(asset_id)
+        return i
+
+    def _grow(self) -> None:
+        n = self.capacity
+        for name, column in self.columns.items():
+            self.columns[name] = np.concatenate([column, np.full(n, _STARTS.get(name, 0.0))])
+        self.version = np.concatenate([self.version, np.zeros(n, np.int64)])
+        self.resource = np.concatenate([self.resource, np.full(n, -1, np.int32)])
+        self.enrolled = np.concatenate([self.enrolled, np.zeros(n, bool)])
+        self.dc = np.concatenate([self.dc, np.ones(n, bool)])
+        self.has_pv = np.concatenate([self.has_pv, np.ones(n, bool)])
+        self.capacity = 2 * n
+
+    def apply_registrations(self, records: Iterable[AssetRegistered]) -> None:
+        """Each record replaces the asset's row unless a newer version is in; the same version
+        again (a replay) changes nothing."""
+        c = self.columns
+        for r in records:
+            i = self._row(r.asset_id)
+            if r.version < self.version[i]:
+                continue
+            self.version[i] = r.version
+            self.resource[i] = self.resource_codes.setdefault(
+                r.resource_id, len(self.resource_codes)
+            )
+            self.enrolled[i] = r.status is AssetStatus.ENROLLED
+            self.gateways[i] = r.commanded_by
+            self.subscribers[i] = r.subscriber_id or r.asset_id
+            c["capacity_kw"][i] = r.capacity_kw
+            c["storage_kwh"][i] = r.storage_kwh
+            c["reserve_pct"][i] = r.backup_reserve_pct
+            c["battery_kw"][i] = r.rated_kw()[0]
+            c["round_trip_efficiency"][i] = r.round_trip_efficiency
+            self.dc[i] = r.coupling is Coupling.DC
+            self.has_pv[i] = r.has_pv
+
+    def apply_telemetry(self, readings: Iterable[TelemetryInterval]) -> list[Performance]:
+        """Each channel dispatch tracks (PV, SoC) takes a reading's value where its interval
+        ends later than the one held; a channel reported missing or questionable becomes
+        unknown (NaN) as of that end, never 0. A battery reading within an asset's commanded
+        window counts toward what it delivered. Returns the windows that closed."""
+        c = self.columns
+        closed: list[Performance] = []
+        for r in readings:
+            i = self.slot.get(r.asset_id)
+            if i is None:
+                i = self._row(r.asset_id)  # telemetry before the registration: kept
+            end_s = r.interval_end.timestamp()
+            for channel, value_name, end_name in (
+                (Channel.PV_KW, "pv_kw", "pv_end_s"),
+                (Channel.SOC_PCT, "soc_pct", "soc_end_s"),
+            ):
+                quality = r.quality.get(channel)
+                if quality is None or end_s <= c[end_name][i]:
+                    continue
+                value = r.value(channel)
+                known = quality in KNOWN and value is not None
+                c[value_name][i] = value if known else np.nan
+                c[end_name][i] = end_s
+            order = self.orders.get(i)
+            if order is None or r.battery_kw is None or end_s <= c["battery_end_s"][i]:
+                continue
+            c["battery_end_s"][i] = end_s
+            start_s = end_s - r.interval_s
+            overlap_h = max(0.0, min(end_s, order.end_s) - max(start_s, order.start_s)) / 3600
+            order.delivered_kwh += max(r.battery_kw, 0.0) * overlap_h
+            order.commanded_kwh += order.setpoint_kw * overlap_h
+            if end_s >= order.end_s:
+                closed.append(self._close(i, order))
+        return closed
+
+    def _close(self, i: int, order: Order) -> Performance:
+        del self.orders[i]
+        return Performance(
+            order.instruction_id, self.asset_ids[i], order.commanded_kwh, order.delivered_kwh
+        )
+
+    def close_stale(self, before_s: float) -> list[Performance]:
+        """Close the windows that ended before `before_s` whatever their telemetry: an asset
+        that stopped reporting during its window delivered nothing it could show."""
+        stale = [i for i, o in self.orders.items() if o.end_s < before_s]
+        return [self._close(i, self.orders[i]) for i in stale]
+
+    def order(self, asset_ids: Iterable[str], setpoints_kw: Iterable[float], instruction_id: str,
+              start_s: float, end_s: float) -> None:  # fmt: skip
+        """Track what the assets acknowledged (a newer order replaces an asset's older one,
+        as at the gateway); a zero setpoint ends the asset's order."""
+        for asset_id, kw in zip(asset_ids, setpoints_kw, strict=True):
+            i = self.slot.get(asset_id)
+            if i is None:
+                continue
+            if kw <= 0:
+                self.orders.pop(i, None)
+            else:
+                self.orders[i] = Order(instruction_id, start_s, end_s, kw)
+                # Readings from before the window cannot count toward it.
+                self.columns["battery_end_s"][i] = max(self.columns["battery_end_s"][i], start_s)
+
+    def set_performance(self, rows: Iterable[tuple[str, float, float]]) -> None:
+        """The assets' measured history: (asset id, commanded kWh, delivered kWh) each."""
+        c = self.columns
+        for asset_id, commanded_kwh, delivered_kwh in rows:
+            i = self._row(asset_id)
+            c["commanded_kwh"][i] = commanded_kwh
+            c["delivered_kwh"][i] = delivered_kwh
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def members(self, resource_id: str) -> np.ndarray:
+        """The rows of the resource's enrolled assets, in the order dispatch first heard of
+        them."""
+        code = self.resource_codes.get(resource_id)
+        if code is None:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero((self.resource == code) & self.enrolled)
+
+    def fleet(self, resource_id: str, excluding: Iterable[str] = ()) -> Fleet:
+        """The resource's enrolled assets (but `excluding`), as arrays."""
+        slots = self.members(resource_id)
+        left_out = [self.slot[a] for a in excluding if a in self.slot]
+        if left_out:
+            slots = slots[~np.isin(slots, left_out)]
+        c = {name: column[slots] for name, column in self.columns.items()}
+        capacity_kw = c["capacity_kw"]
+        return Fleet(
+            slots=slots,
+            asset_ids=[self.asset_ids[i] for i in slots],
+            gateway_ids=[self.gateways[i] for i in slots],
+            subscribers=[self.subscribers[i] for i in slots],
+            ratings=AssetRatings(
+                battery_continuous_kw=c["battery_kw"],
+                battery_peak_kw=c["battery_kw"],
+                usable_kwh=c["storage_kwh"],
+                round_trip_efficiency=c["round_trip_efficiency"],
+                coupling=np.where(self.dc[slots], Coupling.DC.value, Coupling.AC.value),
+                pv_dc_kw=capacity_kw,  # not used by dispatch
+                inverter_ac_kw=capacity_kw,
+                backup_reserve_pct=c["reserve_pct"],
+            ),
+            has_pv=self.has_pv[slots],
+            pv_kw=c["pv_kw"],
+            soc_pct=c["soc_pct"],
+            pv_end_s=c["pv_end_s"],
+            soc_end_s=c["soc_end_s"],
+            delivered_kwh=c["delivered_kwh"],
+            commanded_kwh=c["commanded_kwh"],
+        )

@@ -1,0 +1,79 @@
+"""Dispatch's in-memory view: what a replay, an older record or a missing value does to it, and
+how an asset's delivery in its commanded window is measured."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from nexwatt_dispatch.view import FleetView, Performance
+from nexwatt_shared.contracts import AssetRegistered, TelemetryInterval
+
+T0 = datetime(2026, 7, 1, 17, 0, tzinfo=UTC)
+
+
+def record(asset_id: str, version: int = 1, status: str = "enrolled", **more) -> AssetRegistered:
+    fields = dict(
+        asset_id=asset_id, status=status, asset_type="solar_storage", inverter="SolarEdge SE7600",
+        vendor="solaredge", capacity_kw=7.6, storage_kwh=9.8, meter_id="M", iso="PJM",
+        iso_zone="PJM-PEPCO", resource_id="NXW-PJM-1", cohort="residential",
+        telemetry_interval_s=300, version=version, updated_at=T0,
+    ) | more  # fmt: skip
+    return AssetRegistered(**fields)
+
+
+def reading(asset_id: str, start: datetime, **values) -> TelemetryInterval:
+    return TelemetryInterval(asset_id=asset_id, interval_start=start, interval_s=300, **values)
+
+
+def test_newer_versions_win_and_membership_follows_status() -> None:
+    view = FleetView(capacity=2)  # grown by doubling as assets arrive
+    view.apply_registrations([record(f"A-{k}") for k in range(5)])
+    view.apply_registrations([record("A-1", 2, "suspended"), record("A-1", 1)])  # older: no
+    view.apply_registrations([record("A-2", 2, resource_id="NXW-PJM-2", gateway_id="hub")])
+    fleet = view.fleet("NXW-PJM-1")
+    assert fleet.asset_ids == ["A-0", "A-3", "A-4"] and view.capacity == 8
+    moved = view.fleet("NXW-PJM-2")
+    assert moved.asset_ids == ["A-2"] and moved.gateway_ids == ["hub"]
+    assert view.fleet("NXW-PJM-1", excluding=["A-3"]).asset_ids == ["A-0", "A-4"]
+    assert view.members("NXW-PJM-NONE").size == 0
+
+
+def test_each_channel_keeps_its_newest_value_and_missing_is_unknown() -> None:
+    view = FleetView()
+    view.apply_registrations([record("A")])
+    later = T0 + timedelta(minutes=5)
+    view.apply_telemetry(
+        [reading("A", later, pv_kw=2.0, soc_pct=80.0), reading("A", T0, pv_kw=9.0, soc_pct=10.0)]
+    )
+    fleet = view.fleet("NXW-PJM-1")
+    assert (fleet.pv_kw[0], fleet.soc_pct[0]) == (2.0, 80.0)  # the older reading lost
+    # A newer reading that reports the SoC missing and carries no PV: SoC unknown from then,
+    # PV as it was.
+    newest = later + timedelta(minutes=5)
+    view.apply_telemetry([reading("A", newest, quality={"soc_pct": "missing"})])
+    fleet = view.fleet("NXW-PJM-1")
+    assert np.isnan(fleet.soc_pct[0]) and fleet.pv_kw[0] == 2.0
+    assert fleet.soc_end_s[0] == (newest + timedelta(minutes=5)).timestamp()
+
+
+def test_delivery_in_the_commanded_window_is_measured_once() -> None:
+    view = FleetView()
+    view.apply_registrations([record("A"), record("B")])
+    start, end = T0, T0 + timedelta(minutes=10)
+    view.order(["A", "B"], [4.0, 2.0], "I-1", start.timestamp(), end.timestamp())
+    # A: 4 kW for 5 min, then 2 kW: 4/12 + 2/12 = 0.5 kWh of 4 x 10/60 = 0.6667 commanded.
+    # The first reading again (a replay) counts once; B stops reporting after its first.
+    first = [reading("A", T0, battery_kw=4.0), reading("B", T0, battery_kw=2.0)]
+    assert view.apply_telemetry([*first, reading("A", T0, battery_kw=4.0)]) == []
+    closed = view.apply_telemetry([reading("A", T0 + timedelta(minutes=5), battery_kw=2.0)])
+    assert closed == [Performance("I-1", "A", pytest.approx(4 / 6), pytest.approx(0.5))]
+    # B's window is closed once telemetry is too old to come: what it showed is what it did.
+    [b] = view.close_stale(end.timestamp() + 1)
+    assert (b.asset_id, b.commanded_kwh, b.delivered_kwh) == ("B", pytest.approx(2 / 12),
+                                                               pytest.approx(2 / 12))  # fmt: skip
+    view.set_performance([("A", 4 / 6, 0.5)])
+    fleet = view.fleet("NXW-PJM-1")
+    assert fleet.delivered_kwh.tolist() == [0.5, 0.0]
