@@ -75,8 +75,9 @@ def valid_data(topic: Topic, key: str, when: datetime) -> dict[str, Any]:
             "confirmed_at": at, "processing_ms": 12.0, **window,
         },
         ASSET_COMMAND_ACK.name: {
-            "command_id": f"I-{key}:{key}", "instruction_id": f"I-{key}", "asset_id": key,
-            "accepted": True, "setpoint_kw": 2.0, "acked_at": at,
+            "command_id": f"I-{key}:r1:{key}:0-0", "instruction_id": f"I-{key}",
+            "gateway_id": key, "acked_at": at,
+            "acks": [{"asset_id": key, "accepted": True, "setpoint_kw": 2.0}],
         },
     }  # fmt: skip
     return payloads[topic.name]
@@ -107,6 +108,7 @@ _BAD_V1_TELEMETRY: list[tuple[str, dict[str, Any]]] = [
     ("v1 without PV", {"pv_kw": None}),
     ("v1 NaN battery", {"battery_kw": float("nan")}),
 ]
+_ACK = {"asset_id": "A-1", "accepted": True, "setpoint_kw": 2.0}
 # Field changes that break a valid payload, per topic: (name, {field: value}).
 _BAD_FIELDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     TELEMETRY_INTERVAL.name: [
@@ -181,6 +183,8 @@ _BAD_FIELDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     DISPATCH_INSTRUCTION.name: [
         ("NaN", {"mw": float("nan")}),
+        ("revision 0", {"revision": 0}),
+        ("an unknown kind", {"kind": "drill"}),
         ("NUL in instruction id", {"instruction_id": "I-\u0000"}),
         ("1e308 MW requested", {"mw": 1e308}),
         ("window end past year 9999", {"window_end": "9999-12-31T23:30:00-05:00"}),
@@ -195,10 +199,13 @@ _BAD_FIELDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("assets beyond any fleet", {"assets_commanded": 10**12}),
     ],
     ASSET_COMMAND_ACK.name: [
-        ("NaN", {"setpoint_kw": float("nan")}),
-        ("NUL in reason", {"reason": "owner said no\u0000"}),
+        ("NaN", {"acks": [_ACK | {"setpoint_kw": float("nan")}]}),
+        ("NUL in reason", {"acks": [_ACK | {"reason": "owner said no\u0000"}]}),
         ("NUL in command id", {"command_id": "C\u0000"}),
-        ("1e308 kW setpoint", {"setpoint_kw": 1e308}),
+        ("1e308 kW setpoint", {"acks": [_ACK | {"setpoint_kw": 1e308}]}),
+        ("an ack of no asset", {"acks": []}),
+        ("more entries than a command carries", {"acks": [_ACK] * 2001}),
+        ("a gateway id with a space", {"gateway_id": "gw 1"}),
     ],
 }
 # The field of each payload that carries its event time, to stamp it in the far future.

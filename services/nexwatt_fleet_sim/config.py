@@ -23,7 +23,15 @@ class Settings(ServiceSettings):
         " baselines (0: none)",
     )
     sim_speed: float = Field(60.0, description="Event seconds per wall second")
-    sim_asset_prefix: str = Field("BTM-", description="Asset ids are <prefix><5 digits>")
+    sim_asset_prefix: str = Field(
+        "BTM-",
+        # Ids are built from it: asset ids <prefix><5 digits>, vendor-cloud gateways
+        # <prefix><vendor>-cloud, site gateways <asset id>-gw; each id fits 64 characters.
+        max_length=40,
+        pattern=r"^[A-Za-z0-9._:-]*$",
+        description="Asset ids are <prefix><5 digits>; the homes' vendor-cloud gateways"
+        " <prefix><vendor>-cloud",
+    )
     sim_resource_id: str | None = Field(None, description="Register into this ISO resource")
     sim_iso_zone: str = "PJM-PEPCO"
     sim_latitude_deg: float = 38.9
@@ -42,6 +50,13 @@ class Settings(ServiceSettings):
         0.05, description="Assets that acknowledge a setpoint and deliver less"
     )
     sim_refusal_fraction: float = Field(0.01, description="Assets whose owner opts out")
+    sim_lost_command_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Command messages a gateway loses the first time it sees them (drawn from"
+        " the seed and the command id); a re-sent command is always answered",
+    )
     sim_onboarding_url: str = Field(
         "http://127.0.0.1:8081", description="Where `register` sends the fleet"
     )

@@ -33,6 +33,13 @@ class Product:
     round_trip_efficiency: float  # AC in to AC out [-]
     pv_inverter_kw: float  # AC rating that clips PV: the hybrid inverter's, or the PV inverter's
 
+    @property
+    def vendor(self) -> str:
+        """The inverter's make as onboarding names its vendor cloud: "SolarEdge SE7600H" ->
+        "solaredge"."""
+        make = self.inverter.split(maxsplit=1)[0]
+        return "".join(ch for ch in make.lower() if ch.isalnum())
+
 
 # Typical datasheet-style values, to verify against the vendors' datasheets: none was read
 # from one. DC-coupled PV flows through the hybrid inverter (pv_inverter_kw = capacity_kw);
@@ -58,6 +65,15 @@ COMMERCIAL = Product(
 COMMERCIAL_SHARE = 0.1
 TRACKING_SHARE = 0.5  # commercial arrays on trackers; residential ones are fixed (roofs)
 DC_AC_RATIO = (1.05, 1.3)  # PV nameplate [kW DC] per kW of its inverter, drawn per site
+
+
+def gateway_id(asset_prefix: str, asset_id: str, product: Product) -> str:
+    """The gateway that commands an asset: a commercial site has its own (`<asset id>-gw`); homes
+    are commanded through their vendor's cloud connector (`<prefix><vendor>-cloud`), one per
+    vendor and fleet, so fleets with other asset prefixes never share one."""
+    if product is COMMERCIAL:
+        return f"{asset_id}-gw"
+    return f"{asset_prefix}{product.vendor}-cloud"
 
 
 @dataclass
@@ -159,6 +175,7 @@ def build_fleet(settings: Settings) -> SimFleet:
             "cohort": "commercial" if commercial[i] else "residential",
             "backup_reserve_pct": float(reserve_pct[i]),
             "subscriber_id": f"SUB-{i + 1:05d}",
+            "gateway_id": gateway_id(settings.sim_asset_prefix, asset_id, kind),
         }
         if settings.sim_resource_id:
             body["resource_id"] = settings.sim_resource_id
@@ -210,8 +227,7 @@ def build_fleet(settings: Settings) -> SimFleet:
         offline=offline,
         response_factor=np.where(under, rng.uniform(0.4, 0.8, n), 1.0),
         refuses=refuses,
-        # Registered with a SolarEdge inverter: onboarding names its vendor "solaredge".
-        solaredge=np.array([k.inverter.startswith("SolarEdge ") for k in kinds]),
+        solaredge=np.array([k.vendor == "solaredge" for k in kinds]),
         weather_seed=settings.sim_seed,
         soc_kwh=storage * rng.uniform(0.85, 0.95, n),
     )

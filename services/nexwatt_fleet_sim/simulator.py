@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -17,7 +19,7 @@ from nexwatt_fleet_sim import solaredge
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import SimFleet
 from nexwatt_fleet_sim.history import backfill
-from nexwatt_fleet_sim.physics import LOAD_NOISE, STEP_S, discharge_limit_kw
+from nexwatt_fleet_sim.physics import LOAD_NOISE, STEP_S, FloatArray, discharge_limit_kw
 from nexwatt_shared.codec import encode, raw_envelope
 from nexwatt_shared.contracts import AssetCommand, AssetCommandAck, TelemetryInterval
 from nexwatt_shared.kafka.consumer import Delivery
@@ -27,6 +29,8 @@ from nexwatt_shared.topics import ASSET_COMMAND_ACK, TELEMETRY_INTERVAL, TELEMET
 log = structlog.get_logger()
 WH_PER_KWH = 1000.0
 BATTERY_MODEL = "BAT-10K1P"  # SolarEdge Energy Bank, as its storageData names it
+REFUSED = "the owner opted out of this event"
+NO_HEADROOM = "no discharge headroom now: the inverter is full of PV"
 
 
 class RawPayload(NamedTuple):
@@ -46,14 +50,55 @@ class Closed:
     raw: list[RawPayload] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Order:
-    """An accepted command as the asset will actually carry it out."""
+class Orders:
+    """Each asset's current order, as arrays over the fleet: the accepted setpoint as the asset
+    will actually carry it out, over its window, for its instruction."""
 
-    instruction_id: str
-    start: datetime
-    end: datetime
-    target_kw: float  # acknowledged setpoint times the asset's response factor
+    def __init__(self, n: int) -> None:
+        self.start_s = np.zeros(n)  # window start [s since the epoch]
+        self.end_s = np.zeros(n)  # window end, excluded [s since the epoch]
+        self.target_kw = np.zeros(n)  # acknowledged setpoint times the response factor [kW]
+        self.instruction = np.full(n, -1)  # index into `instruction_ids`; -1: no order
+        self.instruction_ids: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def place(
+        self,
+        assets: np.ndarray,
+        instruction_id: str,
+        start: datetime,
+        end: datetime,
+        target_kw: FloatArray,
+    ) -> None:
+        """Give `assets` (fleet indices) an order each, replacing any they had."""
+        code = self._codes.get(instruction_id)
+        if code is None:
+            code = self._codes[instruction_id] = len(self.instruction_ids)
+            self.instruction_ids.append(instruction_id)
+        self.instruction[assets] = code
+        self.start_s[assets] = start.timestamp()
+        self.end_s[assets] = end.timestamp()
+        self.target_kw[assets] = target_kw
+
+    def clear(self, assets: np.ndarray) -> None:
+        self.instruction[assets] = -1
+
+    def active(self, at: datetime) -> np.ndarray:
+        """Whether each asset carries out an order at `at` (bool per asset)."""
+        t = at.timestamp()
+        return (self.instruction >= 0) & (self.start_s <= t) & (t < self.end_s)
+
+
+def lost_first_time(command_id: str, seed: int, fraction: float) -> bool:
+    """Whether a gateway loses this command the first time it sees it: a share `fraction` of
+    command ids, picked by a hash of the seed and the id (the same in every run and process).
+
+    Parameters
+    ----------
+    fraction : share of command messages lost [-], in [0, 1]
+    """
+    digest = hashlib.blake2b(f"{seed}:{command_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) < fraction * 2**64
 
 
 class Simulator:
@@ -64,7 +109,8 @@ class Simulator:
         self.clock = settings.sim_start
         self.index = {asset_id: i for i, asset_id in enumerate(fleet.asset_ids)}
         n = len(fleet.asset_ids)
-        self.orders: dict[int, Order] = {}
+        self.orders = Orders(n)
+        self._lost: set[str] = set()  # command ids lost once: answered when seen again
         self.pv_now = np.zeros(n)  # PV through the inverter at the last step [kW]
         self._sums = np.zeros((4, n))  # pv, load, battery, net [kW * steps]
         self._steps = np.zeros(n)
@@ -110,19 +156,18 @@ class Simulator:
         when a quarter hour closes its powerDetails."""
         f, dt_h = self.fleet, STEP_S / 3600.0
         mid = self.clock + timedelta(seconds=STEP_S / 2)
-        target = np.full(len(f.asset_ids), np.nan)  # NaN: no order
-        for i, order in self.orders.items():
-            if order.start <= mid < order.end:
-                target[i] = order.target_kw
+        active = self.orders.active(mid)
+        target = np.where(active, self.orders.target_kw, np.nan)  # NaN: no order
         pv, load, battery = f.step(
             mid, dt_h, self.settings.sim_latitude_deg, self.settings.sim_longitude_deg,
             self._noise.normal(0, LOAD_NOISE, target.size), target,
         )  # fmt: skip
-        for i, order in self.orders.items():
-            if order.start <= mid < order.end:
-                self.delivered_kwh[order.instruction_id] = (
-                    self.delivered_kwh.get(order.instruction_id, 0.0) + battery[i] * dt_h
-                )
+        codes = self.orders.instruction[active]
+        delivered_kwh = np.bincount(codes, weights=battery[active] * dt_h)
+        for code in np.unique(codes).tolist():
+            instruction_id = self.orders.instruction_ids[code]
+            before_kwh = self.delivered_kwh.get(instruction_id, 0.0)
+            self.delivered_kwh[instruction_id] = before_kwh + float(delivered_kwh[code])
         # DC-coupled, the PV beyond the inverter's rating only charged the battery.
         self.pv_now = np.minimum(pv, f.ratings.pv_inverter_kw)
         net = pv + battery - load
@@ -222,41 +267,79 @@ class Simulator:
         )  # fmt: skip
 
     async def handle_commands(self, batch: list[Delivery]) -> None:
-        """Accept what each asset can physically do now and say so; ignore other fleets'."""
+        """Play the gateways: answer each command message with one ack, or none when it reaches
+        none of this fleet's online assets or the gateway lost it."""
+        # What each battery can discharge, from the last step's PV: the same for the batch.
+        limit_kw = discharge_limit_kw(self.fleet.ratings, self.pv_now)
         acks = []
         for delivery in batch:
             command = delivery.payload
             assert isinstance(command, AssetCommand)
-            i = self.index.get(command.asset_id)
-            if i is None or self.fleet.offline[i]:
-                continue  # not ours, or offline: no ack ever comes
-            if self.fleet.refuses[i]:
-                feasible, reason = 0.0, "the owner opted out of this event"
-            else:
-                limit_kw = float(discharge_limit_kw(self.fleet.ratings, self.pv_now)[i])
-                feasible, reason = min(command.setpoint_kw, limit_kw), None
-                # The newest command replaces the asset's order; one it cannot carry leaves
-                # none (a zero-power order would only stop its self-consumption).
-                self.orders.pop(i, None)
-                if feasible > 0:
-                    self.orders[i] = Order(
-                        command.instruction_id,
-                        command.window_start,
-                        command.window_end,
-                        feasible * float(self.fleet.response_factor[i]),
-                    )
-            acks.append(
-                AssetCommandAck(
-                    command_id=command.command_id,
-                    instruction_id=command.instruction_id,
-                    asset_id=command.asset_id,
-                    accepted=feasible > 0,
-                    setpoint_kw=round(feasible, 3),
-                    reason=reason,
-                    acked_at=self.clock,
-                )
-            )
+            ack = self.answer(command, limit_kw)
+            if ack is not None:
+                acks.append(ack)
         if acks:
             await self.producer.publish_many(
                 ASSET_COMMAND_ACK, acks, event_id=lambda a: f"ack:{a.command_id}"
             )
+
+    def answer(self, command: AssetCommand, limit_kw: FloatArray) -> AssetCommandAck | None:
+        """Carry out one command and say what each asset it reached will hold: at most what it
+        can discharge now (`limit_kw` [kW] per asset of the fleet), nothing if its owner opted
+        out; a setpoint of 0 ends the asset's order. Other fleets' assets are ignored, offline
+        ones never answer; None: no asset answers, or the gateway lost the command."""
+        f = self.fleet
+        asset_ids = [s.asset_id for s in command.setpoints]
+        where = np.fromiter(map(self.index.get, asset_ids, repeat(-1)), int, len(asset_ids))
+        reached = where >= 0
+        reached[reached] = ~f.offline[where[reached]]
+        if not reached.any() or self._loses(command.command_id):
+            return None
+        rows = np.flatnonzero(reached)
+        assets = where[rows]
+        asked_kw = np.array([s.setpoint_kw for s in command.setpoints])[rows]
+        stop = asked_kw == 0.0
+        refused = f.refuses[assets] & ~stop
+        feasible_kw = np.where(refused, 0.0, np.minimum(asked_kw, limit_kw[assets]))
+        accepted = stop | (feasible_kw > 0.0)
+        # The newest command replaces an asset's order; one it cannot carry leaves none (a
+        # zero-power order would only stop its self-consumption).
+        self.orders.clear(assets)
+        placed = feasible_kw > 0.0
+        self.orders.place(
+            assets[placed], command.instruction_id, command.window_start, command.window_end,
+            feasible_kw[placed] * f.response_factor[assets[placed]],
+        )  # fmt: skip
+        # One validation of the whole message (pydantic's core): faster than building each
+        # entry with model_construct.
+        entries = [
+            {
+                "asset_id": asset_ids[row],
+                "accepted": ok,
+                "setpoint_kw": kw,
+                "reason": REFUSED if no else None if ok else NO_HEADROOM,
+            }
+            for row, ok, kw, no in zip(
+                rows.tolist(), accepted.tolist(), np.round(feasible_kw, 3).tolist(),
+                refused.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+        return AssetCommandAck.model_validate(
+            {
+                "command_id": command.command_id,
+                "instruction_id": command.instruction_id,
+                "gateway_id": command.gateway_id,
+                "acks": entries,
+                "acked_at": self.clock,
+            }
+        )
+
+    def _loses(self, command_id: str) -> bool:
+        """Whether the gateway loses the command now: only ever the first time it sees it."""
+        if command_id in self._lost or not lost_first_time(
+            command_id, self.settings.sim_seed, self.settings.sim_lost_command_fraction
+        ):
+            return False
+        self._lost.add(command_id)
+        log.info("gateway lost a command (it answers a re-send)", command_id=command_id)
+        return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from nexwatt_fleet_sim.config import Settings
 from nexwatt_fleet_sim.fleet import COMMERCIAL, RESIDENTIAL, build_fleet
@@ -40,3 +41,35 @@ def test_the_fleet_is_deterministic_for_a_seed() -> None:
     assert np.array_equal(first.soc_kwh, again.soc_kwh)
     other = build_fleet(Settings(sim_seed=43))
     assert other.registrations != first.registrations
+
+
+def test_homes_share_their_vendors_cloud_gateway_and_commercial_sites_have_their_own() -> None:
+    fleet = build_fleet(Settings(sim_assets=312, sim_asset_prefix="RUN7-"))
+    vendors = {
+        "SolarEdge SE7600H": "solaredge",
+        "SolarEdge SE5000H": "solaredge",
+        "Enphase IQ8 System": "enphase",
+        "SMA Sunny Boy Storage 6.0": "sma",
+        "Generac PWRcell 7.6": "generac",
+    }
+    for body in fleet.registrations:
+        if body["cohort"] == "commercial":
+            assert body["gateway_id"] == f"{body['asset_id']}-gw"
+        else:
+            assert body["gateway_id"] == f"RUN7-{vendors[body['inverter']]}-cloud"
+    # Four vendor clouds for the homes, one gateway per commercial site.
+    commercial = sum(b["cohort"] == "commercial" for b in fleet.registrations)
+    assert len({b["gateway_id"] for b in fleet.registrations}) == 4 + commercial
+    other = build_fleet(Settings(sim_assets=312, sim_asset_prefix="RUN8-"))
+    assert not {b["gateway_id"] for b in fleet.registrations} & {
+        b["gateway_id"] for b in other.registrations
+    }
+
+
+def test_the_longest_prefix_still_makes_valid_ids_and_others_are_refused() -> None:
+    fleet = build_fleet(Settings(sim_assets=40, sim_asset_prefix="P" * 40))
+    requests = [RegistrationRequest.model_validate(body) for body in fleet.registrations]
+    assert max(len(q.gateway_id or "") for q in requests) == 40 + len("solaredge-cloud")
+    for prefix in ["P" * 41, "BTM/", "BTM "]:
+        with pytest.raises(ValidationError):
+            Settings(sim_asset_prefix=prefix)

@@ -21,9 +21,9 @@ from nexwatt_fleet_sim.physics import (
     site_step,
     solar_elevation_sin,
 )
-from nexwatt_fleet_sim.simulator import Order, Simulator
+from nexwatt_fleet_sim.simulator import Simulator
 from nexwatt_shared.codec import decode
-from nexwatt_shared.contracts import AssetCommand
+from nexwatt_shared.contracts import AssetCommand, Setpoint
 from nexwatt_shared.topics import TELEMETRY_RAW
 
 TOL_KW = 1e-9
@@ -227,7 +227,7 @@ def test_solaredge_sites_publish_storage_data_and_power_details_from_the_physics
     asset_id = fleet.asset_ids[i]
     # Discharge 2.0 kW for the whole quarter hour (within a 5 kW battery, and the headroom of a
     # 5 kW+ hybrid inverter beside the low PV at 9 am, of a battery ~90 % full).
-    sim.orders[i] = Order("I-1", start, start + timedelta(hours=1), 2.0)
+    sim.orders.place(np.array([i]), "I-1", start, start + timedelta(hours=1), np.array([2.0]))
     raw = [p for _ in range(15) for p in sim.step().raw if p.asset_id == asset_id]
     storage = [p for p in raw if p.fmt == "solaredge.storage-data.v1"]
     [power] = [p for p in raw if p.fmt == "solaredge.power-details.v1"]
@@ -322,14 +322,16 @@ async def test_acks_hold_what_the_battery_and_its_coupling_allow(start: datetime
     window = (sim.clock, sim.clock + timedelta(hours=1))
     await sim.handle_commands([
         SimpleNamespace(payload=AssetCommand(
-            command_id=f"I-1:{fleet.asset_ids[i]}", instruction_id="I-1",
-            asset_id=fleet.asset_ids[i], resource_id="R-1", setpoint_kw=7.6,
+            command_id=f"I-1:r1:{gateway}:0", instruction_id="I-1", resource_id="R-1",
+            gateway_id=gateway,
+            setpoints=[Setpoint(asset_id=fleet.asset_ids[i], setpoint_kw=7.6)],
             window_start=window[0], window_end=window[1], issued_at=window[0],
         ))
         for i in (se, sbs)
+        for gateway in [fleet.registrations[i]["gateway_id"]]
     ])  # type: ignore[arg-type]  # fmt: skip
     pv_se = float(sim.pv_now[se])
     assert (pv_se > 0.0) == (start.month == 6)
-    acked = {a.asset_id: a.setpoint_kw for a in producer.acks}
+    acked = {a.asset_id: a.setpoint_kw for message in producer.acks for a in message.acks}
     assert acked[fleet.asset_ids[se]] == pytest.approx(min(5.0, 7.6 - pv_se), abs=1e-3)
     assert acked[fleet.asset_ids[sbs]] == 6.0

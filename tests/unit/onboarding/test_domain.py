@@ -194,6 +194,7 @@ def test_enrolment_builds_the_contract_record() -> None:
         "iso_zone": "PJM-PEPCO",
         "resource_id": "NXW-PJM-0042",
         "subscriber_id": "SUB-1",
+        "gateway_id": None,
         "cohort": "residential",
         "telemetry_interval_s": 300,
         "version": 1,
