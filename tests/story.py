@@ -79,6 +79,8 @@ class Story:
             "NEXWATT_SIM_OFFLINE_FRACTION": "0.1",
             "NEXWATT_SIM_UNDER_RESPONSE_FRACTION": "0.2",
             "NEXWATT_SIM_REFUSAL_FRACTION": "0.1",
+            "NEXWATT_SIM_UNREACHABLE_FRACTION": "0.1",
+            "NEXWATT_SIM_LOST_COMMAND_FRACTION": "0.2",
             "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{self.ports['onboarding']}",
         }
 

@@ -63,6 +63,9 @@ def story_env(day: date) -> dict[str, str]:
         # A morning event: self-consuming home batteries would be at their reserve by now, so
         # the demo fleet holds its charge for events (a program's "save for events" mode).
         "NEXWATT_SIM_HOME_SELF_CONSUMPTION": "false",
+        # A capability test first (08:55-09:10): dispatch measures what each asset delivers of
+        # what it acknowledges, and over-dispatches the event by it.
+        "NEXWATT_ISO_TEST_AT": at(8, 55),
         "NEXWATT_ISO_ISSUE_AT": at(9, 17),
         "NEXWATT_ISO_WINDOW_START": at(9, 15),
         "NEXWATT_ISO_WINDOW_END": at(10, 15),
@@ -207,12 +210,18 @@ async def main(keep_running: bool) -> None:
 
         async with httpx.AsyncClient(timeout=5) as client:
             truth = (await client.get(f"http://127.0.0.1:{FLEET_SIM_PORT}/v1/truth")).json()
-        delivered_mwh = sum(truth["delivered_mwh"].values())
+        delivered_mwh = sum(
+            mwh for instruction, mwh in truth["delivered_mwh"].items()
+            if not instruction.endswith("-TEST")
+        )  # fmt: skip
+        confirmed_mwh = numbers.get("mw_confirmed", 0.0) * numbers.get("confirmed_hours", 0.0)
         print(
             f"\nInstruction -> dispatch.confirmed: {numbers.get('latency_ms', float('nan')):.0f} ms"
-            f" wall. The simulator's own account: {delivered_mwh:.2f} MWh delivered in the "
-            f"1-hour window (settlement measured {numbers.get('delivered_mw', float('nan')):.2f}"
-            f" MW). Demo wall time: {time.monotonic() - started:.0f} s.",
+            f" wall. The simulator's own account: {delivered_mwh:.2f} MWh delivered of the"
+            f" {confirmed_mwh:.2f} MWh confirmed"
+            f" ({100 * delivered_mwh / confirmed_mwh if confirmed_mwh else float('nan'):.1f} %;"
+            f" settlement measured {numbers.get('delivered_mw', float('nan')):.2f} MW over the"
+            f" hour). Demo wall time: {time.monotonic() - started:.0f} s.",
             flush=True,
         )
         if cleared_mw is not None:

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import structlog
+
 from nexwatt_dispatch.acks import AckBook
 from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.handlers import Dispatcher, StateHandler
@@ -26,6 +28,7 @@ from nexwatt_shared.topics import (
 )
 from nexwatt_shared.wiring import open_resources
 
+log = structlog.get_logger()
 MIGRATIONS = Path(__file__).with_name("migrations")
 CAUGHT_UP_POLL_S = 0.1
 
@@ -47,12 +50,15 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
     instructions = res.consumer([DISPATCH_INSTRUCTION], dispatcher.handle)
 
     async def open_when_caught_up(stop: asyncio.Event) -> None:
-        """Let instructions be decided once the view holds what the topics hold."""
+        """Let instructions be decided once the view holds what the topics hold (a worker
+        runs until the service stops)."""
         while not state.ready(settings.ready_max_lag, float("inf")):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), CAUGHT_UP_POLL_S)
             if stop.is_set():
                 return
         view_ready.set()
+        log.info("view caught up with the topics", assets=len(view.asset_ids))
+        await stop.wait()
 
     return res.process([state.run, instructions.run, dispatcher.run, open_when_caught_up])

@@ -106,6 +106,7 @@ class StateHandler:
             await self.log.record_acks(ack_messages)
         if closed:
             await self.log.record_performance(closed)
+            self.view.add_performance(closed)
 
 
 class Dispatcher:
@@ -265,6 +266,7 @@ class Dispatcher:
         replaced: int,
         started: float,
         acknowledged_mw: float = 0.0,
+        window: CommandWindow | None = None,
     ) -> DispatchConfirmed:
         i = instruction
         elapsed_s = time.monotonic() - started
@@ -284,6 +286,7 @@ class Dispatcher:
             assets_dispatched=dispatched,
             assets_replaced=replaced,
             instruction_received_at=i.issued_at,
+            commands_start=window.start if window is not None else None,
             # Event time of the answer: the instruction's event time plus our processing time.
             confirmed_at=i.issued_at + timedelta(seconds=elapsed_s),
             processing_ms=elapsed_s * 1000.0,
@@ -379,7 +382,7 @@ class Dispatcher:
             reason = "; ".join(r for r in ("capability test", reason) if r)
         answer = self._confirmation(
             i, status, reason, confirmed_mw, commanded, dispatched, replaced, started,
-            acknowledged_mw,
+            acknowledged_mw, window,
         )  # fmt: skip
         return answer
 

@@ -216,6 +216,15 @@ class FleetView:
                 # Readings from before the window cannot count toward it.
                 self.columns["battery_end_s"][i] = max(self.columns["battery_end_s"][i], start_s)
 
+    def add_performance(self, closed: Iterable[Performance]) -> None:
+        """Count windows just measured here at once (the periodic re-read of the log, which
+        every replica does, replaces these sums with the same ones)."""
+        c = self.columns
+        for p in closed:
+            i = self._row(p.asset_id)
+            c["commanded_kwh"][i] += p.commanded_kwh
+            c["delivered_kwh"][i] += p.delivered_kwh
+
     def set_performance(self, rows: Iterable[tuple[str, float, float]]) -> None:
         """The assets' measured history: (asset id, commanded kWh, delivered kWh) each."""
         c = self.columns

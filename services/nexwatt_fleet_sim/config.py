@@ -50,6 +50,11 @@ class Settings(ServiceSettings):
         0.05, description="Assets that acknowledge a setpoint and deliver less"
     )
     sim_refusal_fraction: float = Field(0.01, description="Assets whose owner opts out")
+    sim_unreachable_fraction: float = Field(
+        0.0,
+        description="Assets that report telemetry but that their gateway cannot reach: a"
+        " command to them is never acknowledged",
+    )
     sim_lost_command_fraction: float = Field(
         0.0,
         ge=0.0,

@@ -89,6 +89,7 @@ class SimFleet:
     offline: np.ndarray  # bool: never reports, never acks
     response_factor: FloatArray  # share of an acknowledged setpoint actually delivered
     refuses: np.ndarray  # bool: the owner opted out of events
+    unreachable: np.ndarray  # bool: reports, but its gateway cannot reach it: never acks
     solaredge: np.ndarray  # bool: reports through SolarEdge's cloud, in its own formats
     weather_seed: int
     soc_kwh: FloatArray  # state: energy in the cells [kWh]
@@ -199,19 +200,13 @@ def build_fleet(settings: Settings) -> SimFleet:
         round_trip_efficiency=registered("round_trip_efficiency"),
         dc_coupled=dc_coupled,
     )
-    offline = roles < settings.sim_offline_fraction
-    under = ~offline & (
-        roles < settings.sim_offline_fraction + settings.sim_under_response_fraction
-    )
-    refuses = (
-        ~offline
-        & ~under
-        & (
-            roles
-            < settings.sim_offline_fraction
-            + settings.sim_under_response_fraction
-            + settings.sim_refusal_fraction
-        )
+    # Each asset's role from one draw: consecutive bands of [0, 1), one per behaviour.
+    bands = np.cumsum(
+        [settings.sim_offline_fraction, settings.sim_under_response_fraction,
+         settings.sim_refusal_fraction, settings.sim_unreachable_fraction]
+    )  # fmt: skip
+    offline, under, refuses, unreachable = (
+        (roles >= low) & (roles < high) for low, high in zip([0.0, *bands[:-1]], bands, strict=True)
     )
     return SimFleet(
         registrations=registrations,
@@ -227,6 +222,7 @@ def build_fleet(settings: Settings) -> SimFleet:
         offline=offline,
         response_factor=np.where(under, rng.uniform(0.4, 0.8, n), 1.0),
         refuses=refuses,
+        unreachable=unreachable,
         solaredge=np.array([k.vendor == "solaredge" for k in kinds]),
         weather_seed=settings.sim_seed,
         soc_kwh=storage * rng.uniform(0.85, 0.95, n),

@@ -287,12 +287,13 @@ class Simulator:
         """Carry out one command and say what each asset it reached will hold: at most what it
         can discharge now (`limit_kw` [kW] per asset of the fleet), nothing if its owner opted
         out; a setpoint of 0 ends the asset's order. Other fleets' assets are ignored, offline
-        ones never answer; None: no asset answers, or the gateway lost the command."""
+        and unreachable ones never answer; None: no asset answers, or the gateway lost the
+        command."""
         f = self.fleet
         asset_ids = [s.asset_id for s in command.setpoints]
         where = np.fromiter(map(self.index.get, asset_ids, repeat(-1)), int, len(asset_ids))
         reached = where >= 0
-        reached[reached] = ~f.offline[where[reached]]
+        reached[reached] = ~(f.offline | f.unreachable)[where[reached]]
         if not reached.any() or self._loses(command.command_id):
             return None
         rows = np.flatnonzero(reached)

@@ -19,6 +19,12 @@ class Settings(ServiceSettings):
     iso_window_start: datetime = datetime.fromisoformat("2026-03-12T09:15:00-04:00")
     iso_window_end: datetime = datetime.fromisoformat("2026-03-12T10:15:00-04:00")
     iso_instruction_id: str | None = Field(None, description="Default: a new id per run")
+    iso_test_at: datetime | None = Field(
+        None,
+        description="Event time of a capability test before the event (none by default): the"
+        " same MW over `iso_test_minutes`, from its issue time on",
+    )
+    iso_test_minutes: float = Field(15.0, gt=0, description="Length of the capability test")
     iso_timezone: str = Field("America/New_York", description="Zone the log is printed in")
     iso_timeout_s: float = Field(600.0, description="Give up after this much wall time")
     # The capacity auction (`nexwatt-iso-sim auction`).

@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer
@@ -18,6 +18,7 @@ from nexwatt_shared.contracts import (
     DispatchConfirmed,
     DispatchInstruction,
     DispatchStatus,
+    InstructionKind,
     SettlementFiled,
     TelemetryInterval,
 )
@@ -47,17 +48,30 @@ class EventLog:
 
 
 async def play(settings: Settings) -> None:
-    """Send the instruction when the fleet's event time reaches `iso_issue_at`; exit 0 once its
-    settlement is filed, 2 if it is rejected, 1 on time-out."""
+    """Send the capability test (if any) and the instruction when the fleet's event time
+    reaches theirs; exit 0 once the instruction's settlement is filed, 2 if it is rejected, 1
+    on time-out."""
     out = EventLog(settings.iso_timezone)
+    event_id = settings.iso_instruction_id or f"PJM-{uuid.uuid4().hex[:12]}"
     instruction = DispatchInstruction(
-        instruction_id=settings.iso_instruction_id or f"PJM-{uuid.uuid4().hex[:12]}",
+        instruction_id=event_id,
         resource_id=settings.iso_resource_id,
         mw=settings.iso_mw,
         window_start=settings.iso_window_start,
         window_end=settings.iso_window_end,
         issued_at=settings.iso_issue_at,
     )
+    test = None
+    if settings.iso_test_at is not None:
+        test = instruction.model_copy(
+            update={
+                "instruction_id": f"{event_id}-TEST",
+                "kind": InstructionKind.TEST,
+                "window_start": settings.iso_test_at,
+                "window_end": settings.iso_test_at + timedelta(minutes=settings.iso_test_minutes),
+                "issued_at": settings.iso_test_at,
+            }
+        )
     topics = [TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED]
     security = settings.kafka_security()
     consumer = AIOKafkaConsumer(
@@ -71,7 +85,7 @@ async def play(settings: Settings) -> None:
     await producer.start()
     try:
         await _pin_positions(consumer)
-        await _run(settings, instruction, consumer, producer, out)
+        await _run(settings, instruction, test, consumer, producer, out)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -90,30 +104,40 @@ async def _pin_positions(consumer: AIOKafkaConsumer) -> None:
 class _Session:
     """The ISO's view of one event: the fleet's event clock, then the platform's answers."""
 
-    def __init__(self, instruction: DispatchInstruction, out: EventLog) -> None:
+    def __init__(
+        self, instruction: DispatchInstruction, test: DispatchInstruction | None, out: EventLog
+    ) -> None:
         self.instruction = instruction
         self.out = out
         self.clock: datetime | None = None
         self.sent_at: float | None = None  # wall time the instruction went out
+        self.pending = [i for i in (test, instruction) if i is not None]  # in issue order
         self.done = False
 
-    def due(self) -> bool:
-        return (
-            self.sent_at is None
-            and self.clock is not None
-            and (self.clock >= self.instruction.issued_at)
-        )
+    def due(self) -> DispatchInstruction | None:
+        """The next instruction whose issue time the fleet's clock has reached."""
+        if self.pending and self.clock is not None and self.clock >= self.pending[0].issued_at:
+            return self.pending.pop(0)
+        return None
 
-    def sent(self) -> None:
-        i, local = self.instruction, self.out.local
-        self.sent_at = time.monotonic()
+    def sent(self, i: DispatchInstruction) -> None:
+        local = self.out.local
         window = f"{local(i.window_start, '%H:%M')}\N{EN DASH}{local(i.window_end, '%H:%M')}"
+        if i.kind == InstructionKind.TEST:
+            self.out.line(i.issued_at, "CAPABILITY_TEST_SENT", resource_id=i.resource_id,
+                          mw_requested=i.mw, window=window)  # fmt: skip
+            return
+        self.sent_at = time.monotonic()
         self.out.line(i.issued_at, "DISPATCH_INSTRUCTION_RECEIVED", resource_id=i.resource_id,
                       mw_requested=i.mw, window=window)  # fmt: skip
 
     def see(self, payload: BaseModel) -> None:
         if isinstance(payload, TelemetryInterval):
             self.clock = max(self.clock or payload.interval_end, payload.interval_end)
+        elif isinstance(payload, DispatchConfirmed) and payload.kind == InstructionKind.TEST:
+            self.out.line(payload.confirmed_at, "CAPABILITY_TEST_CONFIRMED",
+                          count=payload.assets_dispatched, status=payload.status,
+                          mw_confirmed=round(payload.mw_confirmed, 1))  # fmt: skip
         elif getattr(payload, "instruction_id", None) != self.instruction.instruction_id:
             return
         elif isinstance(payload, DispatchConfirmed):
@@ -121,9 +145,13 @@ class _Session:
                 self.out.line(payload.confirmed_at, "DISPATCH_REJECTED", reason=payload.reason)
                 raise SystemExit(2)
             latency_ms = (time.monotonic() - (self.sent_at or time.monotonic())) * 1000
+            start = payload.commands_start or payload.window_start
             self.out.line(payload.confirmed_at, "ASSETS_DISPATCHED",
-                          count=payload.assets_dispatched,
-                          mw_confirmed=round(payload.mw_confirmed, 1), status=payload.status,
+                          count=payload.assets_dispatched, replaced=payload.assets_replaced,
+                          mw_confirmed=round(payload.mw_confirmed, 3), status=payload.status,
+                          commands_from=self.out.local(start, "%H:%M:%S"),
+                          confirmed_hours=round((payload.window_end - start).total_seconds()
+                                                / 3600, 4),
                           latency_ms=round(latency_ms))  # fmt: skip
         elif isinstance(payload, SettlementFiled):
             # Logged at the fleet's event time: the report's filed_at is the wall clock.
@@ -177,12 +205,13 @@ def report_summary(report: SettlementFiled) -> str:
 async def _run(
     settings: Settings,
     instruction: DispatchInstruction,
+    test: DispatchInstruction | None,
     consumer: AIOKafkaConsumer,
     producer: EventProducer,
     out: EventLog,
 ) -> None:
     by_name = {t.name: t for t in (TELEMETRY_INTERVAL, DISPATCH_CONFIRMED, SETTLEMENT_FILED)}
-    session = _Session(instruction, out)
+    session = _Session(instruction, test, out)
     deadline = time.monotonic() + settings.iso_timeout_s
     next_progress = time.monotonic() + PROGRESS_EVERY_S
     while not session.done:
@@ -195,9 +224,9 @@ async def _run(
                     session.see(decode(by_name[tp.topic], record.value).data)
                 except UndecodableMessage:
                     continue  # not ours to judge: the services dead-letter what they can't read
-        if session.due():
-            await producer.publish(DISPATCH_INSTRUCTION, instruction, time=instruction.issued_at)
-            session.sent()
+        if (due := session.due()) is not None:
+            await producer.publish(DISPATCH_INSTRUCTION, due, time=due.issued_at)
+            session.sent(due)
         if time.monotonic() >= next_progress:
             next_progress += PROGRESS_EVERY_S
             print(session.progress(), file=sys.stderr, flush=True)

@@ -507,6 +507,11 @@ class DispatchConfirmed(Window):
         0, description="Assets that did not acknowledge in time and were replaced by others"
     )
     instruction_received_at: UtcDatetime = Field(description="Event time of the instruction")
+    commands_start: UtcDatetime | None = Field(
+        None,
+        description="When the assets' setpoints start: the window's start, or later for an"
+        " instruction that came when too little of the window was left for gateways to act",
+    )
     confirmed_at: UtcDatetime = Field(description="Event time of this answer")
     processing_ms: float = Field(
         ge=0, le=86_400_000, description="Wall time from instruction to answer [ms]"

@@ -1,10 +1,12 @@
 """The product's story at small scale, through the five running services on the real stack.
 
-A fleet of 12 assets (some offline, some under-responding, one that refuses) registers through
+A fleet of 12 assets (some offline, some under-responding, one that refuses, one its gateway
+cannot reach, gateways that lose a command the first time) registers through
 onboarding's REST API into a resource of its own, streams telemetry at 120x real time (its
 SolarEdge sites in SolarEdge's own formats on `telemetry.raw`, normalized by telemetry-ingest),
 and gets a 1.0 MW instruction while onboarding, capacity-model and settlement are stopped
-(dispatch needs only its topics); settlement then comes back and catches up. We check the chain
+(dispatch needs only its topics), then an update of it; settlement then comes back and catches
+up. We check the chain
 and its arithmetic from the outside, on the topics.
 The platform comes from `tests.story`.
 """
@@ -115,15 +117,44 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     acks: list[AssetCommandAck] = watcher.payloads(
         ASSET_COMMAND_ACK, instruction_id=good.instruction_id
     )
+    # Commands go per gateway (vendor clouds and a commercial site's own), one message each.
+    assert len({c.gateway_id for c in commands}) == len(commands) - sum(
+        1 for c in commands if c.command_id.endswith(":1-0")
+    )
+    # Each asset's newest setpoint and answer (a second round raises some setpoints).
+    setpoints = {sp.asset_id: sp.setpoint_kw for c in commands for sp in c.setpoints}
+    answers = {a.asset_id: a for ack in acks for a in ack.acks}
     assert confirmed.status in (DispatchStatus.CONFIRMED, DispatchStatus.PARTIAL)
     assert 0 < confirmed.mw_confirmed <= confirmed.mw_requested == MW
-    # Confirmed = sum of acknowledged setpoints (a refusal acknowledges 0).
+    # No history of delivery yet (performance ratios of 1): confirmed = the acknowledged
+    # setpoints (a refusal acknowledges 0).
     assert confirmed.mw_confirmed == pytest.approx(
-        sum(a.setpoint_kw for a in acks) / 1000, abs=1e-6
+        sum(a.setpoint_kw for a in answers.values()) / 1000, abs=1e-6
     )
-    assert confirmed.assets_commanded == len(commands)
-    assert confirmed.assets_dispatched == sum(1 for a in acks if a.accepted)
-    assert any(not a.accepted for a in acks), "the fleet has an owner who refuses"
+    assert confirmed.mw_acknowledged == pytest.approx(confirmed.mw_confirmed, abs=1e-6)
+    assert confirmed.assets_commanded == len(setpoints)
+    assert confirmed.assets_dispatched == sum(1 for a in answers.values() if a.accepted)
+    assert any(not a.accepted for a in answers.values()), "the fleet has an owner who refuses"
+    # An asset that reports but that its gateway cannot reach never answers: it is replaced,
+    # its kW going to the others' headroom in a second round of commands.
+    silent = setpoints.keys() - answers.keys()
+    assert silent and confirmed.assets_replaced == len(silent)
+    assert any(c.command_id.endswith(":1-0") for c in commands)
+
+    # Mid-event the ISO halves its request: revision 2 moves the setpoints, and is answered.
+    halved = good.model_copy(
+        update={"revision": 2, "mw": MW / 2, "issued_at": good.issued_at + timedelta(minutes=2)}
+    )
+    await producer.publish(DISPATCH_INSTRUCTION, halved, time=halved.issued_at)
+    [updated] = await watcher.wait_for(
+        DISPATCH_CONFIRMED, instruction_id=good.instruction_id, revision=2
+    )
+    assert updated.status in (DispatchStatus.CONFIRMED, DispatchStatus.PARTIAL)
+    assert 0 < updated.mw_confirmed <= MW / 2 + 1e-6
+    revised = watcher.payloads(ASSET_COMMAND, instruction_id=good.instruction_id, revision=2)
+    assert revised and sum(sp.setpoint_kw for c in revised for sp in c.setpoints) < sum(
+        setpoints.values()
+    )
 
     # No asset was commanded beyond its limits, judged from what it registered and reported.
     registered = {
@@ -140,20 +171,20 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
         for channel in reading.channels:
             seen = reported.get((reading.asset_id, channel), reading)
             reported[reading.asset_id, channel] = max(reading, seen, key=lambda r: r.interval_end)
-    hours = (good.window_end - good.issued_at).total_seconds() / 3600
+    hours = (good.window_end - commands[0].window_start).total_seconds() / 3600
     assert len(registered) == story["story"].assets
-    assert len(commands) < story["story"].assets, (
+    assert len(setpoints) < story["story"].assets, (
         "offline assets (no telemetry) must not be commanded"
     )
-    for c in commands:
-        asset = registered[c.asset_id]
+    for asset_id, setpoint_kw in setpoints.items():
+        asset = registered[asset_id]
         # A commanded asset's PV and SoC were known (never dispatched on a missing value).
-        pv_kw = reported[c.asset_id, Channel.PV_KW].pv_kw
-        soc_pct = reported[c.asset_id, Channel.SOC_PCT].soc_pct
-        assert pv_kw is not None and soc_pct is not None, c
+        pv_kw = reported[asset_id, Channel.PV_KW].pv_kw
+        soc_pct = reported[asset_id, Channel.SOC_PCT].soc_pct
+        assert pv_kw is not None and soc_pct is not None, asset_id
         usable_kwh = (soc_pct - asset.backup_reserve_pct) / 100 * asset.storage_kwh
-        assert c.setpoint_kw <= asset.capacity_kw - pv_kw + 1e-3, c
-        assert c.setpoint_kw * hours <= usable_kwh + 1e-3, c
+        assert setpoint_kw <= asset.capacity_kw - pv_kw + 1e-3, asset_id
+        assert setpoint_kw * hours <= usable_kwh + 1e-3, asset_id
 
     # The SolarEdge sites reported in SolarEdge's own formats: telemetry-ingest normalized them
     # (PV per quarter hour, battery per 5 minutes) and its historian answers their coverage.
@@ -166,7 +197,7 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     assert normalized and all(r.source and r.source.vendor == "solaredge" for r in normalized)
     assert {r.interval_s for r in normalized if Channel.PV_KW in r.quality} == {900}
     assert {r.interval_s for r in normalized if Channel.BATTERY_KW in r.quality} == {300}
-    site = next(c.asset_id for c in commands if c.asset_id in solaredge)
+    site = next(a for a in setpoints if a in solaredge)
     quarter = story["start"] + timedelta(minutes=15)  # before the instruction, in every channel
     window = {"start": story["start"].isoformat(), "end": quarter.isoformat()}
     url = f"http://127.0.0.1:{story['story'].ports['telemetry-ingest']}/v1/assets/{site}/coverage"
