@@ -1,9 +1,11 @@
-"""Wires dispatch: the in-memory view and its broadcast state consumer, the ack book, the
-PostgreSQL log, the instruction consumer and the task that answers instructions.
+"""Wires dispatch: the in-memory view and its broadcast state consumer, the view's snapshot in
+Redis, the ack book, the PostgreSQL log, the instruction consumer and the task that answers
+instructions.
 
 The state consumer reads every partition in every replica (each keeps the whole view in
-memory), from the beginning of `asset.registered` and from `dispatch_replay_s` back on the
-others; instructions wait until it has caught up, so none is decided on a half-built view.
+memory): from the last snapshot's positions when there is one, else from the beginning of
+`asset.registered`; telemetry and acks from `dispatch_replay_s` back at most. Instructions wait
+until it has caught up, so none is decided on a half-built view.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from nexwatt_dispatch import snapshot
 from nexwatt_dispatch.acks import AckBook
 from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.handlers import Dispatcher, StateHandler
@@ -34,17 +37,25 @@ CAUGHT_UP_POLL_S = 0.1
 
 
 async def bootstrap(settings: Settings) -> ServiceProcess:
-    res = await open_resources(settings, migrations=MIGRATIONS)
-    assert res.pool is not None
-    view, acks, dispatch_log = FleetView(), AckBook(), DispatchLog(res.pool)
+    res = await open_resources(settings, migrations=MIGRATIONS, redis=True)
+    assert res.pool is not None and res.redis is not None
+    redis = res.redis
+    restored = await snapshot.load(redis)
+    view, positions = restored or (FleetView(), {})
+    log.info("view restored from its snapshot" if restored else "no snapshot: view from the topics",
+             assets=len(view.asset_ids))  # fmt: skip
+    acks, dispatch_log = AckBook(), DispatchLog(res.pool)
     view_ready = asyncio.Event()
     replay_s = max(settings.dispatch_replay_s, settings.dispatch_telemetry_max_age_s)
+    state_handler = StateHandler(view, acks, dispatch_log, settings.dispatch_telemetry_max_age_s)
     state = res.consumer(
         [ASSET_REGISTERED, TELEMETRY_INTERVAL, ASSET_COMMAND_ACK],
-        StateHandler(view, acks, dispatch_log, settings.dispatch_telemetry_max_age_s).handle,
+        state_handler.handle,
         role="state",
         replay={ASSET_REGISTERED.name: None, TELEMETRY_INTERVAL.name: replay_s,
                 ASSET_COMMAND_ACK.name: replay_s},
+        # Acks are not in the snapshot: always from `replay_s` back.
+        start_at={tp: o for tp, o in positions.items() if tp.topic != ASSET_COMMAND_ACK.name},
     )  # fmt: skip
     dispatcher = Dispatcher(settings, view, acks, dispatch_log, res.producer, view_ready)
     instructions = res.consumer([DISPATCH_INSTRUCTION], dispatcher.handle)
@@ -61,4 +72,20 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         log.info("view caught up with the topics", assets=len(view.asset_ids))
         await stop.wait()
 
-    return res.process([state.run, instructions.run, dispatcher.run, open_when_caught_up])
+    async def take_snapshots(stop: asyncio.Event) -> None:
+        """Write the view to Redis now and then, between two batches of the state consumer."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.dispatch_snapshot_every_s)
+            if not view_ready.is_set():
+                continue
+            async with state_handler.between_batches:
+                taken, at = view.copy(), dict(state.handled)
+            try:
+                await snapshot.save(redis, taken, at)
+            except Exception as exc:  # Redis away: the next one will do
+                log.warning("view snapshot not written", error=str(exc))
+
+    return res.process(
+        [state.run, instructions.run, dispatcher.run, open_when_caught_up, take_snapshots]
+    )

@@ -40,3 +40,8 @@ class Settings(ServiceSettings):
     dispatch_performance_refresh_s: float = Field(
         30.0, gt=0, description="How often each asset's measured performance is re-read"
     )
+    dispatch_snapshot_every_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often the in-memory view is written to Redis, for a fast restart",
+    )

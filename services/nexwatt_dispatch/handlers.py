@@ -85,8 +85,13 @@ class StateHandler:
         self, view: FleetView, acks: AckBook, dispatch_log: DispatchLog, max_age_s: float
     ) -> None:
         self.view, self.acks, self.log, self.max_age_s = view, acks, dispatch_log, max_age_s
+        self.between_batches = asyncio.Lock()  # held while a batch is applied
 
     async def handle(self, batch: list[Delivery]) -> None:
+        async with self.between_batches:
+            await self._apply(batch)
+
+    async def _apply(self, batch: list[Delivery]) -> None:
         registrations, readings, ack_messages = [], [], []
         for d in batch:
             p = d.payload

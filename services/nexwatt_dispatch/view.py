@@ -105,6 +105,18 @@ class FleetView:
         self.dc = np.ones(n, bool)
         self.has_pv = np.ones(n, bool)
 
+    def copy(self) -> FleetView:
+        """The rows as they are now (orders left out: they belong to this replica's events)."""
+        n = len(self.asset_ids)
+        other = FleetView(capacity=max(n, 1))
+        other.asset_ids, other.gateways = list(self.asset_ids), list(self.gateways)
+        other.subscribers, other.slot = list(self.subscribers), dict(self.slot)
+        other.resource_codes = dict(self.resource_codes)
+        other.columns = {name: column[:n].copy() for name, column in self.columns.items()}
+        for name in ("version", "resource", "enrolled", "dc", "has_pv"):
+            setattr(other, name, getattr(self, name)[:n].copy())
+        return other
+
     # --- building ---------------------------------------------------------------------------
 
     def _row(self, asset_id: str) -> int:

@@ -77,7 +77,8 @@ class Resources:
 async def open_resources(
     settings: ServiceSettings, *, migrations: Path | None = None, redis: bool = False
 ) -> Resources:
-    """Start the producer; open PostgreSQL (migrated) when `migrations` is given, and Redis."""
+    """Start the producer; open PostgreSQL (migrated) when `migrations` is given, and Redis
+    (values come back as bytes)."""
     configure_logging(settings.service_name, settings.log_level)
     producer = EventProducer(
         settings.kafka_bootstrap_servers, settings.service_name, settings.kafka_security()
@@ -94,7 +95,7 @@ async def open_resources(
 
         res.checks["postgres"] = postgres_answers
     if redis:
-        client = open_redis(settings.redis_url)
+        client = open_redis(settings.redis_url, binary=True)
         res.redis = client
         res.closers.append(client.aclose)
 

@@ -28,7 +28,7 @@ SCHEMA = Path(__file__).with_name("compose-spec.json")
 INFRA = {"kafka", "postgres", "redis", "prometheus", "grafana"}
 ONE_SHOTS = {"init", "fleet-register", "iso-sim"}
 SERVICES = set(COMPONENTS.values())
-USES_REDIS: set[str] = set()  # dispatch keeps its view in memory since issue 11
+USES_REDIS = {"dispatch"}  # the snapshot of its in-memory view
 
 
 @pytest.fixture(scope="module")

@@ -190,13 +190,19 @@ class ConsumerRunner:
         max_ahead_s: float = 300.0,
         security: dict[str, Any] | None = None,
         replay: Mapping[str, float | None] | None = None,
+        start_at: Mapping[TopicPartition, int] | None = None,
     ) -> None:
         """`replay`: broadcast mode; per topic name, how far back to start reading at each
-        start [s of record time before now], None for the topic's beginning."""
+        start [s of record time before now], None for the topic's beginning. `start_at`: in
+        broadcast mode, offsets to start some partitions at instead (a restored snapshot's);
+        a time-based start later than one of these wins (what lies between is too old)."""
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
         self.security = security
         self.replay = replay
+        self.start_at = dict(start_at or {})
+        # Broadcast mode: per partition, the offset up to which records have been handled.
+        self.handled: dict[TopicPartition, int] = {}
         self.topics = {t.name: t for t in topics}
         self.handler = handler
         self.dead_letters = dead_letters
@@ -259,11 +265,16 @@ class ConsumerRunner:
         ends = await consumer.end_offsets(list(since_ms)) if since_ms else {}
         found = await consumer.offsets_for_times(since_ms) if since_ms else {}
         for tp in partitions:
-            if tp not in since_ms:
-                await consumer.seek_to_beginning(tp)
+            at = found.get(tp)
+            by_time = (ends[tp] if at is None else at.offset) if tp in since_ms else None
+            restored = self.start_at.get(tp)
+            if restored is not None:
+                consumer.seek(tp, max(restored, by_time or 0))
+            elif by_time is not None:
+                consumer.seek(tp, by_time)
             else:
-                at = found.get(tp)
-                consumer.seek(tp, ends[tp] if at is None else at.offset)
+                await consumer.seek_to_beginning(tp)
+            self.handled[tp] = await consumer.position(tp)
         log.info(
             "reading every partition (broadcast)",
             group=self.group_id,
@@ -297,7 +308,10 @@ class ConsumerRunner:
             return False
         for tp, records in batch.items():
             MESSAGES_CONSUMED.labels(self.group_id, tp.topic).inc(len(records))
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        if self.replay is not None:
+            self.handled |= offsets
+        await self._commit(offsets)
         self._in_hand = {}
         return True
 
