@@ -40,7 +40,8 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
     res = await open_resources(settings, migrations=MIGRATIONS, redis=True)
     assert res.pool is not None and res.redis is not None
     redis = res.redis
-    restored = await snapshot.load(redis)
+    snapshot_key = snapshot.key(f"{settings.consumer_group}.state")
+    restored = await snapshot.load(redis, snapshot_key)
     view, positions = restored or (FleetView(), {})
     log.info("view restored from its snapshot" if restored else "no snapshot: view from the topics",
              assets=len(view.asset_ids))  # fmt: skip
@@ -82,7 +83,7 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
             async with state_handler.between_batches:
                 taken, at = view.copy(), dict(state.handled)
             try:
-                await snapshot.save(redis, taken, at)
+                await snapshot.save(redis, snapshot_key, taken, at)
             except Exception as exc:  # Redis away: the next one will do
                 log.warning("view snapshot not written", error=str(exc))
 

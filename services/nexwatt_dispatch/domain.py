@@ -16,10 +16,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from nexwatt_shared.contracts import (
     MAX_SETPOINTS_PER_COMMAND,
-    AssetCommand,
     DispatchInstruction,
     DispatchStatus,
-    Setpoint,
 )
 from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, deliverable_kw
@@ -351,44 +349,65 @@ def answer_status(
     return DispatchStatus.PARTIAL, "; ".join(notes) or "assets acknowledged less than commanded"
 
 
+class CommandMessage(NamedTuple):
+    """One `asset.command` message: a gateway's setpoints (or a part of them)."""
+
+    command_id: str
+    gateway_id: str
+    asset_ids: list[str]
+    setpoints_kw: list[float]  # rounded to the watt
+
+
 def command_messages(
     instruction: DispatchInstruction,
-    window: CommandWindow,
     asset_ids: Sequence[str],
     gateway_ids: Sequence[str],
     setpoints_kw: ArrayLike,
     round_: int = 0,
-) -> list[AssetCommand]:
-    """The `asset.command` messages for setpoints [kW] (one per asset, in `asset_ids` order):
-    one per gateway, in parts of at most `MAX_SETPOINTS_PER_COMMAND`, over the command window.
-    Ids are deterministic (`<instruction>:r<revision>:<gateway>:<round>-<part>`), so a message
-    sent again is the same message to its gateway; `round_` tells apart the replacements sent
-    after the first round's acks.
-
-    Setpoints are rounded to the watt; the values were computed within the contract's bounds,
-    so the messages are built without validating each setpoint again (100,000 of them)."""
-    by_gateway: dict[str, list[Setpoint]] = {}
-    for asset_id, gateway_id, kw in zip(
-        asset_ids, gateway_ids, np.round(np.asarray(setpoints_kw, float), 3).tolist(), strict=True
-    ):
-        by_gateway.setdefault(gateway_id, []).append(
-            Setpoint.model_construct(asset_id=asset_id, setpoint_kw=kw)
-        )
-    i = instruction
-    prefix = f"{i.instruction_id}:r{i.revision}"
+) -> list[CommandMessage]:
+    """The messages for setpoints [kW] (one per asset, in `asset_ids` order): one per gateway,
+    in parts of at most `MAX_SETPOINTS_PER_COMMAND`, setpoints rounded to the watt. Ids are
+    deterministic (`<instruction>:r<revision>:<gateway>:<round>-<part>`), so a message sent
+    again is the same message to its gateway; `round_` tells apart the replacements sent after
+    the first round's acks."""
+    by_gateway: dict[str, tuple[list[str], list[float]]] = {}
+    rounded = np.round(np.asarray(setpoints_kw, float), 3).tolist()
+    for asset_id, gateway_id, kw in zip(asset_ids, gateway_ids, rounded, strict=True):
+        assets, kws = by_gateway.setdefault(gateway_id, ([], []))
+        assets.append(asset_id)
+        kws.append(kw)
+    prefix = f"{instruction.instruction_id}:r{instruction.revision}"
+    step = MAX_SETPOINTS_PER_COMMAND
     return [
-        AssetCommand.model_construct(
-            command_id=f"{prefix}:{gateway_id}:{round_}-{part}",
-            instruction_id=i.instruction_id,
-            revision=i.revision,
-            kind=i.kind,
-            resource_id=i.resource_id,
-            gateway_id=gateway_id,
-            setpoints=setpoints[start : start + MAX_SETPOINTS_PER_COMMAND],
-            window_start=window.start,
-            window_end=window.end,
-            issued_at=i.issued_at,
+        CommandMessage(
+            f"{prefix}:{gateway_id}:{round_}-{part}",
+            gateway_id,
+            assets[start : start + step],
+            kws[start : start + step],
         )
-        for gateway_id, setpoints in by_gateway.items()
-        for part, start in enumerate(range(0, len(setpoints), MAX_SETPOINTS_PER_COMMAND))
+        for gateway_id, (assets, kws) in by_gateway.items()
+        for part, start in enumerate(range(0, len(assets), step))
     ]
+
+
+def command_payload(
+    instruction: DispatchInstruction, window: CommandWindow, message: CommandMessage
+) -> dict[str, object]:
+    """The `asset.command` payload of a message, as plain values for `codec.encode_data`
+    (the contract's fields, built without a model per setpoint)."""
+    i = instruction
+    return {
+        "window_start": window.start,
+        "window_end": window.end,
+        "command_id": message.command_id,
+        "instruction_id": i.instruction_id,
+        "revision": i.revision,
+        "kind": i.kind.value,
+        "resource_id": i.resource_id,
+        "gateway_id": message.gateway_id,
+        "setpoints": [
+            {"asset_id": a, "setpoint_kw": kw}
+            for a, kw in zip(message.asset_ids, message.setpoints_kw, strict=True)
+        ],
+        "issued_at": i.issued_at,
+    }

@@ -26,6 +26,7 @@ from nexwatt_dispatch.domain import (
     allocate,
     answer_status,
     command_messages,
+    command_payload,
     command_window,
     dispatchable_kw,
     instruction_refusal,
@@ -38,9 +39,10 @@ from nexwatt_dispatch.domain import (
     usable,
     within_limits,
 )
-from nexwatt_dispatch.log import CommandRound, DispatchLog
+from nexwatt_dispatch.log import CommandRound, DispatchLog, Participation
 from nexwatt_dispatch.view import FleetView
 from nexwatt_shared import outbox
+from nexwatt_shared.codec import encode_data
 from nexwatt_shared.contracts import (
     AssetCommandAck,
     AssetRegistered,
@@ -52,6 +54,7 @@ from nexwatt_shared.contracts import (
 )
 from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import ASSET_COMMAND
 
 log = structlog.get_logger()
 CONFIRM_SECONDS = Histogram(
@@ -98,7 +101,7 @@ class StateHandler:
             if isinstance(p, TelemetryInterval):
                 readings.append(p)
             elif isinstance(p, AssetCommandAck):
-                ack_messages.append(p)
+                ack_messages.append((p, d.value))
             elif isinstance(p, AssetRegistered):
                 registrations.append(p)
         self.view.apply_registrations(sorted(registrations, key=lambda r: r.version))
@@ -107,7 +110,7 @@ class StateHandler:
             newest_s = max(r.interval_end.timestamp() for r in readings)
             closed += self.view.close_stale(newest_s - self.max_age_s)
         if ack_messages:
-            self.acks.add(ack_messages)
+            self.acks.add([m for m, _ in ack_messages])
             await self.log.record_acks(ack_messages)
         if closed:
             await self.log.record_performance(closed)
@@ -227,16 +230,35 @@ class Dispatcher:
             known = self.view.members(i.resource_id).size > 0
             refusal = instruction_refusal(i, known, None, latest)
             if refusal is not None:
-                answer = self._rejected(i, refusal, started)
-            else:
-                answer = await self._command(i, started)
-            await self._publish(answer, answer_id(i))
+                await self._publish(self._rejected(i, refusal, started), answer_id(i))
+                return
+            answer, window, acked = await self._command(i, started)
+            taking_part = None
+            if acked and not i.cancelled:
+                subscribers = {self.view.subscribers[self.view.slot[a]]
+                               for a, kw in acked.items() if kw > 0}  # fmt: skip
+                hours = (window.end - window.start).total_seconds() / 3600.0
+                taking_part = Participation(sorted(subscribers), hours)
+            await self._publish(answer, answer_id(i), participation=taking_part)
+            # After the answer is out: what the assets hold now, measured from here on, and
+            # the season's count (a revision after the first counts nothing new).
+            self.view.order(acked.keys(), acked.values(), i.instruction_id,
+                            window.start.timestamp(), window.end.timestamp())  # fmt: skip
+            if taking_part and i.kind == InstructionKind.EVENT and i.revision == 1:
+                for sub in taking_part.subscribers:
+                    self.events[sub] = self.events.get(sub, 0) + 1
 
-    async def _publish(self, answer: DispatchConfirmed, event_id: str, on_row: bool = True) -> None:
+    async def _publish(
+        self,
+        answer: DispatchConfirmed,
+        event_id: str,
+        on_row: bool = True,
+        participation: Participation | None = None,
+    ) -> None:
         """Record first, then publish from the record: a crash in between re-sends these
         bytes on replay, never a second decision. `on_row`: the answer's figures go on the
         instruction's row too (not for a refused reuse of its id)."""
-        await self.log.record_answer(answer, event_id, self.producer.source, on_row)
+        await self.log.record_answer(answer, event_id, self.producer.source, on_row, participation)
         await outbox.publish_pending(self.pool, self.producer, [event_id])
         CONFIRM_SECONDS.observe(answer.processing_ms / 1000.0)
         INSTRUCTIONS.labels(answer.status).inc()
@@ -297,18 +319,20 @@ class Dispatcher:
             processing_ms=elapsed_s * 1000.0,
         )
 
-    async def _command(self, instruction: DispatchInstruction, started: float) -> DispatchConfirmed:
+    async def _command(
+        self, instruction: DispatchInstruction, started: float
+    ) -> tuple[DispatchConfirmed, CommandWindow, dict[str, float]]:
         """Command the assets (the recorded rounds, when a crash interrupted an earlier try),
         gather their acks, replace those that did not answer, and build the answer; with the
-        acknowledged MW (before performance ratios)."""
+        commands' window and the acknowledged setpoints [kW] by asset."""
         i, s = instruction, self.settings
         lead = timedelta(seconds=0 if i.cancelled else s.dispatch_lead_time_s)
         window = command_window(i.window_start, i.window_end, i.issued_at, lead)
         if window is None:
-            reason = "nothing of the window is left once gateways can reach the assets"
-            if not i.cancelled:
-                return self._rejected(i, reason, started)
             window = CommandWindow(i.window_start, i.window_end, None)
+            if not i.cancelled:
+                reason = "nothing of the window is left once gateways can reach the assets"
+                return self._rejected(i, reason, started), window, {}
         stopped = await self.log.commanded_before(i.instruction_id, i.revision)
         await self._load_season(window.start)
         rounds = await self.log.recorded_rounds(i.instruction_id, i.revision)
@@ -317,9 +341,9 @@ class Dispatcher:
             return self._confirmation(
                 i, DispatchStatus.CANCELLED, "cancelled by the ISO; nothing was commanded",
                 0.0, 0, 0, 0, started,
-            )  # fmt: skip
+            ), window, {}  # fmt: skip
         if first is None:
-            return self._rejected(i, self._why_none(i), started)
+            return self._rejected(i, self._why_none(i), started), window, {}
         await self._send(first)
         COMMAND_SECONDS.observe(time.monotonic() - started)
         expected = dict(zip(first.asset_ids, first.setpoints_kw, strict=True))
@@ -348,9 +372,7 @@ class Dispatcher:
         )
         if strays := answered - expected.keys():
             ACKS_IGNORED.labels("asset not commanded").inc(len(strays))
-        if not i.cancelled:
-            await self._note_participation(i, window, acked)
-        return self._settle(i, window, expected, limits, acked, replaced, started)
+        return self._settle(i, window, expected, limits, acked, replaced, started), window, acked
 
     def _settle(
         self,
@@ -369,8 +391,6 @@ class Dispatcher:
         acknowledged_mw = sum(acked.values()) / 1000.0
         dispatched = sum(1 for kw in acked.values() if kw > 0)
         commanded = sum(1 for kw in expected.values() if kw > 0)
-        self.view.order(acked.keys(), acked.values(), i.instruction_id,
-                        window.start.timestamp(), window.end.timestamp())  # fmt: skip
         if i.cancelled:
             return self._confirmation(
                 i, DispatchStatus.CANCELLED, f"cancelled by the ISO; {len(acked)} of"
@@ -419,7 +439,11 @@ class Dispatcher:
         i, s = instruction, self.settings
         fleet = self.view.fleet(i.resource_id, excluding)
         hours = (window.end - window.start).total_seconds() / 3600.0
-        base = np.array([(held or {}).get(a, 0.0) for a in fleet.asset_ids])
+        base = np.zeros(len(fleet))
+        for asset_id, kw in (held or {}).items():
+            k = fleet.position.get(asset_id)
+            if k is not None:
+                base[k] = kw
         extra = np.zeros(len(fleet))
         limits = np.zeros(len(fleet))
         if not i.cancelled and len(fleet):
@@ -439,21 +463,36 @@ class Dispatcher:
             wanted = max(i.mw, 0.0) * 1000.0 if wanted_kw is None else wanted_kw
             headroom = np.clip(limits - base, 0.0, None)
             extra = allocate(wanted, headroom, s.dispatch_min_setpoint_kw, ratio)
-        chosen = np.flatnonzero((extra > 0) | np.isin(fleet.asset_ids, list(stop or ())))
-        if chosen.size == 0:
+        chosen = extra > 0
+        for asset_id in stop or ():  # assets an earlier revision commanded: told to stop
+            k = fleet.position.get(asset_id)
+            if k is not None:
+                chosen[k] = True
+        picked = np.flatnonzero(chosen)
+        if picked.size == 0:
             return None
-        asset_ids = [fleet.asset_ids[k] for k in chosen]
-        commands = command_messages(
-            i, window, asset_ids, [fleet.gateway_ids[k] for k in chosen],
-            (base + extra)[chosen], round_,
-        )  # fmt: skip
-        limits_kw = dict(zip(asset_ids, limits[chosen].tolist(), strict=True))
-        await self.log.record_round(commands, limits_kw, round_, self.producer.source)
+        asset_ids = [fleet.asset_ids[k] for k in picked]
+        messages = command_messages(
+            i, asset_ids, [fleet.gateway_ids[k] for k in picked], (base + extra)[picked], round_
+        )
+        encoded = [
+            (m.command_id, m.gateway_id, encode_data(
+                ASSET_COMMAND, command_payload(i, window, m), source=self.producer.source,
+                event_id=m.command_id, time=i.issued_at,
+            ))
+            for m in messages
+        ]  # fmt: skip
+        # Limits in message order: each message's assets are in `asset_ids` order per gateway.
+        limit_of = dict(zip(asset_ids, limits[picked].tolist(), strict=True))
+        ordered = [a for m in messages for a in m.asset_ids]
+        limits_kw = [limit_of[a] for a in ordered]
+        await self.log.record_round(i, round_, messages, limits_kw, encoded)
         return CommandRound(
-            [c.command_id for c in commands],
-            [sp.asset_id for c in commands for sp in c.setpoints],
-            [sp.setpoint_kw for c in commands for sp in c.setpoints],
-            [limits_kw[sp.asset_id] for c in commands for sp in c.setpoints],
+            [m.command_id for m in messages],
+            ordered,
+            [kw for m in messages for kw in m.setpoints_kw],
+            limits_kw,
+            encoded,
         )
 
     def _why_none(self, instruction: DispatchInstruction) -> str:
@@ -477,10 +516,14 @@ class Dispatcher:
         return np.array([self.events.get(sub, 0) for sub in subscribers], dtype=np.int64)
 
     async def _send(self, commands: CommandRound) -> None:
-        """Publish the round's recorded messages (those not yet published)."""
-        await outbox.publish_pending(
-            self.pool, self.producer, commands.command_ids, limit=len(commands.command_ids)
-        )
+        """Publish the round's messages: from the bytes in hand when just decided, else the
+        recorded ones not yet published (a decision a crash interrupted)."""
+        if commands.encoded:
+            await outbox.publish_encoded(self.pool, self.producer, ASSET_COMMAND, commands.encoded)
+        else:
+            await outbox.publish_pending(
+                self.pool, self.producer, commands.command_ids, limit=len(commands.command_ids)
+            )
 
     async def _gather(
         self,
@@ -515,15 +558,3 @@ class Dispatcher:
         if self.season != season:
             self.events = await self.log.events_since(season)
             self.season = season
-
-    async def _note_participation(
-        self, instruction: DispatchInstruction, window: CommandWindow, acked: dict[str, float]
-    ) -> None:
-        """Count the event toward the season of each subscriber that takes part."""
-        view = self.view
-        subscribers = {view.subscribers[view.slot[a]] for a, kw in acked.items() if kw > 0}
-        hours = (window.end - window.start).total_seconds() / 3600.0
-        new = await self.log.record_participation(instruction, sorted(subscribers), hours)
-        if instruction.kind == InstructionKind.EVENT:
-            for sub in new:
-                self.events[sub] = self.events.get(sub, 0) + 1

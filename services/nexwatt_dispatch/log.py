@@ -3,19 +3,18 @@ asset's measured performance and event participation."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
+from nexwatt_dispatch.domain import CommandMessage
 from nexwatt_dispatch.view import Performance
 from nexwatt_shared import outbox
 from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import (
-    AssetCommand,
     AssetCommandAck,
     DispatchConfirmed,
     DispatchInstruction,
@@ -26,12 +25,22 @@ from nexwatt_shared.topics import ASSET_COMMAND, DISPATCH_CONFIRMED
 
 @dataclass(frozen=True)
 class CommandRound:
-    """The setpoints one round sent (one entry per asset), with each asset's limit [kW]."""
+    """The setpoints one round sent (one entry per asset), with each asset's limit [kW]; and
+    the messages' bytes when just decided (empty: read back from the log)."""
 
     command_ids: list[str]
     asset_ids: list[str]
     setpoints_kw: list[float]
     limits_kw: list[float]
+    encoded: list[outbox.Encoded] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Participation:
+    """The subscribers whose assets acknowledged a setpoint, and the event's length [h]."""
+
+    subscribers: list[str]
+    hours: float
 
 
 class DispatchLog:
@@ -78,26 +87,29 @@ class DispatchLog:
 
     async def record_round(
         self,
-        commands: Sequence[AssetCommand],
-        limits_kw: dict[str, float],
+        instruction: DispatchInstruction,
         round_: int,
-        source: str,
+        messages: Sequence[CommandMessage],
+        limits_kw: Sequence[float],
+        encoded: Sequence[outbox.Encoded],
     ) -> None:
-        """The round's command messages, typed (for recovery and analysis) and as the bytes
-        to send (the outbox), in one transaction: a crash re-sends these, never new ones."""
+        """The round's command messages, typed (for recovery and analysis), with each asset's
+        limit [kW] in message order, and as the bytes to send (the outbox), in one
+        transaction: a crash re-sends these, never new ones."""
+        i, rows, at = instruction, [], 0
+        for m in messages:
+            n = len(m.asset_ids)
+            rows.append((m.command_id, i.instruction_id, i.revision, round_, m.gateway_id,
+                         m.asset_ids, m.setpoints_kw, limits_kw[at : at + n]))  # fmt: skip
+            at += n
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 """INSERT INTO command_messages (command_id, instruction_id, revision, round,
                        gateway_id, asset_ids, setpoints_kw, limits_kw)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
-                [(c.command_id, c.instruction_id, c.revision, round_, c.gateway_id,
-                  [s.asset_id for s in c.setpoints], [s.setpoint_kw for s in c.setpoints],
-                  [limits_kw.get(s.asset_id, 0.0) for s in c.setpoints]) for c in commands],
-            )  # fmt: skip
-            for c in commands:
-                event = envelope(ASSET_COMMAND, c, source=source, event_id=c.command_id,
-                                 time=c.issued_at)  # fmt: skip
-                await outbox.record(conn, ASSET_COMMAND, event)
+                rows,
+            )
+            await outbox.record_encoded(conn, ASSET_COMMAND, encoded)
 
     async def recorded_rounds(self, instruction_id: str, revision: int) -> dict[int, CommandRound]:
         """Rounds decided before a crash, by round, to send again as they were."""
@@ -127,16 +139,29 @@ class DispatchLog:
         return {r["a"] for r in rows}
 
     async def record_answer(
-        self, answer: DispatchConfirmed, answer_id: str, source: str, on_row: bool = True
+        self,
+        answer: DispatchConfirmed,
+        answer_id: str,
+        source: str,
+        on_row: bool = True,
+        participation: Participation | None = None,
     ) -> None:
-        """The answer's event in the outbox and (`on_row`) its figures on the instruction's
-        row, in one transaction."""
+        """The answer's event in the outbox, (`on_row`) its figures on the instruction's row
+        and who took part, in one transaction."""
         a = answer
         event = envelope(
             DISPATCH_CONFIRMED, a, source=source, event_id=answer_id, time=a.confirmed_at
         )
         async with self.pool.acquire() as conn, conn.transaction():
             await outbox.record(conn, DISPATCH_CONFIRMED, event)
+            if participation is not None:
+                await conn.execute(
+                    """INSERT INTO participation (instruction_id, revision, kind, window_start,
+                           hours, subscribers)
+                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                    a.instruction_id, a.revision, a.kind.value, a.window_start,
+                    participation.hours, participation.subscribers,
+                )  # fmt: skip
             if not on_row:
                 return
             await conn.execute(
@@ -149,12 +174,15 @@ class DispatchLog:
                 a.assets_replaced,
             )  # fmt: skip
 
-    async def record_acks(self, messages: Sequence[AssetCommandAck]) -> None:
+    async def record_acks(self, messages: Sequence[tuple[AssetCommandAck, bytes]]) -> None:
+        """Each ack message with the record it came in (its data is stored as sent, not
+        encoded again: 100,000 entries an instruction)."""
         await self.pool.executemany(
-            """INSERT INTO ack_messages (command_id, instruction_id, gateway_id, acks, acked_at)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING""",
-            [(m.command_id, m.instruction_id, m.gateway_id,
-              json.dumps([a.model_dump() for a in m.acks]), m.acked_at) for m in messages],
+            """INSERT INTO ack_messages (command_id, instruction_id, gateway_id, data, acked_at)
+               VALUES ($1, $2, $3, convert_from($4, 'UTF8')::jsonb -> 'data', $5)
+               ON CONFLICT (command_id) DO NOTHING""",
+            [(m.command_id, m.instruction_id, m.gateway_id, value, m.acked_at)
+             for m, value in messages],
         )  # fmt: skip
 
     async def record_performance(self, rows: Sequence[Performance]) -> None:
@@ -173,25 +201,12 @@ class DispatchLog:
         )
         return [(r["asset_id"], r["c"], r["d"]) for r in rows]
 
-    async def record_participation(
-        self, instruction: DispatchInstruction, subscribers: Sequence[str], hours: float
-    ) -> list[str]:
-        """Subscribers taking part in the instruction; returns those new to it."""
-        rows = await self.pool.fetch(
-            """INSERT INTO participation (instruction_id, subscriber_id, kind, window_start,
-                   hours)
-               SELECT $1, s, $3, $4, $5 FROM unnest($2::text[]) AS s
-               ON CONFLICT DO NOTHING RETURNING subscriber_id""",
-            instruction.instruction_id, list(subscribers), instruction.kind.value,
-            instruction.window_start, hours,
-        )  # fmt: skip
-        return [r["subscriber_id"] for r in rows]
-
     async def events_since(self, since: datetime) -> dict[str, int]:
         """Events (not tests) each subscriber took part in since `since`."""
         rows = await self.pool.fetch(
-            "SELECT subscriber_id, count(*) AS n FROM participation"
-            " WHERE window_start >= $1 AND kind = 'event' GROUP BY subscriber_id",
+            "SELECT s, count(DISTINCT instruction_id) AS n"
+            " FROM participation, unnest(subscribers) AS s"
+            " WHERE window_start >= $1 AND kind = 'event' GROUP BY s",
             since,
         )
-        return {r["subscriber_id"]: r["n"] for r in rows}
+        return {r["s"]: r["n"] for r in rows}

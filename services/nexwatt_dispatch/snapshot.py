@@ -21,12 +21,20 @@ from redis.asyncio import Redis
 from nexwatt_dispatch.view import FleetView
 
 log = structlog.get_logger()
-KEY = "dispatch:view:v1"  # a new layout gets a new key
+LAYOUT = "v1"  # a new layout gets a new key
 _ARRAYS = ("version", "resource", "enrolled", "dc", "has_pv")
 _LISTS = ("asset_ids", "gateways", "subscribers")
 
 
-async def save(redis: Redis, view: FleetView, positions: dict[TopicPartition, int]) -> None:
+def key(group: str) -> str:
+    """The snapshot's key: per consumer group (another deployment on the same Redis reads
+    other topics)."""
+    return f"{group}:view:{LAYOUT}"
+
+
+async def save(
+    redis: Redis, key: str, view: FleetView, positions: dict[TopicPartition, int]
+) -> None:
     """Write the view as it is now, with the positions it reflects (take both between two
     batches of the state consumer)."""
     n = len(view.asset_ids)
@@ -44,15 +52,15 @@ async def save(redis: Redis, view: FleetView, positions: dict[TopicPartition, in
     for name, column in view.columns.items():
         fields[f"column:{name}"] = column[:n].tobytes()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(KEY)
-        pipe.hset(KEY, mapping=fields)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
         await pipe.execute()
 
 
-async def load(redis: Redis) -> tuple[FleetView, dict[TopicPartition, int]] | None:
+async def load(redis: Redis, key: str) -> tuple[FleetView, dict[TopicPartition, int]] | None:
     """The last snapshot as a view and the positions to read on from; None when there is none.
     `redis` returns bytes (`open_redis(url, binary=True)`)."""
-    raw = await redis.hgetall(KEY)
+    raw = await redis.hgetall(key)
     if not raw:
         return None
     fields = {k.decode(): v for k, v in raw.items()}

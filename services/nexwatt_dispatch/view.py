@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -52,6 +53,11 @@ class Fleet:
     soc_end_s: np.ndarray  # -inf: never reported
     delivered_kwh: np.ndarray  # over the asset's past commanded windows
     commanded_kwh: np.ndarray
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each asset's index in these arrays."""
+        return {asset_id: k for k, asset_id in enumerate(self.asset_ids)}
 
     @property
     def telemetry_end_s(self) -> np.ndarray:

@@ -6,10 +6,11 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nexwatt_shared.contracts import Name, UtcDatetime, VendorPayload
-from nexwatt_shared.envelope import SOURCE_PREFIX, CloudEvent
+from nexwatt_shared.envelope import SOURCE_PREFIX, SPEC_VERSION, CloudEvent
 from nexwatt_shared.topics import TELEMETRY_RAW, Topic
 
 _NAME: TypeAdapter[str] = TypeAdapter(Name)
@@ -47,6 +48,30 @@ def envelope(
     if time is not None:
         fields["time"] = _TIME.validate_python(time)
     return _current(topic).model_construct(**fields)
+
+
+def encode_data(
+    topic: Topic, data: dict[str, Any], *, source: str, event_id: str, time: datetime
+) -> bytes:
+    """The record `encode(envelope(topic, payload, ...))` makes, from a payload given as plain
+    JSON-ready values (datetimes in UTC), encoded by orjson: for a payload of many items,
+    where building a model per item costs more than all the rest (dispatch's 100,000
+    setpoints: ~380 ms of models against ~50 ms this way, `make bench`). No validation: the
+    caller builds `data` from values it computed within the contract, and its tests decode
+    what it makes under the contract."""
+    key = data.get(topic.key) if topic.key else None
+    event = {
+        "specversion": SPEC_VERSION,
+        "id": event_id,
+        "source": f"{SOURCE_PREFIX}{source}",
+        "type": topic.event_type,
+        "time": time,
+        **({"subject": str(key)} if key is not None else {}),
+        "datacontenttype": "application/json",
+        "dataschema": topic.dataschema,
+        "data": data,
+    }
+    return orjson.dumps(event, option=orjson.OPT_UTC_Z)
 
 
 def record_key(topic: Topic, payload: BaseModel) -> str | None:

@@ -28,19 +28,41 @@ from nexwatt_shared.envelope import CloudEvent
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import Topic
 
+_INSERT = (
+    "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+
 
 async def record(conn: asyncpg.Connection, topic: Topic, event: CloudEvent[BaseModel]) -> bool:
     """Record `event` for `topic` in the caller's transaction; False when its id is recorded
     already (the earlier content stands)."""
     status = await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        event.id,
-        topic.name,
-        record_key(topic, event.data),
-        encode(event),
+        _INSERT, event.id, topic.name, record_key(topic, event.data), encode(event)
     )
     return status.endswith(" 1")
+
+
+Encoded = tuple[str, str | None, bytes]  # event id, key, the record's bytes
+
+
+async def record_encoded(conn: asyncpg.Connection, topic: Topic, events: Sequence[Encoded]) -> None:
+    """Record events already encoded (`codec.encode_data`), in the caller's transaction; an id
+    recorded already keeps its earlier content."""
+    await conn.executemany(_INSERT, [(eid, topic.name, key, value) for eid, key, value in events])
+
+
+async def publish_encoded(
+    pool: asyncpg.Pool, producer: EventProducer, topic: Topic, events: Sequence[Encoded]
+) -> None:
+    """Publish events just recorded from the bytes in hand (not read back), then mark them
+    published: the caller holds the decision's lock, so no one else sends them meanwhile; a
+    crash in between leaves them unpublished, for `publish_pending`."""
+    await producer.send_raw_many(topic.name, [(key, value, ()) for _, key, value in events])
+    await pool.execute(
+        "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::text[])",
+        [eid for eid, _, _ in events],
+    )
 
 
 async def recorded_value(pool: asyncpg.Pool, event_id: str) -> bytes | None:

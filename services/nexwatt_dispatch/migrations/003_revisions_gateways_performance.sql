@@ -26,12 +26,13 @@ CREATE TABLE command_messages (
 );
 CREATE INDEX command_messages_instruction ON command_messages (instruction_id, revision);
 
--- Each asset.command-ack message as received (the first under its command id).
+-- Each asset.command-ack message as received (the first under its command id): its data as
+-- the gateway sent it (a version-1 ack keeps its own shape).
 CREATE TABLE ack_messages (
     command_id     text        PRIMARY KEY,
     instruction_id text        NOT NULL,
     gateway_id     text        NOT NULL,
-    acks           jsonb       NOT NULL,
+    data           jsonb       NOT NULL,
     acked_at       timestamptz NOT NULL,
     received_at    timestamptz NOT NULL DEFAULT now()
 );
@@ -47,13 +48,15 @@ CREATE TABLE performance (
     PRIMARY KEY (instruction_id, asset_id)
 );
 
--- Which subscribers took part in which event, for the program's limits per season.
+-- Which subscribers took part in which event (one row per instruction revision), for the
+-- program's limits per season.
 CREATE TABLE participation (
-    instruction_id text        NOT NULL,
-    subscriber_id  text        NOT NULL,
-    kind           text        NOT NULL,
-    window_start   timestamptz NOT NULL,
+    instruction_id text             NOT NULL,
+    revision       integer          NOT NULL,
+    kind           text             NOT NULL,
+    window_start   timestamptz      NOT NULL,
     hours          double precision NOT NULL,
-    PRIMARY KEY (instruction_id, subscriber_id)
+    subscribers    text[]           NOT NULL,
+    PRIMARY KEY (instruction_id, revision)
 );
 CREATE INDEX participation_window ON participation (window_start);

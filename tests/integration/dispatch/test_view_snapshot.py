@@ -94,13 +94,14 @@ async def test_every_replica_sees_every_partition_and_a_restart_reads_on_from_th
         await eventually(lambda v=view: asyncio.sleep(0, holds(v, 80.0)), bool, timeout_s=30)
 
     # A snapshot between batches, then more arrives: a new version of one asset and newer SoC.
-    await snapshot.save(ctx["redis"], first.copy(), dict(one.handled))
+    key = snapshot.key(unique("test-view"))
+    await snapshot.save(ctx["redis"], key, first.copy(), dict(one.handled))
     taken = dict(one.handled)
     await ctx["producer"].publish(ASSET_REGISTERED, record(assets[0], resource, version=2))
     await ctx["producer"].publish_many(TELEMETRY_INTERVAL, [reading(a, 60.0, 5) for a in assets])
 
     # A restart: the view comes back from Redis, and reading goes on from where it was taken.
-    restored = await snapshot.load(ctx["redis"])
+    restored = await snapshot.load(ctx["redis"], key)
     assert restored is not None
     view, positions = restored
     assert positions == taken and holds(view, 80.0)

@@ -13,6 +13,7 @@ from nexwatt_dispatch.domain import (
     allocate,
     answer_status,
     command_messages,
+    command_payload,
     command_window,
     dispatchable_kw,
     instruction_refusal,
@@ -23,8 +24,10 @@ from nexwatt_dispatch.domain import (
     usable,
     within_limits,
 )
-from nexwatt_shared.contracts import MAX_SETPOINTS_PER_COMMAND, AssetCommand, DispatchInstruction
+from nexwatt_shared.codec import decode, encode, encode_data, envelope
+from nexwatt_shared.contracts import MAX_SETPOINTS_PER_COMMAND, DispatchInstruction
 from nexwatt_shared.power_model import AssetRatings
+from nexwatt_shared.topics import ASSET_COMMAND
 
 NAN = np.nan
 
@@ -250,18 +253,29 @@ def test_commands_go_one_message_per_gateway_in_parts() -> None:
     assets = ["H-1", *(f"E-{k}" for k in range(n))]
     gateways = ["H-1", *(["enphase-cloud"] * n)]
     setpoints = [2.34567, *([1.0] * n)]
-    got = command_messages(instruction, window, assets, gateways, setpoints, round_=1)
-    assert [c.command_id for c in got] == [
+    got = command_messages(instruction, assets, gateways, setpoints, round_=1)
+    assert [m.command_id for m in got] == [
         "I-7:r2:H-1:1-0", "I-7:r2:enphase-cloud:1-0", "I-7:r2:enphase-cloud:1-1",
     ]  # fmt: skip
-    assert [len(c.setpoints) for c in got] == [1, MAX_SETPOINTS_PER_COMMAND, 1]
-    assert got[0].setpoints[0].setpoint_kw == 2.346  # rounded to the watt
-    assert {(c.window_start, c.window_end, c.revision) for c in got} == {
-        (window.start, window.end, 2)
-    }
-    # Built without validation: what validation would say of them must hold all the same.
-    for c in got:
-        AssetCommand.model_validate(c.model_dump())
+    assert [len(m.asset_ids) for m in got] == [1, MAX_SETPOINTS_PER_COMMAND, 1]
+    assert got[0].setpoints_kw == [2.346]  # rounded to the watt
+    assert got[2].asset_ids == [f"E-{n - 1}"]
+    # Encoded without a model per setpoint: the record is what the contract reads, and the
+    # same bytes the models would make.
+    for m in got:
+        raw = encode_data(
+            ASSET_COMMAND, command_payload(instruction, window, m), source="dispatch",
+            event_id=m.command_id, time=T9,
+        )  # fmt: skip
+        event = decode(ASSET_COMMAND, raw)
+        command = event.data
+        assert (command.gateway_id, command.revision, command.window_start) == (
+            m.gateway_id, 2, window.start,
+        )  # fmt: skip
+        assert [sp.asset_id for sp in command.setpoints] == m.asset_ids
+        assert raw == encode(
+            envelope(ASSET_COMMAND, command, source="dispatch", event_id=m.command_id, time=T9)
+        )
 
 
 def test_program_seasons_start_in_april_and_october() -> None:
