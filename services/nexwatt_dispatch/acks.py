@@ -8,12 +8,16 @@ import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client import Counter
 
-from nexwatt_shared.contracts import AssetCommandAck, SetpointAck
+from nexwatt_shared.contracts import AssetCommandAck
 
-KEEP_S = 3600.0  # acks of an instruction are kept this long after its first one [s]
+# Acks of an instruction are kept this long after its first one [s]: long enough for its
+# answer, or for another replica to answer it if the deciding one died; and read again this
+# far back at start. At 100,000 assets an instruction brings 100,000 acks to every replica.
+KEEP_S = 600.0
 _ROUND = re.compile(r"^r([0-9]+):.*:([0-9]+)-[0-9]+$")
 ACKS_IGNORED = Counter(
     "nexwatt_dispatch_acks_ignored_total",
@@ -39,12 +43,19 @@ class _Waiter:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class Answer(NamedTuple):
+    """An asset's answer to its setpoint (the ack entry, without the rest of the model)."""
+
+    accepted: bool
+    setpoint_kw: float
+
+
 @dataclass
 class _Book:
     """One round of an instruction revision's acks: the first answer of each asset stands."""
 
     created: float
-    acks: dict[str, SetpointAck] = field(default_factory=dict)
+    acks: dict[str, Answer] = field(default_factory=dict)
     commands: set[str] = field(default_factory=set)  # command ids a gateway answered
     waiter: _Waiter | None = None
 
@@ -73,18 +84,18 @@ class AckBook:
             book = self._book(round_of(message.instruction_id, message.command_id))
             book.commands.add(message.command_id)
             waiter = book.waiter
+            acks = book.acks
             for ack in message.acks:
-                if ack.asset_id in book.acks:
-                    continue
-                book.acks[ack.asset_id] = ack
-                if waiter is not None:
-                    waiter.remaining.discard(ack.asset_id)
+                if ack.asset_id not in acks:
+                    acks[ack.asset_id] = Answer(ack.accepted, ack.setpoint_kw)
+            if waiter is not None:
+                waiter.remaining.difference_update(a.asset_id for a in message.acks)
             if waiter is not None and not waiter.remaining:
                 waiter.done.set()
 
     async def wait(
         self, key: Round, assets: Collection[str], timeout_s: float
-    ) -> dict[str, SetpointAck]:
+    ) -> dict[str, Answer]:
         """The acks of `assets` in the round, once all have answered or `timeout_s` has
         passed, whichever is first."""
         book = self._book(key)

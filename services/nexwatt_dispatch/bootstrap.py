@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from nexwatt_dispatch import snapshot
+from nexwatt_dispatch.acks import KEEP_S as ACKS_KEPT_S
 from nexwatt_dispatch.acks import AckBook
 from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.handlers import Dispatcher, StateHandler
@@ -54,8 +55,8 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         state_handler.handle,
         role="state",
         replay={ASSET_REGISTERED.name: None, TELEMETRY_INTERVAL.name: replay_s,
-                ASSET_COMMAND_ACK.name: replay_s},
-        # Acks are not in the snapshot: always from `replay_s` back.
+                ASSET_COMMAND_ACK.name: min(replay_s, ACKS_KEPT_S)},
+        # Acks are not in the snapshot: always from (at most) the time they are kept back.
         start_at={tp: o for tp, o in positions.items() if tp.topic != ASSET_COMMAND_ACK.name},
     )  # fmt: skip
     dispatcher = Dispatcher(settings, view, acks, dispatch_log, res.producer, view_ready)

@@ -142,6 +142,7 @@ class Dispatcher:
         self.events: dict[str, int] = {}  # subscriber -> events this season
         self.season: datetime | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._answering: set[tuple[str, int]] = set()  # instruction id, revision
 
     # --- the consumer and the worker --------------------------------------------------------
 
@@ -155,15 +156,19 @@ class Dispatcher:
             self._start(instruction, earlier, time.monotonic())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Answer what was received but not answered before a restart; keep the measured
-        performance current; at stop, cancel what is in flight (answered after the restart)."""
-        for instruction in await self.log.unanswered():
-            self._start(instruction, instruction, time.monotonic())
+        """Answer what was received but not answered before a restart, and now and then what
+        another replica received and did not answer (it died: its offsets were committed, so
+        no one else is handed the instruction); keep the measured performance current; at
+        stop, cancel what is in flight (answered after the restart)."""
+        orphaned_after_s = 0.0  # at start: everything unanswered is ours to answer
         while not stop.is_set():
             try:
+                for instruction in await self.log.unanswered(orphaned_after_s):
+                    self._start(instruction, instruction, time.monotonic())
                 self.view.set_performance(await self.log.performance_totals())
-            except Exception as exc:  # PostgreSQL away: the ratios stay as they were
-                log.warning("performance not refreshed", error=str(exc))
+            except Exception as exc:  # PostgreSQL away: tried again next time
+                log.warning("orphans and performance not read", error=str(exc))
+            orphaned_after_s = 4 * self.settings.dispatch_ack_timeout_s + 30.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.dispatch_performance_refresh_s)
         for task in self._tasks:
@@ -173,9 +178,14 @@ class Dispatcher:
     def _start(
         self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float
     ) -> None:
+        key = (instruction.instruction_id, instruction.revision)
+        if key in self._answering and earlier == instruction:
+            return  # being answered here already (a redelivery, or found unanswered)
+        self._answering.add(key)
         task = asyncio.create_task(self._answer_until_done(instruction, earlier, started))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._answering.discard(key))
 
     async def _answer_until_done(
         self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float

@@ -77,11 +77,13 @@ class DispatchLog:
             instruction_id,
         )
 
-    async def unanswered(self) -> list[DispatchInstruction]:
-        """Instructions received but not answered (a restart came in between)."""
+    async def unanswered(self, received_before_s: float = 0.0) -> list[DispatchInstruction]:
+        """Instructions received (at least `received_before_s` ago) but not answered: a
+        restart came in between, or the replica answering them died."""
         rows = await self.pool.fetch(
             "SELECT content FROM instructions WHERE status IS NULL AND content IS NOT NULL"
-            " ORDER BY received_at"
+            " AND received_at <= now() - make_interval(secs => $1) ORDER BY received_at",
+            received_before_s,
         )
         return [DispatchInstruction.model_validate_json(r["content"]) for r in rows]
 

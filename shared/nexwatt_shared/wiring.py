@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import TopicPartition
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -41,11 +42,12 @@ class Resources:
         role: str = "",
         max_records: int | None = None,
         replay: Mapping[str, float | None] | None = None,
+        start_at: Mapping[TopicPartition, int] | None = None,
     ) -> ConsumerRunner:
         """A consumer in the service's group (or the group `<service group>.<role>` when a
         service needs several loops); /readyz waits until each has caught up, and fails while
         one has been retrying a batch for longer than `ready_max_retry_s`. `replay`: every
-        replica reads every partition (`ConsumerRunner`'s broadcast mode)."""
+        replica reads every partition (`ConsumerRunner`'s broadcast mode), some from `start_at`."""
         group = f"{self.settings.consumer_group}.{role}" if role else self.settings.consumer_group
         runner = ConsumerRunner(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -57,6 +59,7 @@ class Resources:
             max_ahead_s=self.settings.event_time_max_ahead_s,
             security=self.settings.kafka_security(),
             replay=replay,
+            start_at=start_at,
         )
 
         async def ready() -> bool:
