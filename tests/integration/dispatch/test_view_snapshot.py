@@ -55,17 +55,20 @@ async def ctx(servers: dict[str, str]) -> AsyncIterator[dict]:
     await producer.start()
     running: list[tuple[asyncio.Event, asyncio.Task]] = []
 
-    def replica(view: FleetView, start_at: dict | None = None) -> ConsumerRunner:
+    def replica(
+        view: FleetView, start_at: dict | None = None
+    ) -> tuple[ConsumerRunner, StateHandler]:
         """A replica's state consumer, running until the test ends."""
+        handler = StateHandler(view, AckBook(), DispatchLog(pool), 900.0)
         runner = ConsumerRunner(
             bootstrap_servers=bootstrap, group_id=unique("test-view"), topics=TOPICS,
-            handler=StateHandler(view, AckBook(), DispatchLog(pool), 900.0).handle,
+            handler=handler.handle,
             dead_letters=producer, replay=dict.fromkeys((t.name for t in TOPICS), 120.0),
             start_at=start_at,
         )  # fmt: skip
         stop = asyncio.Event()
         running.append((stop, asyncio.create_task(runner.run(stop))))
-        return runner
+        return runner, handler
 
     yield {"producer": producer, "redis": redis, "replica": replica}
     for stop, task in running:
@@ -82,7 +85,7 @@ async def test_every_replica_sees_every_partition_and_a_restart_reads_on_from_th
     resource = unique("NXW-PJM-V")
     assets = [unique(f"V-{k}") for k in range(6)]  # keyed by asset: spread over 3 partitions
     first, second = FleetView(), FleetView()
-    one, _ = ctx["replica"](first), ctx["replica"](second)
+    (one, handler), _ = ctx["replica"](first), ctx["replica"](second)
     await ctx["producer"].publish_many(ASSET_REGISTERED, [record(a, resource) for a in assets])
     await ctx["producer"].publish_many(TELEMETRY_INTERVAL, [reading(a, 80.0) for a in assets])
 
@@ -95,8 +98,9 @@ async def test_every_replica_sees_every_partition_and_a_restart_reads_on_from_th
 
     # A snapshot between batches, then more arrives: a new version of one asset and newer SoC.
     key = snapshot.key(unique("test-view"))
-    taken = dict(one.handled)  # first the positions, then the view: it may only be ahead
-    await snapshot.save(ctx["redis"], key, first.copy(), taken)
+    async with handler.between_batches:  # as the service takes it
+        taken, copy = dict(one.handled), first.copy()
+    await snapshot.save(ctx["redis"], key, copy, taken)
     await ctx["producer"].publish(ASSET_REGISTERED, record(assets[0], resource, version=2))
     await ctx["producer"].publish_many(TELEMETRY_INTERVAL, [reading(a, 60.0, 5) for a in assets])
 
@@ -105,7 +109,7 @@ async def test_every_replica_sees_every_partition_and_a_restart_reads_on_from_th
     assert restored is not None
     view, positions = restored
     assert positions == taken and holds(view, 80.0)
-    runner = ctx["replica"](view, start_at=positions)
+    runner, _ = ctx["replica"](view, start_at=positions)
     await eventually(lambda: asyncio.sleep(0, holds(view, 60.0)), bool, timeout_s=30)
     fleet = view.fleet(resource)
     assert fleet.ratings.inverter_ac_kw[fleet.asset_ids.index(assets[0])] == pytest.approx(9.6)
