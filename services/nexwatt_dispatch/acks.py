@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -95,9 +95,9 @@ class AckBook:
 
     async def wait(
         self, key: Round, assets: Collection[str], timeout_s: float
-    ) -> dict[str, Answer]:
-        """The acks of `assets` in the round, once all have answered or `timeout_s` has
-        passed, whichever is first."""
+    ) -> Mapping[str, Answer]:
+        """The round's acks (by asset; not to be changed), once all of `assets` have answered
+        or `timeout_s` has passed, whichever is first."""
         book = self._book(key)
         waiter = _Waiter({a for a in assets if a not in book.acks})
         if waiter.remaining:
@@ -108,12 +108,8 @@ class AckBook:
                 pass
             finally:
                 book.waiter = None
-        return {a: book.acks[a] for a in assets if a in book.acks}
+        return book.acks
 
     def answered(self, key: Round) -> set[str]:
         """The command ids of the round that a gateway has answered."""
         return set(self._book(key).commands)
-
-    def assets(self, key: Round) -> set[str]:
-        """The assets that answered in the round."""
-        return set(self._book(key).acks)

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from nexwatt_dispatch.acks import ACKS_IGNORED, AckBook
 from nexwatt_dispatch.config import Settings
 from nexwatt_dispatch.domain import (
+    SETPOINT_ROUNDING_MW,
     CommandWindow,
     EventLimits,
     allocate,
@@ -245,8 +246,11 @@ class Dispatcher:
             answer, window, acked = await self._command(i, started)
             taking_part = None
             if acked and not i.cancelled:
-                subscribers = {self.view.subscribers[self.view.slot[a]]
-                               for a, kw in acked.items() if kw > 0}  # fmt: skip
+                view = self.view
+                subscribers = set(
+                    map(view.subscribers.__getitem__,
+                        map(view.slot.__getitem__, (a for a, kw in acked.items() if kw > 0)))
+                )  # fmt: skip
                 hours = (window.end - window.start).total_seconds() / 3600.0
                 taking_part = Participation(sorted(subscribers), hours)
             await self._publish(answer, answer_id(i), participation=taking_part)
@@ -377,11 +381,6 @@ class Dispatcher:
                 expected |= raised
                 limits |= dict(zip(second.asset_ids, second.limits_kw, strict=True))
                 replaced = len(silent)
-        answered = set().union(
-            *(self.acks.assets((i.instruction_id, i.revision, r)) for r in (0, 1))
-        )
-        if strays := answered - expected.keys():
-            ACKS_IGNORED.labels("asset not commanded").inc(len(strays))
         return self._settle(i, window, expected, limits, acked, replaced, started), window, acked
 
     def _settle(
@@ -408,10 +407,9 @@ class Dispatcher:
                 len(acked), 0, started,
             )  # fmt: skip
         confirmed_mw = self._expected_kw(acked) / 1000.0
-        status, reason = answer_status(
-            i.mw, confirmed_mw, commanded, len(acked),
-            shortfall_reason(i.mw, [self._expected_kw(limits)]),
-        )  # fmt: skip
+        covered = confirmed_mw + commanded * SETPOINT_ROUNDING_MW >= i.mw
+        shortfall = None if covered else shortfall_reason(i.mw, [self._expected_kw(limits)])
+        status, reason = answer_status(i.mw, confirmed_mw, commanded, len(acked), shortfall)
         reason = "; ".join(r for r in (reason, window.note) if r) or None
         if i.kind == InstructionKind.TEST:
             reason = "; ".join(r for r in ("capability test", reason) if r)
@@ -426,7 +424,9 @@ class Dispatcher:
         performance ratio."""
         if not kw_by_asset:
             return 0.0
-        slots = np.array([self.view.slot[a] for a in kw_by_asset], np.int64)
+        slots = np.fromiter(
+            map(self.view.slot.__getitem__, kw_by_asset), np.int64, len(kw_by_asset)
+        )
         c = self.view.columns
         ratio = performance_ratio(c["delivered_kwh"][slots], c["commanded_kwh"][slots])
         return float(np.dot(np.fromiter(kw_by_asset.values(), float, len(kw_by_asset)), ratio))
@@ -548,18 +548,25 @@ class Dispatcher:
         key = (instruction.instruction_id, instruction.revision, round_)
         half_s = self.settings.dispatch_ack_timeout_s / 2
         acks = await self.acks.wait(key, expected, half_s)
-        if len(acks) < len(expected):
+        if any(a not in acks for a in expected):
             unanswered = set(commands.command_ids) - self.acks.answered(key)
             if unanswered:
                 log.info("re-sending commands no gateway answered", messages=len(unanswered))
                 await outbox.republish(self.pool, self.producer, sorted(unanswered))
             acks = await self.acks.wait(key, expected, half_s)
         acked: dict[str, float] = {}
-        for asset_id, ack in acks.items():
-            if ack.setpoint_kw > expected[asset_id] + 0.0005:  # beyond the watt it is rounded to
+        matched = 0
+        for asset_id, commanded_kw in expected.items():
+            ack = acks.get(asset_id)
+            if ack is None:
+                continue
+            matched += 1
+            if ack.setpoint_kw > commanded_kw + 0.0005:  # beyond the watt it is rounded to
                 ACKS_IGNORED.labels("more than commanded").inc()
                 continue
             acked[asset_id] = ack.setpoint_kw if ack.accepted else 0.0
+        if strays := len(acks) - matched:  # acks of assets this round did not command
+            ACKS_IGNORED.labels("asset not commanded").inc(strays)
         return acked
 
     async def _load_season(self, when: datetime) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import structlog
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
@@ -44,7 +45,7 @@ async def save(
         "resource_codes": json.dumps(view.resource_codes),
     }
     for name in _LISTS:
-        fields[f"list:{name}"] = json.dumps(getattr(view, name)[:n])
+        fields[f"list:{name}"] = orjson.dumps(getattr(view, name)[:n])
     for name in _ARRAYS:
         array = getattr(view, name)[:n]
         fields[f"array:{name}"] = array.tobytes()
@@ -75,7 +76,7 @@ def _view(fields: dict[str, bytes]) -> tuple[FleetView, dict[TopicPartition, int
     n = int(fields["rows"])
     view = FleetView(capacity=max(n, 1024))
     for name in _LISTS:
-        getattr(view, name).extend(json.loads(fields[f"list:{name}"]))
+        getattr(view, name).extend(orjson.loads(fields[f"list:{name}"]))
     view.slot = {asset_id: i for i, asset_id in enumerate(view.asset_ids)}
     view.resource_codes = json.loads(fields["resource_codes"])
     for name in _ARRAYS:

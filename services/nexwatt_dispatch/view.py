@@ -68,7 +68,7 @@ class Fleet:
         return len(self.asset_ids)
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """What an asset acknowledged it will hold, and what its telemetry showed it deliver."""
 

@@ -185,6 +185,13 @@ async def answer_to(ctx: dict, i: DispatchInstruction) -> DispatchConfirmed:
     [answer] = await ctx["watcher"].wait_for(
         DISPATCH_CONFIRMED, instruction_id=i.instruction_id, revision=i.revision
     )
+
+    def commanded() -> int:  # the watcher may see the answer before the commands
+        found = ctx["watcher"].payloads(ASSET_COMMAND, instruction_id=i.instruction_id,
+                                        revision=i.revision)  # fmt: skip
+        return len({sp.asset_id for c in found for sp in c.setpoints})
+
+    await eventually(lambda: asyncio.sleep(0, commanded()), lambda n: n >= answer.assets_commanded)
     return answer
 
 
