@@ -10,9 +10,11 @@
    `nexwatt-ingest import`'s own code, parsing alone and parsing + publishing [readings/s];
 3. dead letters: refused records/s through the runner (malformed JSON on a topic of its own,
    each turned into a letter on `dead.letter`): how fast a flood of bad records drains;
-4. dispatch latency: wall time from publishing a `dispatch.instruction` to seeing its
-   `dispatch.confirmed`, with onboarding, dispatch and the fleet simulator running for real,
-   for a 312-asset and a 3,120-asset resource (p50 / p95 / max over several instructions);
+4. dispatch at scale (`tests.bench.dispatch`): resources of 10,000 and 100,000 assets
+   (`NEXWATT_BENCH_DISPATCH_ASSETS`), the dispatch service as a process and a bench gateway
+   acknowledging: instruction -> last command on the bus and -> `dispatch.confirmed` (p50 /
+   p99), two resources at once against one alone, peak memory. The issue's goals: < 1 s,
+   < 2 s, <= 1.2 x;
 5. settlement: one 1-hour event of a 100,000-asset resource (`NEXWATT_BENCH_SETTLE_ASSETS`)
    settled end to end (`tests.bench.settle`: 30 days of hourly history, 5-minute data, the
    report published), per phase [s] and peak RSS; and the per-batch cost with its window open
@@ -31,19 +33,16 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from nexwatt_admin.launcher import Launcher
 from nexwatt_dispatch.domain import allocate, dispatchable_kw
 from nexwatt_shared.codec import encode, envelope, raw_envelope
-from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval, VendorPayload
+from nexwatt_shared.contracts import TelemetryInterval, VendorPayload
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
@@ -51,8 +50,6 @@ from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.power_model import AssetRatings
 from nexwatt_shared.topics import (
-    DISPATCH_CONFIRMED,
-    DISPATCH_INSTRUCTION,
     Topic,
 )
 from nexwatt_shared.wiring import tune_gc
@@ -62,11 +59,14 @@ from tests.bench.backfill import bench_backfill
 from tests.bench.capacity import ASSETS as CAPACITY_ASSETS
 from tests.bench.capacity import bench_capacity
 from tests.bench.capacity import summary as capacity_summary
+from tests.bench.dispatch import REPEATS as DISPATCH_REPEATS
+from tests.bench.dispatch import SIZES as DISPATCH_SIZES
+from tests.bench.dispatch import bench_dispatch_scale
+from tests.bench.dispatch import summary as dispatch_summary
 from tests.bench.settle import ASSETS as SETTLE_ASSETS
 from tests.bench.settle import bench_settle
 from tests.bench.settle import summary as settle_summary
-from tests.helpers import TopicWatcher, committed_total, eventually, unique
-from tests.story import Story
+from tests.helpers import committed_total, eventually, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 # 100 meters = 3.5 M readings, a few minutes; the rate is per reading, so 1,000 meters (35 M)
@@ -245,67 +245,6 @@ async def bench_dead_letters(records: int = 20_000) -> dict[str, float]:
     return {"records": records, "seconds": elapsed, "letters_per_s": records / elapsed}
 
 
-async def bench_dispatch(assets: int, instructions: int = 8) -> dict[str, float]:
-    run = unique("BENCH").upper().replace("-", "")
-    resource = f"NXW-PJM-{run}"
-    launcher = Launcher(ROOT / ".stack/logs/bench")
-    ports = {"onboarding": 18181, "dispatch": 18184}
-    sim_env = {
-        "NEXWATT_HTTP_PORT": "18186",
-        "NEXWATT_SIM_ASSETS": str(assets),
-        # Hours in the past: the fleet runs at 60x, and services refuse telemetry stamped
-        # ahead of the wall clock.
-        "NEXWATT_SIM_START": Story(port_offset=0).start.isoformat(),
-        "NEXWATT_SIM_SPEED": "60",
-        "NEXWATT_SIM_ASSET_PREFIX": f"{run}-",
-        "NEXWATT_SIM_RESOURCE_ID": resource,
-        "NEXWATT_SIM_ONBOARDING_URL": f"http://127.0.0.1:{ports['onboarding']}",
-        "NEXWATT_SIM_HISTORY_DAYS": "0",  # no backfill of hourly history: live readings only
-    }
-    watcher = await TopicWatcher(BOOTSTRAP, [DISPATCH_CONFIRMED]).start()
-    producer = EventProducer(BOOTSTRAP, "bench-iso")
-    await producer.start()
-    try:
-        for name, port in ports.items():
-            launcher.start(name, env={"NEXWATT_HTTP_PORT": str(port)})
-        await launcher.wait_ready(ports)
-        register = [*launcher.command("fleet-sim"), "register"]
-        await asyncio.to_thread(
-            subprocess.run, register, env={**os.environ, **sim_env}, check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        launcher.start("fleet-sim", env=sim_env)
-        await launcher.wait_ready({"fleet-sim": 18186})
-        await asyncio.sleep(8)  # 8 event minutes: every asset has reported at least once
-        latencies, confirmed = [], []
-        async with httpx.AsyncClient(timeout=5) as client:
-            for k in range(instructions):
-                truth = (await client.get("http://127.0.0.1:18186/v1/truth")).json()
-                now = datetime.fromisoformat(truth["clock"])
-                instruction = DispatchInstruction(
-                    instruction_id=f"{run}-{k}", resource_id=resource, mw=assets * 0.1,
-                    window_start=now, window_end=now + timedelta(hours=1), issued_at=now,
-                )  # fmt: skip
-                t0 = time.perf_counter()
-                await producer.publish(DISPATCH_INSTRUCTION, instruction)
-                [answer] = await watcher.wait_for(
-                    DISPATCH_CONFIRMED, instruction_id=instruction.instruction_id
-                )
-                latencies.append((time.perf_counter() - t0) * 1000)
-                confirmed.append(answer.assets_dispatched)
-    finally:
-        launcher.stop_all()
-        await producer.stop()
-        await watcher.stop()
-    return {
-        "assets": assets,
-        "assets_dispatched_median": statistics.median(confirmed),
-        "p50_ms": statistics.median(latencies),
-        "p95_ms": float(np.percentile(latencies, 95)),
-        "max_ms": max(latencies),
-    }
-
-
 async def main() -> None:
     configure_logging("bench", "ERROR")  # a flood of dead-letter warnings is the point
     results: dict[str, object] = {
@@ -329,12 +268,12 @@ async def main() -> None:
     print("dead letters ...", flush=True)
     results["dead_letters"] = await bench_dead_letters()
     print(f"    {results['dead_letters']}", flush=True)
-    results["dispatch_latency"] = []
-    for assets in (312, 3120):
-        print(f"dispatch latency, {assets} assets ...", flush=True)
-        row = await bench_dispatch(assets)
-        results["dispatch_latency"].append(row)  # type: ignore[union-attr]
-        print(f"    {row}", flush=True)
+    results["dispatch"] = []
+    for assets in DISPATCH_SIZES:
+        print(f"dispatch at scale, {assets:,} assets per resource ...", flush=True)
+        row = await bench_dispatch_scale(assets, DISPATCH_REPEATS)
+        results["dispatch"].append(row)  # type: ignore[union-attr]
+        print(f"    {dispatch_summary(row)}", flush=True)
     print(f"capacity model, {CAPACITY_ASSETS:,} assets ...", flush=True)
     results["capacity"] = await bench_capacity(CAPACITY_ASSETS)
     print(f"    {capacity_summary(results['capacity'])}", flush=True)
