@@ -364,11 +364,13 @@ class Dispatcher:
         limits = dict(zip(first.asset_ids, first.limits_kw, strict=True))
         acked = await self._gather(i, 0, first, expected)
         silent = [a for a in first.asset_ids if a not in acked]
+        wanted_kw = max(i.mw, 0.0) * 1000.0 - self._expected_kw(acked)
+        short = wanted_kw > len(expected) * SETPOINT_ROUNDING_MW * 1000.0
         replaced = 0
-        if silent and not i.cancelled:
-            # What the silent assets were to deliver goes to the others' headroom: to assets
-            # that acknowledged (their setpoint raised) and to any not commanded yet.
-            wanted_kw = max(i.mw, 0.0) * 1000.0 - self._expected_kw(acked)
+        if short and not i.cancelled:
+            # What the silent assets were to deliver, and what others acknowledged less of,
+            # goes to the others' headroom: to assets that acknowledged (their setpoint
+            # raised) and to any not commanded yet.
             refused = [a for a, kw in acked.items() if kw <= 0]
             held = {a: kw for a, kw in acked.items() if kw > 0}
             second = rounds.get(1) or await self._decide(

@@ -217,20 +217,22 @@ async def test_allocation_per_gateway_confirmation_and_replay(ctx: dict) -> None
         [telemetry(a, NOW, 2.6, 90.0), telemetry(b, NOW, 0.6, 50.0)],
     )  # fmt: skip
     b_kw = (50 - 20) / 100 * 9.8 * 60 / 59
-    # 0.006 MW = 6 kW over limits 5.0 + B: pro rata; B's gateway acknowledges only 2.0 kW.
-    ctx["gateways"].answers[b] = 2.0
-    i = instruction(ctx, 0.006)
+    # 0.009 MW = 9 kW, more than the limits 5.0 + 2.99 kW: both at their limits, and no
+    # headroom left for a second round.
+    i = instruction(ctx, 0.009)
     answer = await answer_to(ctx, i)
-    a_kw = 6 * 5.0 / (5.0 + b_kw)
-    assert setpoints(ctx, i) == pytest.approx({a: a_kw, b: 6 * b_kw / (5.0 + b_kw)}, abs=1e-3)
+    assert setpoints(ctx, i) == pytest.approx({a: 5.0, b: b_kw}, abs=1e-3)
     # One message for the hub's two assets, keyed by the hub.
     [command] = ctx["watcher"].payloads(ASSET_COMMAND, instruction_id=i.instruction_id)
     assert command.gateway_id == hub and command.command_id == f"{i.instruction_id}:r1:{hub}:0-0"
     assert (command.window_start, command.window_end) == (NOW + timedelta(minutes=1), NOW + HOUR)
     assert answer.status == DispatchStatus.PARTIAL
-    assert answer.mw_confirmed == pytest.approx((round(a_kw, 3) + 2.0) / 1000, abs=1e-9)
+    assert answer.mw_confirmed == pytest.approx((5.0 + round(b_kw, 3)) / 1000, abs=1e-9)
     assert (answer.assets_commanded, answer.assets_dispatched) == (2, 2)
-    assert "commands cover 13:18-14:17 UTC" in answer.reason
+    assert answer.reason == (
+        "fleet limit 0.008 MW; the window opened at 13:15 UTC; commands cover 13:18-14:17 UTC,"
+        " what can still be delivered"
+    )
 
     # Redelivered: nothing is decided again, and nothing more is published...
     answer_id = f"confirmed:{i.instruction_id}"
@@ -274,6 +276,22 @@ async def test_a_silent_asset_is_replaced_and_a_lost_command_sent_once_more(ctx:
     assert (answer.assets_commanded, answer.assets_dispatched, answer.assets_replaced) == (
         3, 2, 1,
     )  # fmt: skip
+
+
+async def test_what_an_asset_acknowledges_short_goes_to_the_others_headroom(ctx: dict) -> None:
+    a, b = unique("T-A"), unique("T-B")
+    await fleet_of(
+        ctx, [asset(ctx, x) for x in (a, b)], [telemetry(x, NOW, 2.6, 90.0) for x in (a, b)]
+    )
+    # 4 kW asked of two 5 kW assets: 2 kW each; B's gateway holds it to 1 kW. The missing
+    # 1 kW goes pro rata to the headroom left, A 5 - 2 = 3 and B 5 - 1 = 4 kW: A 2 + 3/7,
+    # B 1 + 4/7. B holds 1 kW again: 2.429 + 1.0 kW confirmed, partial.
+    ctx["gateways"].answers[b] = 1.0
+    i = instruction(ctx, 0.004)
+    answer = await answer_to(ctx, i)
+    assert setpoints(ctx, i) == pytest.approx({a: 2 + 3 / 7, b: 1 + 4 / 7}, abs=1e-3)
+    assert answer.status == DispatchStatus.PARTIAL and answer.assets_replaced == 0
+    assert answer.mw_confirmed == pytest.approx((round(2 + 3 / 7, 3) + 1.0) / 1000, abs=1e-9)
 
 
 async def test_an_update_moves_the_setpoints_and_a_cancellation_stops_them(ctx: dict) -> None:
