@@ -26,10 +26,10 @@ class Settings(ServiceSettings):
         " open (or opening sooner) start this long after the instruction's issue time",
     )
     dispatch_replay_s: float = Field(
-        3600.0,
-        description="At start, telemetry and acks published this long ago [s of wall time]"
-        " are read again to rebuild the in-memory view (registrations: all of them); at least"
-        " the telemetry max age",
+        900.0,
+        description="At a start without a snapshot, telemetry published this long ago [s of"
+        " wall time] is read again to rebuild the in-memory view (registrations: all of them);"
+        " at least the telemetry max age (older readings are stale anyway)",
     )
     dispatch_max_events_per_season: int = Field(
         30, ge=0, description="The program's promise: events a subscriber takes part in per season"

@@ -99,8 +99,13 @@ class ServiceProcess:
                 [stopping, http, *tasks], return_when=asyncio.FIRST_COMPLETED
             )
             for task in done - {stopping}:
-                failed = task.exception() or RuntimeError(f"{task.get_name()} ended on its own")
-                log.error("a worker ended; stopping the service", error=repr(failed))
+                # A worker that returns as soon as it sees `stop` may finish before `stopping`
+                # does: that is the stop, not a failure.
+                failed = task.exception() or (
+                    None if stop.is_set() else RuntimeError(f"{task.get_name()} ended on its own")
+                )
+                if failed is not None:
+                    log.error("a worker ended; stopping the service", error=repr(failed))
             stop.set()
             stopping.cancel()
             # Workers see `stop`, finish the batch in hand and commit.
