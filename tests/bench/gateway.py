@@ -10,23 +10,21 @@ Records are picked by key (the gateway id) before anything is decoded. Prints no
 errors.
 
 It stands for systems that run elsewhere, yet shares this machine's two cores with dispatch,
-so it must cost next to nothing, or its CPU would be measured as dispatch's time. Measured for
-a 100,000-setpoint instruction (50 messages, 7.5 MB of acks) on this 2-core machine:
-- building the acks as pydantic objects (`codec.decode` of each command, one `SetpointAck` per
-  asset) took 0.6-1 s; the splice below takes ~15 ms;
-- sending them through `EventProducer` (`publish_many` 490 ms, `encode` + `send_raw_many`
-  470-500 ms: the same, both gzip) against a plain producer: 370 ms with gzip, 76 ms without.
-  aiokafka compresses gzip at level 9 (`aiokafka.codec.gzip_encode`), ~45 ms per MB here, and
-  EventProducer has no way to turn it off, so the acks go out uncompressed through a plain
-  producer that is otherwise configured like EventProducer (idempotent, acks=all).
-So the ack's envelope and fields are built by the codec
-(`envelope`, `encode`) with an empty list of entries, and the entries are the command's
-setpoints, as the broker delivered them, each marked accepted: a setpoint
-`{"asset_id":..,"setpoint_kw":..}` becomes `{"accepted":true,"asset_id":..,"setpoint_kw":..}`
-(JSON member order does not matter). The contract makes this safe: a setpoint holds an asset
-id (`[A-Za-z0-9._:-]`, no bracket, no quote) and a number, so the first `]` after
-`"setpoints":[` closes the list, and a quote inside any string is escaped, so that key cannot
-appear inside a string. The benchmark decodes the acks it saw with `codec.decode` afterwards.
+so it must cost next to nothing, or its CPU would be measured as dispatch's time. For a
+100,000-setpoint instruction (50 messages, 7.5 MB of acks) on this machine: building the acks
+as pydantic objects (`codec.decode` of each command, one `SetpointAck` per asset) took
+0.6-1 s, the splice below ~15 ms; sending them through `EventProducer` (zstd) took 84 ms with
+`publish_many` and 78 ms with `encode` + `send_raw_many` (medians of 5, within noise of each
+other; with gzip, as EventProducer compressed before, 490 ms).
+
+So the ack's envelope and fields are built by the codec (`envelope`, `encode`) with an empty
+list of entries, and the entries are the command's setpoints, as the broker delivered them,
+each marked accepted: a setpoint `{"asset_id":..,"setpoint_kw":..}` becomes
+`{"accepted":true,"asset_id":..,"setpoint_kw":..}` (JSON member order does not matter). The
+contract makes this safe: a setpoint holds an asset id (`[A-Za-z0-9._:-]`, no bracket, no
+quote) and a number, so the first `]` after `"setpoints":[` closes the list, and a quote inside
+any string is escaped, so that key cannot appear inside a string. The benchmark decodes the
+acks it saw with `codec.decode` afterwards.
 
     python -m tests.bench.gateway --prefix BENCH-1234-
 """
@@ -43,12 +41,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from nexwatt_shared.codec import encode, envelope
 from nexwatt_shared.contracts import AssetCommandAck
 from nexwatt_shared.envelope import utcnow
 from nexwatt_shared.kafka.admin import partition_counts
+from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import ASSET_COMMAND, ASSET_COMMAND_ACK
 
 BOOTSTRAP = os.environ.get("NEXWATT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -88,16 +87,16 @@ def ack_value(command: bytes, acked_at: datetime) -> bytes:
     return encode(event).replace(_NO_ACKS, b'"acks":' + entries, 1)
 
 
-def answers(prefix: str, records: Sequence[ConsumerRecord]) -> list[tuple[bytes, bytes]]:
-    """The ack records (key, value) for the records whose key (gateway id) starts
+def answers(prefix: str, records: Sequence[ConsumerRecord]) -> list[tuple[bytes, bytes, tuple]]:
+    """The ack records (key, value, headers) for the records whose key (gateway id) starts
     with `prefix`; a record that is not a command is reported on stderr and skipped."""
     wanted, now = prefix.encode(), utcnow()
-    acks: list[tuple[bytes, bytes]] = []
+    acks: list[tuple[bytes, bytes, tuple]] = []
     for record in records:
         if record.key is None or not record.key.startswith(wanted):
             continue
         try:
-            acks.append((record.key, ack_value(record.value, now)))
+            acks.append((record.key, ack_value(record.value, now), ()))
         except (ValueError, KeyError, TypeError) as exc:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
             print(f"bench gateway: not answered {where}: {exc!r}", file=sys.stderr, flush=True)
@@ -118,10 +117,7 @@ async def serve(prefix: str, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=BOOTSTRAP, group_id=group_of(prefix), enable_auto_commit=False
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, acks="all", linger_ms=5,
-        client_id=f"nexwatt-{SOURCE}",
-    )  # fmt: skip
+    producer = EventProducer(BOOTSTRAP, SOURCE)
     await consumer.start()
     await producer.start()
     try:
@@ -129,8 +125,8 @@ async def serve(prefix: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
             acks = answers(prefix, [r for records in batch.values() for r in records])
-            sent = [await producer.send(ASSET_COMMAND_ACK.name, v, key=k) for k, v in acks]
-            await asyncio.gather(*sent)
+            if acks:
+                await producer.send_raw_many(ASSET_COMMAND_ACK.name, acks)
     finally:
         await producer.stop()
         await consumer.stop()
