@@ -41,7 +41,7 @@ from nexwatt_dispatch.domain import (
     within_limits,
 )
 from nexwatt_dispatch.log import CommandRound, DispatchLog, Participation
-from nexwatt_dispatch.view import FleetView
+from nexwatt_dispatch.view import FleetView, Performance
 from nexwatt_shared import outbox
 from nexwatt_shared.codec import encode_data
 from nexwatt_shared.contracts import (
@@ -72,6 +72,7 @@ INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answ
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
+DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
 
 
 def answer_id(instruction: DispatchInstruction) -> str:
@@ -90,6 +91,7 @@ class StateHandler:
     ) -> None:
         self.view, self.acks, self.log, self.max_age_s = view, acks, dispatch_log, max_age_s
         self.between_batches = asyncio.Lock()  # held while a batch is applied
+        self.unwritten: list[Performance] = []  # measured windows, kept until stored
 
     async def handle(self, batch: list[Delivery]) -> None:
         async with self.between_batches:
@@ -113,9 +115,11 @@ class StateHandler:
         if ack_messages:
             self.acks.add([m for m, _ in ack_messages])
             await self.log.record_acks(ack_messages)
-        if closed:
-            await self.log.record_performance(closed)
-            self.view.add_performance(closed)
+        self.unwritten += closed  # a failed write retries the batch: these are not lost
+        if self.unwritten:
+            await self.log.record_performance(self.unwritten)
+            self.view.add_performance(self.unwritten)
+            self.unwritten = []
 
 
 class Dispatcher:
@@ -143,6 +147,9 @@ class Dispatcher:
         self.events: dict[str, int] = {}  # subscriber -> events this season
         self.season: datetime | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # A decision holds one connection for its lock and takes others inside it: fewer
+        # decisions at once than the pool has connections, or they could starve each other.
+        self._deciding = asyncio.Semaphore(DECISIONS_AT_ONCE)
         self._answering: set[tuple[str, int]] = set()  # instruction id, revision
 
     # --- the consumer and the worker --------------------------------------------------------
@@ -167,6 +174,8 @@ class Dispatcher:
                 for instruction in await self.log.unanswered(orphaned_after_s):
                     self._start(instruction, instruction, time.monotonic())
                 self.view.set_performance(await self.log.performance_totals())
+                if self.season is not None:  # what other replicas counted, too
+                    self.events = await self.log.events_since(self.season)
             except Exception as exc:  # PostgreSQL away: tried again next time
                 log.warning("orphans and performance not read", error=str(exc))
             orphaned_after_s = 4 * self.settings.dispatch_ack_timeout_s + 30.0
@@ -197,7 +206,8 @@ class Dispatcher:
         ):
             while True:
                 try:
-                    await self.answer(instruction, earlier, started)
+                    async with self._deciding:
+                        await self.answer(instruction, earlier, started)
                     return
                 except asyncio.CancelledError:
                     raise
@@ -340,7 +350,10 @@ class Dispatcher:
         gather their acks, replace those that did not answer, and build the answer; with the
         commands' window and the acknowledged setpoints [kW] by asset."""
         i, s = instruction, self.settings
-        lead = timedelta(seconds=0 if i.cancelled else s.dispatch_lead_time_s)
+        # A revision or a cancellation changes what assets already hold: at once (a lead time
+        # would leave them idle in the middle of the event).
+        immediate = i.cancelled or i.revision > 1
+        lead = timedelta(seconds=0 if immediate else s.dispatch_lead_time_s)
         window = command_window(i.window_start, i.window_end, i.issued_at, lead)
         if window is None:
             window = CommandWindow(i.window_start, i.window_end, None)
@@ -363,6 +376,7 @@ class Dispatcher:
         expected = dict(zip(first.asset_ids, first.setpoints_kw, strict=True))
         limits = dict(zip(first.asset_ids, first.limits_kw, strict=True))
         acked = await self._gather(i, 0, first, expected)
+        told = {a for a, kw in expected.items() if kw > 0}  # assets given a setpoint
         silent = [a for a in first.asset_ids if a not in acked]
         wanted_kw = max(i.mw, 0.0) * 1000.0 - self._expected_kw(acked)
         short = wanted_kw > len(expected) * SETPOINT_ROUNDING_MW * 1000.0
@@ -373,17 +387,23 @@ class Dispatcher:
             # raised) and to any not commanded yet.
             refused = [a for a, kw in acked.items() if kw <= 0]
             held = {a: kw for a, kw in acked.items() if kw > 0}
+            # An asset that held less than it was told has no headroom left: what it held is
+            # what it can do. A silent one is told to stop (it may have taken its setpoint).
+            full = {a for a, kw in held.items() if kw + 0.0005 < expected[a]}
             second = rounds.get(1) or await self._decide(
-                i, window, 1, excluding=[*silent, *refused], wanted_kw=wanted_kw, held=held
-            )
+                i, window, 1, stop=set(silent), excluding=[*silent, *refused],
+                wanted_kw=wanted_kw, held=held, full=full,
+            )  # fmt: skip
             if second is not None:
                 await self._send(second)
                 raised = dict(zip(second.asset_ids, second.setpoints_kw, strict=True))
                 acked |= await self._gather(i, 1, second, raised)
                 expected |= raised
+                told |= {a for a, kw in raised.items() if kw > 0}
                 limits |= dict(zip(second.asset_ids, second.limits_kw, strict=True))
                 replaced = len(silent)
-        return self._settle(i, window, expected, limits, acked, replaced, started), window, acked
+        answer = self._settle(i, window, expected, limits, acked, len(told), replaced, started)
+        return answer, window, acked
 
     def _settle(
         self,
@@ -392,6 +412,7 @@ class Dispatcher:
         expected: dict[str, float],
         limits: dict[str, float],
         acked: dict[str, float],
+        commanded: int,
         replaced: int,
         started: float,
     ) -> DispatchConfirmed:
@@ -401,7 +422,6 @@ class Dispatcher:
         i = instruction
         acknowledged_mw = sum(acked.values()) / 1000.0
         dispatched = sum(1 for kw in acked.values() if kw > 0)
-        commanded = sum(1 for kw in expected.values() if kw > 0)
         if i.cancelled:
             return self._confirmation(
                 i, DispatchStatus.CANCELLED, f"cancelled by the ISO; {len(acked)} of"
@@ -443,11 +463,13 @@ class Dispatcher:
         excluding: Sequence[str] = (),
         wanted_kw: float | None = None,
         held: dict[str, float] | None = None,
+        full: set[str] | None = None,
     ) -> CommandRound | None:
         """Allocate `wanted_kw` (default: the request) over the resource's available assets
         but `excluding`, on top of what assets already `held` [kW] (their headroom is what is
-        left of their limit), and tell the assets in `stop` (commanded by an earlier revision,
-        not now) to stop; record the round's messages. None: nothing to command."""
+        left of their limit; none for those `full`), and tell the assets in `stop` (commanded
+        before, not now: wherever they are now) to stop; record the round's messages. None:
+        nothing to command."""
         i, s = instruction, self.settings
         fleet = self.view.fleet(i.resource_id, excluding)
         hours = (window.end - window.start).total_seconds() / 3600.0
@@ -470,23 +492,34 @@ class Dispatcher:
             )  # fmt: skip
             if i.kind == InstructionKind.EVENT:
                 used = self._events_used(fleet.subscribers)
-                limits = np.where(within_limits(used, hours, self.limits), limits, 0.0)
+                allowed = within_limits(used, hours, self.limits)
+                for asset_id in stop or ():  # already in this event: counted for it
+                    k = fleet.position.get(asset_id)
+                    if k is not None:
+                        allowed[k] = True
+                limits = np.where(allowed, limits, 0.0)
             ratio = performance_ratio(fleet.delivered_kwh, fleet.commanded_kwh)
             wanted = max(i.mw, 0.0) * 1000.0 if wanted_kw is None else wanted_kw
             headroom = np.clip(limits - base, 0.0, None)
+            for asset_id in full or ():
+                headroom[fleet.position[asset_id]] = 0.0
             extra = allocate(wanted, headroom, s.dispatch_min_setpoint_kw, ratio)
-        chosen = extra > 0
-        for asset_id in stop or ():  # assets an earlier revision commanded: told to stop
-            k = fleet.position.get(asset_id)
-            if k is not None:
-                chosen[k] = True
-        picked = np.flatnonzero(chosen)
-        if picked.size == 0:
-            return None
+        picked = np.flatnonzero(extra > 0)
         asset_ids = [fleet.asset_ids[k] for k in picked]
-        messages = command_messages(
-            i, asset_ids, [fleet.gateway_ids[k] for k in picked], (base + extra)[picked], round_
-        )
+        gateway_ids = [fleet.gateway_ids[k] for k in picked]
+        setpoints = (base + extra)[picked].tolist()
+        limits_picked = limits[picked].tolist()
+        # Assets to stop: from the view, wherever they are now (suspended, moved, excluded).
+        for asset_id in sorted((stop or set()) - set(asset_ids)):
+            row = self.view.slot.get(asset_id)
+            if row is not None:
+                asset_ids.append(asset_id)
+                gateway_ids.append(self.view.gateways[row])
+                setpoints.append(0.0)
+                limits_picked.append(0.0)
+        if not asset_ids:
+            return None
+        messages = command_messages(i, asset_ids, gateway_ids, setpoints, round_)
         encoded = [
             (m.command_id, m.gateway_id, encode_data(
                 ASSET_COMMAND, command_payload(i, window, m), source=self.producer.source,
@@ -495,7 +528,7 @@ class Dispatcher:
             for m in messages
         ]  # fmt: skip
         # Limits in message order: each message's assets are in `asset_ids` order per gateway.
-        limit_of = dict(zip(asset_ids, limits[picked].tolist(), strict=True))
+        limit_of = dict(zip(asset_ids, limits_picked, strict=True))
         ordered = [a for m in messages for a in m.asset_ids]
         limits_kw = [limit_of[a] for a in ordered]
         await self.log.record_round(i, round_, messages, limits_kw, encoded)

@@ -61,7 +61,11 @@ async def save(
 async def load(redis: Redis, key: str) -> tuple[FleetView, dict[TopicPartition, int]] | None:
     """The last snapshot as a view and the positions to read on from; None when there is none.
     `redis` returns bytes (`open_redis(url, binary=True)`)."""
-    raw = await redis.hgetall(key)
+    try:
+        raw = await redis.hgetall(key)
+    except Exception as exc:  # a cache: without it the view is rebuilt from the topics
+        log.warning("view snapshot not read: rebuilding from the topics", error=repr(exc))
+        return None
     if not raw:
         return None
     fields = {k.decode(): v for k, v in raw.items()}

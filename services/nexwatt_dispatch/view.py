@@ -77,7 +77,6 @@ class Order:
     end_s: float
     setpoint_kw: float
     delivered_kwh: float = 0.0
-    commanded_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -198,19 +197,24 @@ class FleetView:
             order = self.orders.get(i)
             if order is None or r.battery_kw is None or end_s <= c["battery_end_s"][i]:
                 continue
+            # From where the last counted reading ended: readings of two resolutions never
+            # count the same minutes twice.
+            start_s = max(end_s - r.interval_s, c["battery_end_s"][i], order.start_s)
             c["battery_end_s"][i] = end_s
-            start_s = end_s - r.interval_s
-            overlap_h = max(0.0, min(end_s, order.end_s) - max(start_s, order.start_s)) / 3600
-            order.delivered_kwh += max(r.battery_kw, 0.0) * overlap_h
-            order.commanded_kwh += order.setpoint_kw * overlap_h
+            overlap_h = max(0.0, min(end_s, order.end_s) - start_s) / 3600
+            # More than the setpoint earns nothing: it cannot hide a shortfall elsewhere.
+            order.delivered_kwh += min(max(r.battery_kw, 0.0), order.setpoint_kw) * overlap_h
             if end_s >= order.end_s:
                 closed.append(self._close(i, order))
         return closed
 
     def _close(self, i: int, order: Order) -> Performance:
+        """The window's account: commanded over the whole window, whatever was reported (an
+        asset that stopped reporting delivered nothing it could show)."""
         del self.orders[i]
+        commanded_kwh = order.setpoint_kw * (order.end_s - order.start_s) / 3600
         return Performance(
-            order.instruction_id, self.asset_ids[i], order.commanded_kwh, order.delivered_kwh
+            order.instruction_id, self.asset_ids[i], commanded_kwh, order.delivered_kwh
         )
 
     def close_stale(self, before_s: float) -> list[Performance]:

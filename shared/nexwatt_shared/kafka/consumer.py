@@ -253,6 +253,9 @@ class ConsumerRunner:
         """Broadcast mode: read every partition, from where `replay` says."""
         consumer = self._consumer
         counts = await partition_counts(self.bootstrap_servers, list(self.topics), self.security)
+        missing = [t for t in self.topics if not counts.get(t)]
+        if missing:  # read nothing of them for ever? no: fail, and be restarted once they exist
+            raise RuntimeError(f"topics without partitions (not created yet?): {missing}")
         partitions = [TopicPartition(t, p) for t in self.topics for p in range(counts[t])]
         consumer.assign(partitions)
         since_ms = {

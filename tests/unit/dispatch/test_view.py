@@ -65,14 +65,20 @@ def test_delivery_in_the_commanded_window_is_measured_once() -> None:
     start, end = T0, T0 + timedelta(minutes=10)
     view.order(["A", "B"], [4.0, 2.0], "I-1", start.timestamp(), end.timestamp())
     # A: 4 kW for 5 min, then 2 kW: 4/12 + 2/12 = 0.5 kWh of 4 x 10/60 = 0.6667 commanded.
-    # The first reading again (a replay) counts once; B stops reporting after its first.
-    first = [reading("A", T0, battery_kw=4.0), reading("B", T0, battery_kw=2.0)]
-    assert view.apply_telemetry([*first, reading("A", T0, battery_kw=4.0)]) == []
+    # The first reading again (a replay) counts once; B stops reporting after its first; a
+    # 1-minute reading of A inside the 5 minutes already counted adds nothing; delivering
+    # more than the setpoint counts as the setpoint.
+    first = [reading("A", T0, battery_kw=6.0), reading("B", T0, battery_kw=2.0)]
+    again = TelemetryInterval(
+        asset_id="A", interval_start=T0 + timedelta(minutes=4), interval_s=60, battery_kw=4.0
+    )
+    assert view.apply_telemetry([*first, reading("A", T0, battery_kw=4.0), again]) == []
     closed = view.apply_telemetry([reading("A", T0 + timedelta(minutes=5), battery_kw=2.0)])
     assert closed == [Performance("I-1", "A", pytest.approx(4 / 6), pytest.approx(0.5))]
-    # B's window is closed once telemetry is too old to come: what it showed is what it did.
+    # B's window is closed once telemetry is too old to come: what it showed is what it did,
+    # of all it was commanded (2 kW x 10 min).
     [b] = view.close_stale(end.timestamp() + 1)
-    assert (b.asset_id, b.commanded_kwh, b.delivered_kwh) == ("B", pytest.approx(2 / 12),
+    assert (b.asset_id, b.commanded_kwh, b.delivered_kwh) == ("B", pytest.approx(2 / 6),
                                                                pytest.approx(2 / 12))  # fmt: skip
     view.set_performance([("A", 4 / 6, 0.5)])
     fleet = view.fleet("NXW-PJM-1")
