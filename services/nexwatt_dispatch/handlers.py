@@ -110,8 +110,7 @@ class StateHandler:
         self.view.apply_registrations(sorted(registrations, key=lambda r: r.version))
         closed = self.view.apply_telemetry(readings)
         if readings:
-            newest_s = max(r.interval_end.timestamp() for r in readings)
-            closed += self.view.close_stale(newest_s - self.max_age_s)
+            closed += self.view.close_stale(self.max_age_s)
         if ack_messages:
             self.acks.add([m for m, _ in ack_messages])
             await self.log.record_acks(ack_messages)

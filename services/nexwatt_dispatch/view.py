@@ -24,6 +24,7 @@ from nexwatt_shared.contracts import (
     Quality,
     TelemetryInterval,
 )
+from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, Coupling
 
 KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
@@ -217,10 +218,25 @@ class FleetView:
             order.instruction_id, self.asset_ids[i], commanded_kwh, order.delivered_kwh
         )
 
-    def close_stale(self, before_s: float) -> list[Performance]:
-        """Close the windows that ended before `before_s` whatever their telemetry: an asset
-        that stopped reporting during its window delivered nothing it could show."""
-        stale = [i for i, o in self.orders.items() if o.end_s < before_s]
+    def close_stale(self, max_age_s: float) -> list[Performance]:
+        """Close the windows that ended more than `max_age_s` [s] before their resource's own
+        clock (`nexwatt_shared.event_time.resource_clock`: other fleets' clocks, or an asset
+        running ahead, never close them), whatever their telemetry: an asset that stopped
+        reporting during its window delivered nothing it could show."""
+        if not self.orders:
+            return []
+        rows = np.fromiter(self.orders, np.int64, len(self.orders))
+        codes = self.resource[rows]
+        n = len(self.asset_ids)
+        ends = np.fmax(self.columns["pv_end_s"][:n], self.columns["soc_end_s"][:n])
+        stale: list[int] = []
+        for code in np.unique(codes):
+            members = np.flatnonzero((self.resource[:n] == code) & self.enrolled[:n])
+            known = ends[members]
+            clock = resource_clock(np.where(np.isfinite(known), known, np.nan))
+            stale += [
+                int(i) for i in rows[codes == code] if self.orders[int(i)].end_s < clock - max_age_s
+            ]
         return [self._close(i, self.orders[i]) for i in stale]
 
     def order(self, asset_ids: Iterable[str], setpoints_kw: Iterable[float], instruction_id: str,

@@ -75,9 +75,16 @@ def test_delivery_in_the_commanded_window_is_measured_once() -> None:
     assert view.apply_telemetry([*first, reading("A", T0, battery_kw=4.0), again]) == []
     closed = view.apply_telemetry([reading("A", T0 + timedelta(minutes=5), battery_kw=2.0)])
     assert closed == [Performance("I-1", "A", pytest.approx(4 / 6), pytest.approx(0.5))]
-    # B's window is closed once telemetry is too old to come: what it showed is what it did,
-    # of all it was commanded (2 kW x 10 min).
-    [b] = view.close_stale(end.timestamp() + 1)
+    # Another fleet's clock far ahead closes nothing of this resource's windows.
+    view.apply_registrations([record("X", resource_id="NXW-PJM-9")])
+    view.apply_telemetry([reading("X", T0 + timedelta(days=1), soc_pct=50.0)])
+    assert view.close_stale(900.0) == []
+    # B's window is closed once its resource's clock (A's telemetry here, half of the two)
+    # has moved on 15 minutes past its end: what it showed is what it did, of all it was
+    # commanded (2 kW x 10 min).
+    view.apply_telemetry([reading("A", end + timedelta(minutes=20), soc_pct=50.0)])
+    view.apply_telemetry([reading("B", end + timedelta(minutes=20), soc_pct=50.0)])
+    [b] = view.close_stale(900.0)
     assert (b.asset_id, b.commanded_kwh, b.delivered_kwh) == ("B", pytest.approx(2 / 6),
                                                                pytest.approx(2 / 12))  # fmt: skip
     view.set_performance([("A", 4 / 6, 0.5)])
