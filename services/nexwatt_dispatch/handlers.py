@@ -263,8 +263,9 @@ class Dispatcher:
                 hours = (window.end - window.start).total_seconds() / 3600.0
                 taking_part = Participation(sorted(subscribers), hours)
             await self._publish(answer, answer_id(i), participation=taking_part)
-            # After the answer is out: what the assets hold now, measured from here on, and
-            # the season's count (a revision after the first counts nothing new).
+            # After the answer is out: what the assets acknowledged they hold (measured since
+            # they were told), and the season's count (a revision after the first counts
+            # nothing new).
             self.view.order(acked.keys(), acked.values(), i.instruction_id,
                             window.start.timestamp(), window.end.timestamp())  # fmt: skip
             if taking_part and i.kind == InstructionKind.EVENT and i.revision == 1:
@@ -372,6 +373,8 @@ class Dispatcher:
             return self._rejected(i, self._why_none(i), started), window, {}
         await self._send(first)
         COMMAND_SECONDS.observe(time.monotonic() - started)
+        span = (i.instruction_id, window.start.timestamp(), window.end.timestamp())
+        self.view.order(first.asset_ids, first.setpoints_kw, *span)
         expected = dict(zip(first.asset_ids, first.setpoints_kw, strict=True))
         limits = dict(zip(first.asset_ids, first.limits_kw, strict=True))
         acked = await self._gather(i, 0, first, expected)
@@ -395,6 +398,7 @@ class Dispatcher:
             )  # fmt: skip
             if second is not None:
                 await self._send(second)
+                self.view.order(second.asset_ids, second.setpoints_kw, *span)
                 raised = dict(zip(second.asset_ids, second.setpoints_kw, strict=True))
                 acked |= await self._gather(i, 1, second, raised)
                 expected |= raised

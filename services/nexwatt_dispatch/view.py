@@ -241,14 +241,19 @@ class FleetView:
 
     def order(self, asset_ids: Iterable[str], setpoints_kw: Iterable[float], instruction_id: str,
               start_s: float, end_s: float) -> None:  # fmt: skip
-        """Track what the assets acknowledged (a newer order replaces an asset's older one,
-        as at the gateway); a zero setpoint ends the asset's order."""
+        """Track what the assets are told to hold, from the moment they are told (so that no
+        reading of the window passes while acks are awaited), and then what they acknowledged:
+        an asset's order for the same instruction keeps what it has measured and takes the new
+        setpoint; another instruction's replaces it, as at the gateway; 0 ends it."""
         for asset_id, kw in zip(asset_ids, setpoints_kw, strict=True):
             i = self.slot.get(asset_id)
             if i is None:
                 continue
+            current = self.orders.get(i)
             if kw <= 0:
                 self.orders.pop(i, None)
+            elif current is not None and current.instruction_id == instruction_id:
+                current.setpoint_kw, current.start_s, current.end_s = kw, start_s, end_s
             else:
                 self.orders[i] = Order(instruction_id, start_s, end_s, kw)
                 # Readings from before the window cannot count toward it.
