@@ -35,7 +35,6 @@ from nexwatt_dispatch.domain import (
     pv_state,
     season_start,
     shortfall_reason,
-    telemetry_age_s,
     unavailable_reason,
     usable,
     within_limits,
@@ -484,11 +483,7 @@ class Dispatcher:
         extra = np.zeros(len(fleet))
         limits = np.zeros(len(fleet))
         if not i.cancelled and len(fleet):
-            now_s = i.issued_at.timestamp()
-            pv_age, soc_age = (
-                telemetry_age_s(now_s, fleet.telemetry_end_s, end)
-                for end in (fleet.pv_end_s, fleet.soc_end_s)
-            )
+            pv_age, soc_age = fleet.channel_ages_s(i.issued_at.timestamp())
             limits = dispatchable_kw(
                 fleet.ratings, fleet.pv_kw, fleet.soc_pct, hours, pv_age, soc_age,
                 s.dispatch_telemetry_max_age_s, s.event_time_max_ahead_s, fleet.has_pv,
@@ -547,11 +542,7 @@ class Dispatcher:
         """Why no asset of the resource could be commanded, counted per cause."""
         s = self.settings
         fleet = self.view.fleet(instruction.resource_id)
-        now_s = instruction.issued_at.timestamp()
-        pv_age, soc_age = (
-            telemetry_age_s(now_s, fleet.telemetry_end_s, end)
-            for end in (fleet.pv_end_s, fleet.soc_end_s)
-        )
+        pv_age, soc_age = fleet.channel_ages_s(instruction.issued_at.timestamp())
         max_age, ahead = s.dispatch_telemetry_max_age_s, s.event_time_max_ahead_s
         return unavailable_reason(
             pv_state(fleet.pv_kw, pv_age, max_age, ahead, fleet.has_pv)[1],

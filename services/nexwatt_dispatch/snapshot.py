@@ -19,11 +19,10 @@ import structlog
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
-from nexwatt_dispatch.view import FleetView
+from nexwatt_dispatch.view import ROW_ARRAYS, FleetView
 
 log = structlog.get_logger()
 LAYOUT = "v1"  # a new layout gets a new key
-_ARRAYS = ("version", "resource", "enrolled", "dc", "has_pv")
 _LISTS = ("asset_ids", "gateways", "subscribers")
 
 
@@ -46,7 +45,7 @@ async def save(
     }
     for name in _LISTS:
         fields[f"list:{name}"] = orjson.dumps(getattr(view, name)[:n])
-    for name in _ARRAYS:
+    for name in ROW_ARRAYS:
         array = getattr(view, name)[:n]
         fields[f"array:{name}"] = array.tobytes()
         fields[f"dtype:{name}"] = array.dtype.str
@@ -83,7 +82,7 @@ def _view(fields: dict[str, bytes]) -> tuple[FleetView, dict[TopicPartition, int
         getattr(view, name).extend(orjson.loads(fields[f"list:{name}"]))
     view.slot = {asset_id: i for i, asset_id in enumerate(view.asset_ids)}
     view.resource_codes = json.loads(fields["resource_codes"])
-    for name in _ARRAYS:
+    for name in ROW_ARRAYS:
         array = np.frombuffer(fields[f"array:{name}"], dtype=fields[f"dtype:{name}"].decode())
         getattr(view, name)[:n] = array
     for name, column in view.columns.items():

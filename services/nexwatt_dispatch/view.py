@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
+from nexwatt_dispatch.domain import telemetry_age_s
 from nexwatt_shared.contracts import (
     AssetRegistered,
     AssetStatus,
@@ -35,6 +36,16 @@ _FLOAT_COLUMNS = (
 )  # fmt: skip
 _STARTS = {"pv_kw": np.nan, "soc_pct": np.nan, "pv_end_s": -np.inf, "soc_end_s": -np.inf,
            "battery_end_s": -np.inf}  # fmt: skip
+
+
+# The view's other per-asset arrays: name -> (dtype, value of a row not filled yet).
+ROW_ARRAYS: dict[str, tuple[type, object]] = {
+    "version": (np.int64, 0),
+    "resource": (np.int32, -1),  # code in `resource_codes`; -1: none yet
+    "enrolled": (bool, False),
+    "dc": (bool, True),  # DC-coupled
+    "has_pv": (bool, True),
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,14 @@ class Fleet:
     def telemetry_end_s(self) -> np.ndarray:
         """Each asset's newest interval end over its channels: the time it has reached."""
         return np.fmax(self.pv_end_s, self.soc_end_s)
+
+    def channel_ages_s(self, issued_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each asset's PV and SoC age [s] for an instruction issued at `issued_s` [s since
+        the epoch] (`nexwatt_dispatch.domain.telemetry_age_s`)."""
+        return (
+            telemetry_age_s(issued_s, self.telemetry_end_s, self.pv_end_s),
+            telemetry_age_s(issued_s, self.telemetry_end_s, self.soc_end_s),
+        )
 
     def __len__(self) -> int:
         return len(self.asset_ids)
@@ -105,11 +124,8 @@ class FleetView:
     def __post_init__(self) -> None:
         n = self.capacity
         self.columns = {name: np.full(n, _STARTS.get(name, 0.0)) for name in _FLOAT_COLUMNS}
-        self.version = np.zeros(n, np.int64)
-        self.resource = np.full(n, -1, np.int32)
-        self.enrolled = np.zeros(n, bool)
-        self.dc = np.ones(n, bool)
-        self.has_pv = np.ones(n, bool)
+        for name, (dtype, fill) in ROW_ARRAYS.items():
+            setattr(self, name, np.full(n, fill, dtype))
 
     def copy(self) -> FleetView:
         """The rows as they are now (orders left out: they belong to this replica's events)."""
@@ -119,7 +135,7 @@ class FleetView:
         other.subscribers, other.slot = list(self.subscribers), dict(self.slot)
         other.resource_codes = dict(self.resource_codes)
         other.columns = {name: column[:n].copy() for name, column in self.columns.items()}
-        for name in ("version", "resource", "enrolled", "dc", "has_pv"):
+        for name in ROW_ARRAYS:
             setattr(other, name, getattr(self, name)[:n].copy())
         return other
 
@@ -142,11 +158,8 @@ class FleetView:
         n = self.capacity
         for name, column in self.columns.items():
             self.columns[name] = np.concatenate([column, np.full(n, _STARTS.get(name, 0.0))])
-        self.version = np.concatenate([self.version, np.zeros(n, np.int64)])
-        self.resource = np.concatenate([self.resource, np.full(n, -1, np.int32)])
-        self.enrolled = np.concatenate([self.enrolled, np.zeros(n, bool)])
-        self.dc = np.concatenate([self.dc, np.ones(n, bool)])
-        self.has_pv = np.concatenate([self.has_pv, np.ones(n, bool)])
+        for name, (dtype, fill) in ROW_ARRAYS.items():
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(n, fill, dtype)]))
         self.capacity = 2 * n
 
     def apply_registrations(self, records: Iterable[AssetRegistered]) -> None:
