@@ -51,6 +51,8 @@ from nexwatt_shared.contracts import (
     DispatchStatus,
     InstructionKind,
     TelemetryInterval,
+    answer_event_id,
+    conflict_event_id,
 )
 from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
@@ -72,13 +74,6 @@ MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["res
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
 DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
-
-
-def answer_id(instruction: DispatchInstruction) -> str:
-    """The answer's event id: one answer per instruction revision (the first revision keeps
-    the id answers had before revisions existed)."""
-    i = instruction
-    return f"confirmed:{i.instruction_id}" + (f":r{i.revision}" if i.revision > 1 else "")
 
 
 class StateHandler:
@@ -236,12 +231,13 @@ class Dispatcher:
             # Not a replay: the id was reused. Answered under an id of its own content.
             refusal = instruction_refusal(i, True, earlier, 0)
             digest = hashlib.sha256(i.model_dump_json().encode()).hexdigest()[:16]
-            conflict = f"{answer_id(i)}:conflict:{digest}"
+            conflict = conflict_event_id(i.instruction_id, i.revision, digest)
             await self._publish(self._rejected(i, refusal, started), conflict, on_row=False)
             return
+        event_id = answer_event_id(i.instruction_id, i.revision)
         async with self.log.deciding(i.instruction_id):
-            if await outbox.recorded_value(self.pool, answer_id(i)) is not None:
-                sent = await outbox.publish_pending(self.pool, self.producer, [answer_id(i)])
+            if await outbox.recorded_value(self.pool, event_id) is not None:
+                sent = await outbox.publish_pending(self.pool, self.producer, [event_id])
                 log.info("instruction already answered", answer_published_now=bool(sent))
                 return
             log.info("instruction received", resource_id=i.resource_id, mw=i.mw, kind=i.kind)
@@ -249,7 +245,7 @@ class Dispatcher:
             known = self.view.members(i.resource_id).size > 0
             refusal = instruction_refusal(i, known, None, latest)
             if refusal is not None:
-                await self._publish(self._rejected(i, refusal, started), answer_id(i))
+                await self._publish(self._rejected(i, refusal, started), event_id)
                 return
             answer, window, acked = await self._command(i, started)
             taking_part = None
@@ -261,7 +257,7 @@ class Dispatcher:
                 )  # fmt: skip
                 hours = (window.end - window.start).total_seconds() / 3600.0
                 taking_part = Participation(sorted(subscribers), hours)
-            await self._publish(answer, answer_id(i), participation=taking_part)
+            await self._publish(answer, event_id, participation=taking_part)
             # After the answer is out: what the assets acknowledged they hold (measured since
             # they were told), and the season's count (a revision after the first counts
             # nothing new).

@@ -524,6 +524,30 @@ class DispatchConfirmed(Window):
         return self.confirmed_at
 
 
+def answer_event_id(instruction_id: str, revision: int) -> str:
+    """The event id of dispatch's answer to one instruction revision.
+
+    The first revision keeps the id answers had before revisions existed, `confirmed:<id>`.
+    Instruction ids are the ISO's and may hold any printable character, so the other forms
+    differ before the id (`confirmed-r<revision>:<id>`): no id can make two answers' event
+    ids collide."""
+    if revision == 1:
+        return f"confirmed:{instruction_id}"
+    return f"confirmed-r{revision}:{instruction_id}"
+
+
+def conflict_event_id(instruction_id: str, revision: int, digest: str) -> str:
+    """The event id of the `rejected` answer to an instruction id reused with other content
+    (`digest`: a fixed-length hash of that content). It answers the reuse, not the
+    instruction first sent under the id."""
+    return f"conflict-{digest}:r{revision}:{instruction_id}"
+
+
+def is_conflict_answer(event_id: str) -> bool:
+    """Whether a `dispatch.confirmed` event answers a reused id (see `conflict_event_id`)."""
+    return event_id.startswith("conflict-")
+
+
 # --- asset.command / asset.command-ack (dispatch <-> inverter gateways) ---------------------
 
 # Setpoints per `asset.command` message: a gateway with more assets gets several parts, so a
@@ -543,7 +567,7 @@ class AssetCommand(Window):
     (all of them, or one part when they are more than `MAX_SETPOINTS_PER_COMMAND`). Each asset
     holds its setpoint over the window; a newer command replaces an asset's older one."""
 
-    command_id: Name = Field(description="<instruction id>:r<revision>:<gateway id>:<part>")
+    command_id: Name = Field(description="<instruction id>:r<revision>:<gateway id>:<round>-<part>")
     instruction_id: InstructionId
     revision: int = Field(1, ge=1, le=MAX_INT)
     kind: InstructionKind = InstructionKind.EVENT

@@ -14,7 +14,13 @@ from nexwatt_shared.codec import (
     record_key,
     refuse_if_ahead,
 )
-from nexwatt_shared.contracts import DispatchInstruction, TelemetryInterval
+from nexwatt_shared.contracts import (
+    DispatchInstruction,
+    TelemetryInterval,
+    answer_event_id,
+    conflict_event_id,
+    is_conflict_answer,
+)
 from nexwatt_shared.settings import ServiceSettings
 from nexwatt_shared.topics import ALL, DISPATCH_INSTRUCTION, TELEMETRY_INTERVAL, TELEMETRY_RAW
 from nexwatt_telemetry_ingest.formats import FormatError
@@ -46,6 +52,25 @@ def test_naive_datetimes_and_backward_windows_are_refused_with_the_field() -> No
         instruction(window_start="2026-03-12T09:15:00")
     with pytest.raises(ValidationError, match="window_end must be after window_start"):
         instruction(window_end="2026-03-12T09:00:00Z")
+
+
+def test_answer_ids_cannot_collide_whatever_the_instruction_ids() -> None:
+    # Instruction ids are the ISO's and may hold ':' or '#'; an answer id of the form
+    # "confirmed:<id>:r<revision>" made ("a:r2", 1) and ("a", 2) one event id, and the outbox
+    # kept only one of the two answers.
+    ids = [
+        answer_event_id("a:r2", 1),
+        answer_event_id("a", 2),
+        answer_event_id("a", 1),
+        answer_event_id("-r2:a", 1),
+        answer_event_id("2:a", 2),
+        conflict_event_id("a", 1, "0123abcd"),
+        answer_event_id("a:conflict:0123abcd", 1),
+        answer_event_id("conflict-0123abcd:r1:a", 1),
+    ]
+    assert len(set(ids)) == len(ids)
+    assert ids[2] == "confirmed:a"  # the first revision keeps the id it always had
+    assert [is_conflict_answer(i) for i in ids] == [False] * 5 + [True, False, False]
 
 
 def test_an_event_round_trips_through_the_wire_format() -> None:
