@@ -72,6 +72,14 @@ COMMAND_SECONDS = Histogram(
 INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
+HELD_ASSETS = Gauge(
+    "nexwatt_dispatch_unregistered_assets_held",
+    "Assets with telemetry but no registration yet whose readings are kept for it",
+)
+HELD_DROPPED = Counter(
+    "nexwatt_dispatch_unregistered_readings_dropped_total",
+    "Readings of unregistered assets let go to keep what is held bounded",
+)
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
 DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
 
@@ -102,7 +110,10 @@ class StateHandler:
             elif isinstance(p, AssetRegistered):
                 registrations.append(p)
         self.view.apply_registrations(sorted(registrations, key=lambda r: r.version))
+        dropped_before = self.view.held_dropped
         closed = self.view.apply_telemetry(readings)
+        HELD_DROPPED.inc(self.view.held_dropped - dropped_before)
+        HELD_ASSETS.set(len(self.view.held))
         if readings:
             closed += self.view.close_stale(self.max_age_s)
         if ack_messages:

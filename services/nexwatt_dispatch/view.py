@@ -11,6 +11,7 @@ PostgreSQL, because it spans events that are long gone from the topics.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,11 @@ from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, Coupling
 
 KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
+# Readings of assets not registered (yet): on a replay, telemetry can be read before its
+# asset's registration. Kept for this many assets, this many readings each (those that end last); past
+# that the oldest go, so telemetry of ids that never register cannot grow the view.
+HELD_ASSETS_MAX = 50_000
+HELD_READINGS_PER_ASSET = 3
 _FLOAT_COLUMNS = (
     "capacity_kw", "storage_kwh", "reserve_pct", "battery_kw", "round_trip_efficiency",
     "pv_kw", "soc_pct", "pv_end_s", "soc_end_s", "battery_end_s",
@@ -120,6 +126,8 @@ class FleetView:
     subscribers: list[str] = field(default_factory=list)
     resource_codes: dict[str, int] = field(default_factory=dict)  # resource id -> code
     orders: dict[int, Order] = field(default_factory=dict)
+    held: OrderedDict[str, list[TelemetryInterval]] = field(default_factory=OrderedDict)
+    held_dropped: int = 0  # readings of unregistered assets let go to keep `held` bounded
 
     def __post_init__(self) -> None:
         n = self.capacity
@@ -166,7 +174,9 @@ class FleetView:
         """Each record replaces the asset's row unless a newer version is in; the same version
         again (a replay) changes nothing."""
         c = self.columns
+        waiting: list[TelemetryInterval] = []
         for r in records:
+            waiting += self.held.pop(r.asset_id, ())
             i = self._row(r.asset_id)
             if r.version < self.version[i]:
                 continue
@@ -184,6 +194,7 @@ class FleetView:
             c["round_trip_efficiency"][i] = r.round_trip_efficiency
             self.dc[i] = r.coupling is Coupling.DC
             self.has_pv[i] = r.has_pv
+        self.apply_telemetry(waiting)  # new rows: no window of theirs can close
 
     def apply_telemetry(self, readings: Iterable[TelemetryInterval]) -> list[Performance]:
         """Each channel dispatch tracks (PV, SoC) takes a reading's value where its interval
@@ -195,7 +206,8 @@ class FleetView:
         for r in readings:
             i = self.slot.get(r.asset_id)
             if i is None:
-                i = self._row(r.asset_id)  # telemetry before the registration: kept
+                self._hold(r)
+                continue
             end_s = r.interval_end.timestamp()
             for channel, value_name, end_name in (
                 (Channel.PV_KW, "pv_kw", "pv_end_s"),
@@ -221,6 +233,17 @@ class FleetView:
             if end_s >= order.end_s:
                 closed.append(self._close(i, order))
         return closed
+
+    def _hold(self, reading: TelemetryInterval) -> None:
+        """Keep a reading of an asset not registered yet, within the bounds."""
+        kept = self.held.setdefault(reading.asset_id, [])
+        self.held.move_to_end(reading.asset_id)
+        kept.append(reading)
+        if len(kept) > HELD_READINGS_PER_ASSET:  # the one that ends first goes
+            kept.remove(min(kept, key=lambda held: held.interval_end))
+            self.held_dropped += 1
+        while len(self.held) > HELD_ASSETS_MAX:
+            self.held_dropped += len(self.held.popitem(last=False)[1])
 
     def _close(self, i: int, order: Order) -> Performance:
         """The window's account: commanded over the whole window, whatever was reported (an
