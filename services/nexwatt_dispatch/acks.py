@@ -8,10 +8,10 @@ import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from prometheus_client import Counter
 
+from nexwatt_dispatch.domain import Answer
 from nexwatt_shared.contracts import AssetCommandAck
 
 # Acks of an instruction are kept this long after its first one [s]: long enough for its
@@ -41,13 +41,6 @@ def round_of(instruction_id: str, command_id: str) -> Round:
 class _Waiter:
     remaining: set[str]
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class Answer(NamedTuple):
-    """An asset's answer to its setpoint (the ack entry, without the rest of the model)."""
-
-    accepted: bool
-    setpoint_kw: float
 
 
 @dataclass

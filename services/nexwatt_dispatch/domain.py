@@ -6,7 +6,7 @@ The per-asset functions are vectorized (numpy arrays, one element per asset).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -229,6 +229,39 @@ def command_window(
         f"the window opened at {window_start:%H:%M} UTC; commands cover"
         f" {start:%H:%M}-{window_end:%H:%M} UTC, what can still be delivered",
     )
+
+
+class Answer(NamedTuple):
+    """An asset's answer to its setpoint (an ack entry, without the rest of the message)."""
+
+    accepted: bool
+    setpoint_kw: float
+
+
+class Acknowledged(NamedTuple):
+    kw: dict[str, float]  # acknowledged setpoint per asset [kW]; 0: refused
+    above_command: int  # acks for more than the asset was commanded: ignored
+    not_commanded: int  # acks of assets the round did not command: ignored
+
+
+def acknowledged_kw(
+    commanded_kw: Mapping[str, float], answers: Mapping[str, Answer]
+) -> Acknowledged:
+    """What each commanded asset acknowledged it holds [kW]: its accepted setpoint, 0 for a
+    refusal; an ack for more than commanded (beyond the watt setpoints are rounded to) and acks
+    of assets not commanded are ignored and counted. Assets without an answer are left out."""
+    acked: dict[str, float] = {}
+    above = matched = 0
+    for asset_id, commanded in commanded_kw.items():
+        answer = answers.get(asset_id)
+        if answer is None:
+            continue
+        matched += 1
+        if answer.setpoint_kw > commanded + 0.0005:
+            above += 1
+            continue
+        acked[asset_id] = answer.setpoint_kw if answer.accepted else 0.0
+    return Acknowledged(acked, above, len(answers) - matched)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from nexwatt_dispatch.domain import (
     SETPOINT_ROUNDING_MW,
     CommandWindow,
     EventLimits,
+    acknowledged_kw,
     allocate,
     answer_status,
     command_messages,
@@ -81,6 +82,8 @@ HELD_DROPPED = Counter(
     "Readings of unregistered assets let go to keep what is held bounded",
 )
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
+# Instructions received this far back [s] are looked at for commands still standing at start.
+STANDING_RECEIVED_WITHIN_S = 2 * 86_400.0
 DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
 
 
@@ -172,6 +175,9 @@ class Dispatcher:
         another replica received and did not answer (it died: its offsets were committed, so
         no one else is handed the instruction); keep the measured performance current; at
         stop, cancel what is in flight (answered after the restart)."""
+        restoring = asyncio.create_task(self._restore_orders())
+        self._tasks.add(restoring)
+        restoring.add_done_callback(self._tasks.discard)
         orphaned_after_s = 0.0  # at start: everything unanswered is ours to answer
         while not stop.is_set():
             try:
@@ -188,6 +194,39 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _restore_orders(self) -> None:
+        """Measure again what assets were commanded to hold before a restart, as the live
+        path does (the setpoint from when it was sent, then what was acknowledged), in windows
+        not over yet on their resource's clock: from that clock on, since what they did while
+        no one was measuring is unknown (commanded and delivered both count from then)."""
+        await self.view_ready.wait()
+        delay = RETRY_S[0]
+        while True:
+            try:
+                standing = await self.log.standing(STANDING_RECEIVED_WITHIN_S)
+                break
+            except Exception as exc:  # PostgreSQL away: tried again
+                log.warning("standing commands not read", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RETRY_S[1])
+        measured: set[str] = set()
+        for i, commands in standing:
+            window = self._window(i)
+            start_s = np.nan if window is None else window.start.timestamp()
+            start_s = np.fmax(start_s, self.view.clock_s(i.resource_id))
+            end_s = np.nan if window is None else window.end.timestamp()
+            told = commands.commanded_kw
+            if not start_s < end_s:  # over: what it told the assets no longer stands
+                self.view.order(told.keys(), [0.0] * len(told), i.instruction_id, 0.0, 0.0)
+                continue
+            acked = acknowledged_kw(told, commands.answers).kw
+            for kw_by_asset in (told, acked):
+                self.view.order(kw_by_asset.keys(), kw_by_asset.values(), i.instruction_id,
+                                float(start_s), float(end_s))  # fmt: skip
+            measured.add(i.instruction_id)
+        if measured:
+            log.info("commanded windows measured again after the start", instructions=len(measured))
 
     def _start(
         self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float
@@ -355,12 +394,8 @@ class Dispatcher:
         """Command the assets (the recorded rounds, when a crash interrupted an earlier try),
         gather their acks, replace those that did not answer, and build the answer; with the
         commands' window and the acknowledged setpoints [kW] by asset."""
-        i, s = instruction, self.settings
-        # A revision or a cancellation changes what assets already hold: at once (a lead time
-        # would leave them idle in the middle of the event).
-        immediate = i.cancelled or i.revision > 1
-        lead = timedelta(seconds=0 if immediate else s.dispatch_lead_time_s)
-        window = command_window(i.window_start, i.window_end, i.issued_at, lead)
+        i = instruction
+        window = self._window(i)
         if window is None:
             window = CommandWindow(i.window_start, i.window_end, None)
             if not i.cancelled:
@@ -413,6 +448,14 @@ class Dispatcher:
                 replaced = len(silent)
         answer = self._settle(i, window, expected, limits, acked, len(told), replaced, started)
         return answer, window, acked
+
+    def _window(self, instruction: DispatchInstruction) -> CommandWindow | None:
+        """When the instruction's commands run. A revision or a cancellation changes what
+        assets already hold: at once (a lead time would leave them idle mid-event)."""
+        i = instruction
+        immediate = i.cancelled or i.revision > 1
+        lead = timedelta(seconds=0 if immediate else self.settings.dispatch_lead_time_s)
+        return command_window(i.window_start, i.window_end, i.issued_at, lead)
 
     def _settle(
         self,
@@ -590,20 +633,10 @@ class Dispatcher:
                 log.info("re-sending commands no gateway answered", messages=len(unanswered))
                 await outbox.republish(self.pool, self.producer, sorted(unanswered))
             acks = await self.acks.wait(key, expected, half_s)
-        acked: dict[str, float] = {}
-        matched = 0
-        for asset_id, commanded_kw in expected.items():
-            ack = acks.get(asset_id)
-            if ack is None:
-                continue
-            matched += 1
-            if ack.setpoint_kw > commanded_kw + 0.0005:  # beyond the watt it is rounded to
-                ACKS_IGNORED.labels("more than commanded").inc()
-                continue
-            acked[asset_id] = ack.setpoint_kw if ack.accepted else 0.0
-        if strays := len(acks) - matched:  # acks of assets this round did not command
-            ACKS_IGNORED.labels("asset not commanded").inc(strays)
-        return acked
+        acked = acknowledged_kw(expected, acks)
+        ACKS_IGNORED.labels("more than commanded").inc(acked.above_command)
+        ACKS_IGNORED.labels("asset not commanded").inc(acked.not_commanded)
+        return acked.kw
 
     async def _load_season(self, when: datetime) -> None:
         """Events per subscriber in the season of `when`, read from the log when it starts."""

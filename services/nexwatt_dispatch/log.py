@@ -3,14 +3,15 @@ asset's measured performance and event participation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+import orjson
 
-from nexwatt_dispatch.domain import CommandMessage
+from nexwatt_dispatch.domain import Answer, CommandMessage
 from nexwatt_dispatch.view import Performance
 from nexwatt_shared import outbox
 from nexwatt_shared.codec import envelope
@@ -33,6 +34,15 @@ class CommandRound:
     setpoints_kw: list[float]
     limits_kw: list[float]
     encoded: list[outbox.Encoded] = field(default_factory=list)
+
+
+@dataclass
+class StandingRound:
+    """One round of commands of an instruction revision: what each asset was commanded [kW]
+    and what it answered."""
+
+    commanded_kw: dict[str, float] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,37 @@ class DispatchLog:
                 a.assets_replaced,
             )  # fmt: skip
 
+    async def standing(
+        self, received_within_s: float
+    ) -> list[tuple[DispatchInstruction, StandingRound]]:
+        """Every round of commands for the instructions received in the last
+        `received_within_s` [s], in the order they were decided (a later command to an asset
+        replaces an earlier one, as at its gateway), with the answers they got: to measure
+        what may still stand after a restart."""
+        rows = await self.pool.fetch(
+            """SELECT i.content, m.instruction_id, m.revision, m.round, m.asset_ids,
+                      m.setpoints_kw, a.data::text AS ack
+               FROM command_messages m
+               JOIN instructions i USING (instruction_id, revision)
+               LEFT JOIN ack_messages a USING (command_id)
+               WHERE i.received_at > now() - make_interval(secs => $1)
+                 AND i.content IS NOT NULL
+               ORDER BY m.recorded_at, m.command_id""",
+            received_within_s,
+        )
+        rounds: dict[tuple[str, int, int], tuple[DispatchInstruction, StandingRound]] = {}
+        for r in rows:
+            key = (r["instruction_id"], r["revision"], r["round"])
+            if key not in rounds:
+                instruction = DispatchInstruction.model_validate_json(r["content"])
+                rounds[key] = (instruction, StandingRound())
+            got = rounds[key][1]
+            got.commanded_kw.update(zip(r["asset_ids"], r["setpoints_kw"], strict=True))
+            if r["ack"] is not None:
+                for asset_id, answer in _answers(r["ack"]):  # the first of each asset stands
+                    got.answers.setdefault(asset_id, answer)
+        return list(rounds.values())
+
     async def record_acks(self, messages: Sequence[tuple[AssetCommandAck, bytes]]) -> None:
         """Each ack message with the record it came in (its data is stored as sent, not
         encoded again: 100,000 entries an instruction)."""
@@ -212,3 +253,11 @@ class DispatchLog:
             since,
         )
         return {r["s"]: r["n"] for r in rows}
+
+
+def _answers(data: str) -> Iterator[tuple[str, Answer]]:
+    """Each asset's answer in an ack message's data as stored (validated when it came:
+    version 2's list, or version 1's one asset)."""
+    fields = orjson.loads(data)
+    for ack in fields.get("acks", [fields]):
+        yield ack["asset_id"], Answer(ack["accepted"], ack["setpoint_kw"])

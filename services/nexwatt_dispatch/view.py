@@ -31,8 +31,8 @@ from nexwatt_shared.power_model import AssetRatings, Coupling
 
 KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
 # Readings of assets not registered (yet): on a replay, telemetry can be read before its
-# asset's registration. Kept for this many assets, this many readings each (those that end last); past
-# that the oldest go, so telemetry of ids that never register cannot grow the view.
+# asset's registration. Kept for this many assets, this many readings each (those that end
+# last); past that the oldest go, so telemetry of ids that never register cannot grow the view.
 HELD_ASSETS_MAX = 50_000
 HELD_READINGS_PER_ASSET = 3
 _FLOAT_COLUMNS = (
@@ -263,17 +263,26 @@ class FleetView:
             return []
         rows = np.fromiter(self.orders, np.int64, len(self.orders))
         codes = self.resource[rows]
-        n = len(self.asset_ids)
-        ends = np.fmax(self.columns["pv_end_s"][:n], self.columns["soc_end_s"][:n])
         stale: list[int] = []
         for code in np.unique(codes):
-            members = np.flatnonzero((self.resource[:n] == code) & self.enrolled[:n])
-            known = ends[members]
-            clock = resource_clock(np.where(np.isfinite(known), known, np.nan))
+            clock = self._clock_s(int(code))
             stale += [
                 int(i) for i in rows[codes == code] if self.orders[int(i)].end_s < clock - max_age_s
             ]
         return [self._close(i, self.orders[i]) for i in stale]
+
+    def _clock_s(self, code: int) -> float:
+        """The resource's own clock [s since the epoch]: where its enrolled assets' telemetry
+        has got to (NaN: none yet)."""
+        n = len(self.asset_ids)
+        members = np.flatnonzero((self.resource[:n] == code) & self.enrolled[:n])
+        ends = np.fmax(self.columns["pv_end_s"][members], self.columns["soc_end_s"][members])
+        return float(resource_clock(np.where(np.isfinite(ends), ends, np.nan)))
+
+    def clock_s(self, resource_id: str) -> float:
+        """`_clock_s` of a resource by id (NaN: unknown resource, or no telemetry)."""
+        code = self.resource_codes.get(resource_id)
+        return np.nan if code is None else self._clock_s(code)
 
     def order(self, asset_ids: Iterable[str], setpoints_kw: Iterable[float], instruction_id: str,
               start_s: float, end_s: float) -> None:  # fmt: skip

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
@@ -43,6 +44,7 @@ from tests.helpers import TopicWatcher, eventually, unique
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 12, 13, 17, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MIN = timedelta(minutes=1)
 
 
 @dataclass
@@ -203,6 +205,18 @@ def setpoints(ctx: dict, i: DispatchInstruction) -> dict[str, float]:
     return got
 
 
+async def restored(ctx: dict) -> dict[str, tuple[float, datetime, datetime]]:
+    """What a replica starting now measures (setpoint [kW], from, to) per asset: a view with
+    every row and no window, and the commands standing in the log."""
+    view = ctx["view"].copy()
+    restarted = Dispatcher(ctx["dispatcher"].settings, view, AckBook(), DispatchLog(ctx["pool"]),
+                           ctx["producer"], ctx["dispatcher"].view_ready)  # fmt: skip
+    await restarted._restore_orders()
+    at = partial(datetime.fromtimestamp, tz=UTC)
+    return {view.asset_ids[k]: (o.setpoint_kw, at(o.start_s), at(o.end_s))
+            for k, o in view.orders.items()}  # fmt: skip
+
+
 async def test_allocation_per_gateway_confirmation_and_replay(ctx: dict) -> None:
     a, b, c = (unique(f"T-{x}") for x in "ABC")
     hub = unique("GW")
@@ -293,6 +307,10 @@ async def test_what_an_asset_acknowledges_short_goes_to_the_others_headroom(ctx:
     assert setpoints(ctx, i) == pytest.approx({a: 3.0, b: 2.0}, abs=1e-3)
     assert answer.status == DispatchStatus.CONFIRMED and answer.assets_replaced == 0
     assert answer.mw_confirmed == pytest.approx(0.004, abs=1e-9)
+    # A replica starting now measures what each asset acknowledged, from the commands'
+    # start (13:17 + 1 minute of lead; the resource's clock, 13:17, is before it).
+    window = (NOW + MIN, NOW + HOUR)
+    assert await restored(ctx) == {a: (3.0, *window), b: (1.0, *window)}
 
 
 async def test_an_update_moves_the_setpoints_and_a_cancellation_stops_them(ctx: dict) -> None:
@@ -309,17 +327,17 @@ async def test_an_update_moves_the_setpoints_and_a_cancellation_stops_them(ctx: 
     assert updated.status == DispatchStatus.CONFIRMED and updated.revision == 2
     assert updated.mw_confirmed == pytest.approx(0.008)
     assert setpoints(ctx, first) == pytest.approx({a: 4.0, b: 4.0})
+    # Measured after a restart: the revision's setpoints, from when it was issued.
+    assert await restored(ctx) == {x: (4.0, NOW + 10 * MIN, NOW + HOUR) for x in (a, b)}
     # Then calls it off: every asset commanded gets 0.
     off = first.model_copy(update={"revision": 3, "cancelled": True, "issued_at": NOW + 20 * MIN})
     cancelled = await answer_to(ctx, off)
     assert cancelled.status == DispatchStatus.CANCELLED and cancelled.mw_confirmed == 0.0
     assert setpoints(ctx, first) == {a: 0.0, b: 0.0}
+    assert await restored(ctx) == {}  # nothing stands
     # An older revision arriving late changes nothing: refused as superseded.
     late = await answer_to(ctx, more.model_copy(update={"revision": 2}))
     assert late.status == DispatchStatus.CONFIRMED  # the recorded answer, not a new decision
-
-
-MIN = timedelta(minutes=1)
 
 
 async def test_bad_instructions_are_answered_rejected_with_the_reason(ctx: dict) -> None:

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from nexwatt_dispatch.domain import (
+    Acknowledged,
+    Answer,
     CommandWindow,
     EventLimits,
+    acknowledged_kw,
     allocate,
     answer_status,
     command_messages,
@@ -283,3 +286,21 @@ def test_program_seasons_start_in_april_and_october() -> None:
     assert season_start(datetime(2026, 11, 3, tzinfo=UTC)) == datetime(2026, 10, 1, tzinfo=UTC)
     assert season_start(datetime(2027, 2, 3, tzinfo=UTC)) == datetime(2026, 10, 1, tzinfo=UTC)
     assert season_start(datetime(2027, 4, 1, tzinfo=UTC)) == datetime(2027, 4, 1, tzinfo=UTC)
+
+
+def test_what_assets_acknowledge_and_what_is_ignored() -> None:
+    commanded = {"A": 2.0, "B": 3.0, "C": 1.5, "D": 4.0}
+    answers = {
+        "A": Answer(True, 2.0),  # as told
+        "B": Answer(True, 1.25),  # holds less: what it holds counts
+        "C": Answer(False, 1.5),  # refused: 0
+        "D": Answer(True, 4.0004),  # within the watt the setpoint is rounded to
+        "E": Answer(True, 1.0),  # not commanded in this round
+    }
+    assert acknowledged_kw(commanded, answers) == Acknowledged(
+        {"A": 2.0, "B": 1.25, "C": 0.0, "D": 4.0004}, 0, 1
+    )
+    # More than commanded (beyond the watt) is ignored and counted; silent assets left out.
+    assert acknowledged_kw({"A": 2.0, "F": 1.0}, {"A": Answer(True, 2.001)}) == Acknowledged(
+        {}, 1, 0
+    )
