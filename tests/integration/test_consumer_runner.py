@@ -16,6 +16,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from nexwatt_shared.codec import encode, envelope
 from nexwatt_shared.kafka.admin import create_topics
@@ -319,5 +321,42 @@ async def test_while_the_store_is_down_the_runner_retries_and_reports_not_ready(
         lambda n: n == 3,
     )
     assert runner.retrying_since is None and runner.ready(max_lag=1000, max_retry_s=0.1)
+    stop.set()
+    await task
+
+
+async def test_a_broadcast_reader_reads_partitions_added_while_it_runs(setup: dict) -> None:
+    # A broadcast reader is assigned its partitions, so the broker tells it nothing when an
+    # operator adds some (e.g. to scale telemetry-ingest): it looks for itself.
+    ctx = setup
+    seen: list[tuple[int, str]] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        seen.extend((d.partition, d.event.id) for d in batch)
+
+    runner = ConsumerRunner(
+        bootstrap_servers=ctx["bootstrap"], group_id=ctx["group"], topics=[ctx["topic"]],
+        handler=handler, dead_letters=ctx["producer"], replay={ctx["topic"].name: None},
+        partition_check_s=0.5,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await produce(ctx, 4)
+    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda n: n == 4)
+    admin = AIOKafkaAdminClient(bootstrap_servers=ctx["bootstrap"])
+    await admin.start()
+    try:
+        await admin.create_partitions({ctx["topic"].name: NewPartitions(total_count=3)})
+    finally:
+        await admin.close()
+    value = encode(envelope(ctx["topic"], reading("A-new", 99), source="test", event_id="new"))
+    producer = AIOKafkaProducer(bootstrap_servers=ctx["bootstrap"])
+    await producer.start()
+    try:
+        await producer.send_and_wait(ctx["topic"].name, value, partition=2)
+    finally:
+        await producer.stop()
+    await eventually(lambda: asyncio.sleep(0, seen), lambda got: (2, "new") in got)
+    assert len(seen) == 5  # what was read before is not read again
     stop.set()
     await task

@@ -191,16 +191,20 @@ class ConsumerRunner:
         security: dict[str, Any] | None = None,
         replay: Mapping[str, float | None] | None = None,
         start_at: Mapping[TopicPartition, int] | None = None,
+        partition_check_s: float = 60.0,
     ) -> None:
         """`replay`: broadcast mode; per topic name, how far back to start reading at each
         start [s of record time before now], None for the topic's beginning. `start_at`: in
         broadcast mode, offsets to start some partitions at instead (a restored snapshot's);
-        a time-based start later than one of these wins (what lies between is too old)."""
+        a time-based start later than one of these wins (what lies between is too old);
+        `partition_check_s`: in broadcast mode, how often to look for partitions added to the
+        topics [s]."""
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
         self.security = security
         self.replay = replay
         self.start_at = dict(start_at or {})
+        self.partition_check_s = partition_check_s
         # Broadcast mode: per partition, the offset up to which records have been handled.
         self.handled: dict[TopicPartition, int] = {}
         self.topics = {t.name: t for t in topics}
@@ -237,6 +241,7 @@ class ConsumerRunner:
         else:
             await self._assign_all(self.replay)
         log.info("consumer started", group=self.group_id, topics=list(self.topics))
+        next_check = time.monotonic() + self.partition_check_s
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -245,6 +250,9 @@ class ConsumerRunner:
                         if not await self._process(batch, stop):
                             break  # stopped while retrying: leave the batch uncommitted
                 await self._measure_lag()
+                if self.replay is not None and time.monotonic() >= next_check:
+                    await self._assign_added_partitions()
+                    next_check = time.monotonic() + self.partition_check_s
         finally:
             await consumer.stop()
             log.info("consumer stopped", group=self.group_id)
@@ -284,6 +292,33 @@ class ConsumerRunner:
             partitions=_names(set(partitions)),
             replay_s={t: replay.get(t) for t in self.topics},
         )
+
+    async def _assign_added_partitions(self) -> None:
+        """Broadcast mode: read partitions added to the topics since the start too (from
+        their beginning: all they hold is new), every partition already read going on from
+        where it is. A subscribed group is told by the broker; an assignment is not."""
+        consumer = self._consumer
+        try:
+            counts = await partition_counts(
+                self.bootstrap_servers, list(self.topics), self.security
+            )
+        except Exception as exc:  # the broker away: the next check tries again
+            log.warning("partition counts not read", group=self.group_id, error=str(exc))
+            return
+        current = consumer.assignment()
+        added = {TopicPartition(t, p) for t in self.topics for p in range(counts.get(t, 0))}
+        added -= current
+        if not added:
+            return
+        positions = {tp: await consumer.position(tp) for tp in current}
+        consumer.assign([*current, *added])
+        for tp, at in positions.items():
+            consumer.seek(tp, at)
+        for tp in added:
+            await consumer.seek_to_beginning(tp)
+            self.handled[tp] = await consumer.position(tp)
+        log.info("partitions added: reading them too", group=self.group_id,
+                 partitions=_names(added))  # fmt: skip
 
     async def _process(
         self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
