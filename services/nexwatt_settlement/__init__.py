@@ -16,8 +16,16 @@ later for the window (or the hours before it that its baseline reads) files the 
 `NEXWATT_SETTLEMENT_FINAL_AFTER_S` (60 days) have passed since the window, it is filed *final*
 and later data is kept but not settled into it (logged, counted). Each version's event (id
 `settlement:<instruction_id>:v<version>`) is recorded with the report, then published from that
-record, so a replica or a replay never files a second content. Rejected instructions get no
-report.
+record, so a replica or a replay never files a second content.
+
+Every revision of an instruction and dispatch's answer to each are kept; a revision is in force
+once answered and not rejected. A window is settled on its first revision's window, ended by a
+cancellation in force (one at or before the start leaves nothing to settle: state 'cancelled',
+no report), each slot asking what the revision in force then asked. An instruction no revision
+of which is in force gets no report. A capability test (`kind` test) is filed like an event but
+priced at 0. A revision or an answer arriving after a filing restates the window (after the
+final version it is kept and logged). dispatch's answers to a reused instruction id
+(`is_conflict_answer`) are ignored: they do not answer the instruction.
 
 Each asset's baseline is the resource's method (`NEXWATT_SETTLEMENT_BASELINE_METHOD`: High 4 of
 5 / 2 of 3 with the symmetric additive adjustment, Match Day, or Hour Before), with Hour Before

@@ -120,16 +120,19 @@ class Slots:
     baseline_mw: list[float]
     metered_mw: list[float]
     delivered_mw: list[float]
+    requested_mw: list[float]  # empty for a report filed before requests were per slot
 
 
 def parse_intervals(text: str) -> Slots:
-    """Read `intervals_csv` (interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct)."""
+    """Read `intervals_csv` (interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct,
+    requested_mw; the last column only in reports filed since instruction revisions)."""
     rows = list(csv.DictReader(io.StringIO(text)))
     return Slots(
         starts=[datetime.fromisoformat(r["interval_start"]) for r in rows],
         baseline_mw=[float(r["baseline_mw"]) for r in rows],
         metered_mw=[float(r["metered_mw"]) for r in rows],
         delivered_mw=[float(r["delivered_mw"]) for r in rows],
+        requested_mw=[float(r["requested_mw"]) for r in rows if r.get("requested_mw")],
     )
 
 
@@ -250,8 +253,8 @@ def revenue_json(revenue: Revenue) -> str:
 
 
 def render_plot(report: SettlementFiled, path: Path) -> None:
-    """Baseline, metered and delivered MW per 5-minute slot against the MW requested, as a PNG
-    at `path` (matplotlib's Agg canvas: no display, no pyplot state)."""
+    """Baseline, metered and delivered MW per 5-minute slot against the MW requested in each,
+    as a PNG at `path` (matplotlib's Agg canvas: no display, no pyplot state)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.dates import DateFormatter
@@ -272,11 +275,14 @@ def render_plot(report: SettlementFiled, path: Path) -> None:
         ("delivered", slots.delivered_mw),
     ):
         axes.step(edges, [*values, values[-1]], where="post", label=label)
-    axes.axhline(
-        report.mw_requested,
+    requested = slots.requested_mw or [report.mw_requested] * len(slots.starts)
+    axes.step(
+        edges,
+        [*requested, requested[-1]],
+        where="post",
         color="black",
         linestyle="--",
-        label=f"requested {report.mw_requested:g} MW",
+        label=f"requested (mean {report.mw_requested:g} MW)",
     )
     axes.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=UTC))
     axes.set_xlabel(f"{report.window_start:%Y-%m-%d} (UTC)")

@@ -30,6 +30,17 @@ The resource's slot values are sums over credited assets / 1000 [MW]; over the w
 length T [s]: delivered_mw = sum_k delivered_k * L_k / T, delivered_mwh = sum_k delivered_k *
 L_k / 3600, performance_pct = delivered_mw / mw_requested * 100. Coverage = the share of the
 enrolled assets' slot-time that is measured [%].
+
+What was asked follows the instruction's revisions in force (answered, not rejected): the
+window is the first revision's, cut at the first cancellation in force (its issue time clamped
+into the window; at the start: nothing to settle); revision r requests mw_r from
+max(issued_r, window_start) until the next revision in force, so
+
+    requested_k  = sum_r mw_r * overlap(revision r's span, slot k) / L_k                 [MW]
+    mw_requested = sum_k requested_k * L_k / T                                           [MW]
+
+and each slot's shortfall (the money) is requested_k - delivered_k. A capability test is
+settled the same way and priced at 0: it is scored, not paid.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from nexwatt_settlement import baselines as bl
 from nexwatt_settlement import money
@@ -51,7 +63,9 @@ from nexwatt_shared.contracts import (
     Channel,
     CohortSettlement,
     DataQuality,
+    DispatchStatus,
     HourlyDelivery,
+    InstructionKind,
     PerformanceMoney,
     Quality,
     SettlementDiff,
@@ -162,16 +176,110 @@ class Readings(NamedTuple):
         )
 
 
+class Revision(NamedTuple):
+    """One revision of an instruction as settlement stored it, with dispatch's answer to it."""
+
+    revision: int
+    issued_at: datetime
+    mw: float  # requested [MW]
+    cancelled: bool  # the ISO calls the event off from `issued_at`
+    kind: InstructionKind
+    answer: DispatchStatus | None  # None: no answer seen (yet)
+    mw_confirmed: float  # what the answer confirmed [MW]; 0 without one
+
+    @property
+    def in_force(self) -> bool:
+        """Answered, and not rejected: a rejected revision left the assets on the previous one."""
+        return self.answer is not None and self.answer != DispatchStatus.REJECTED
+
+
 @dataclass(frozen=True)
 class Due:
-    """A confirmed instruction to settle."""
+    """A window to settle, on the terms of its instruction's revisions in force (see `terms`)."""
 
     instruction_id: str
     resource_id: str
     window_start: datetime
-    window_end: datetime
-    mw_requested: float
-    mw_confirmed: float
+    window_end: datetime  # the settled end: the window's, or where a cancellation cut it
+    requested_from_s: tuple[float, ...]  # when each request starts, by revision [s from start]
+    requested_mw: tuple[float, ...]  # each request [MW]
+    mw_confirmed: float  # the newest request's answer [MW]
+    revision: int  # the highest revision in force
+    kind: InstructionKind = InstructionKind.EVENT
+
+    @property
+    def paid(self) -> bool:
+        """Whether the window earns or owes money: a capability test is scored, not paid."""
+        return self.kind == InstructionKind.EVENT
+
+
+def settled_end(
+    window_start: datetime, window_end: datetime, revisions: Sequence[Revision]
+) -> datetime:
+    """Where settling a window ends [UTC]: the issue time of the first cancellation in force
+    (the lowest revision), clamped into [window_start, window_end]; the window's end without
+    one. At `window_start`: the event was called off before it began, nothing to settle."""
+    cancels = [r for r in revisions if r.in_force and r.cancelled]
+    if not cancels:
+        return window_end
+    first = min(cancels, key=lambda r: r.revision)
+    return min(max(first.issued_at, window_start), window_end)
+
+
+def requested_mw(edges_s: np.ndarray, from_s: ArrayLike, mw: ArrayLike) -> np.ndarray:
+    """Each slot's requested power, time-weighted within the slot [MW].
+
+    Request j holds `mw[j]` from `from_s[j]` until the next request starts (the last one until
+    the window's end, `edges_s[-1]`); nothing is requested before the first. A request whose
+    start lies before an earlier one's starts with it: a higher revision replaces a lower one,
+    never the other way round.
+
+    Parameters
+    ----------
+    edges_s : slot edges, increasing [s from the window start]
+    from_s : when each request starts, in revision order [s from the window start]
+    mw : each request [MW]
+    """
+    end_s = float(edges_s[-1])
+    start_s = np.maximum.accumulate(np.clip(np.asarray(from_s, dtype=float), 0.0, end_s))
+    stop_s = np.append(start_s[1:], end_s)
+    mean_mw, _ = resample(
+        np.zeros(start_s.size, np.intp), start_s, stop_s, np.asarray(mw, dtype=float), 1, edges_s
+    )
+    return mean_mw[0]
+
+
+def terms(
+    instruction_id: str,
+    resource_id: str,
+    window_start: datetime,
+    window_end: datetime,
+    revisions: Sequence[Revision],
+) -> Due | None:
+    """What a window is settled on, from its instruction's revisions (the first revision's
+    window): the revisions in force below the first cancellation in force, each requesting its
+    MW from max(its issue time, window_start) until the next one, over [window_start,
+    `settled_end`). None while no revision requesting delivery is in force, and when a
+    cancellation leaves nothing of the window."""
+    ordered = sorted((r for r in revisions if r.in_force), key=lambda r: r.revision)
+    end = settled_end(window_start, window_end, ordered)
+    cut = next((r.revision for r in ordered if r.cancelled), None)
+    asking = [r for r in ordered if cut is None or r.revision < cut]
+    if not asking or end <= window_start:
+        return None
+    return Due(
+        instruction_id=instruction_id,
+        resource_id=resource_id,
+        window_start=window_start,
+        window_end=end,
+        requested_from_s=tuple(
+            (max(r.issued_at, window_start) - window_start).total_seconds() for r in asking
+        ),
+        requested_mw=tuple(r.mw for r in asking),
+        mw_confirmed=asking[-1].mw_confirmed,
+        revision=cut if cut is not None else asking[-1].revision,
+        kind=asking[0].kind,
+    )
 
 
 @dataclass(frozen=True)
@@ -546,35 +654,44 @@ def performance_pct(delivered_mw: float, mw_requested: float) -> float:
     return delivered_mw / mw_requested * 100.0 if mw_requested > 0 else 0.0
 
 
+# What a capability test is priced at: it is scored, not paid.
+TEST_RATES = money.PerformanceRates(0.0, 0.0, source="capability test: scored, not paid")
+
+
+def mean_mw(slot_mw: np.ndarray, slot_s: np.ndarray) -> float:
+    """The time-weighted mean of per-slot powers over the window [MW]: sum_k p_k L_k / sum L_k."""
+    return float(np.sum(np.asarray(slot_mw) * slot_s) / np.sum(slot_s))
+
+
 def performance_money(
-    due: Due,
+    requested_mw: np.ndarray,
     delivered_mw: np.ndarray,
     slot_s: np.ndarray,
     rates: money.PerformanceRates,
     day: date,
 ) -> PerformanceMoney:
     """The window assessed as Performance Assessment Intervals, one per 5-minute slot: the
-    resource owes what the ISO asked (committed UCAP x balancing ratio is the MW dispatched);
-    each slot's shortfall is charged and its over-performance earns the bonus rate, so a slot
-    short does not hide behind another over. A slot shorter than 5 minutes (the window's last)
-    counts pro rata.
+    resource owes what the ISO asked in the slot (committed UCAP x balancing ratio is the MW
+    dispatched); each slot's shortfall is charged and its over-performance earns the bonus
+    rate, so a slot short does not hide behind another over. A slot shorter than 5 minutes
+    (the window's last) counts pro rata.
 
     Args:
+        requested_mw: each slot's request [MW] (see `requested_mw`)
         delivered_mw: each slot's delivery [MW]
         slot_s: each slot's length [s]
     """
-    shortfall_mw = money.performance_shortfall_mw(due.mw_requested, delivered_mw)
+    shortfall_mw = money.performance_shortfall_mw(requested_mw, delivered_mw)
     share = np.asarray(slot_s, dtype=float) / SLOT_S  # of an assessment interval [-]
     charge_usd = money.non_performance_charge_usd(
         shortfall_mw, rates.charge_usd_per_mw_interval, share
     ).sum()
     bonus_usd = money.bonus_usd(shortfall_mw, rates.bonus_usd_per_mw_interval, share).sum()
     charge, bonus = money.to_cents(float(charge_usd)), money.to_cents(float(bonus_usd))
-    window_shortfall = float((shortfall_mw * slot_s).sum() / np.sum(slot_s))
     return PerformanceMoney(
         delivery_year=delivery_year(day),
-        expected_mw=due.mw_requested,
-        shortfall_mw=round(window_shortfall, MW_DECIMALS) + 0.0,
+        expected_mw=round(mean_mw(requested_mw, slot_s), MW_DECIMALS) + 0.0,
+        shortfall_mw=round(mean_mw(shortfall_mw, slot_s), MW_DECIMALS) + 0.0,
         intervals=int(np.size(slot_s)),
         charge_rate_usd_per_mw_interval=rates.charge_usd_per_mw_interval,
         bonus_rate_usd_per_mw_interval=rates.bonus_usd_per_mw_interval,
@@ -679,24 +796,26 @@ def attribute(
     return summary, payouts
 
 
-def intervals_csv(window_start: datetime, settlement: Settlement) -> str:
-    """`interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct`, one row per slot:
-    ISO 8601 UTC starts, MW to 4 decimals, coverage to 1."""
+def intervals_csv(window_start: datetime, settlement: Settlement, requested: np.ndarray) -> str:
+    """`interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct,requested_mw`, one row
+    per slot: ISO 8601 UTC starts, MW to 4 decimals, coverage to 1. The request comes last, so
+    a reader of the columns before it by position still reads them."""
 
     def mw(value: float) -> str:
         return f"{round(value, 4) + 0.0:.4f}"  # + 0.0 turns -0.0 into 0.0: no "-0.0000"
 
-    rows = ["interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct"]
-    for start_s, b, m, d, c in zip(
+    rows = ["interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct,requested_mw"]
+    for start_s, b, m, d, c, r in zip(
         settlement.edges_s[:-1],
         settlement.baseline_mw,
         settlement.metered_mw,
         settlement.delivered_mw,
         settlement.coverage,
+        requested,
         strict=True,
     ):
         start = (window_start + timedelta(seconds=float(start_s))).isoformat()
-        rows.append(f"{start.replace('+00:00', 'Z')},{mw(b)},{mw(m)},{mw(d)},{c * 100:.1f}")
+        rows.append(f"{start.replace('+00:00', 'Z')},{mw(b)},{mw(m)},{mw(d)},{c * 100:.1f},{mw(r)}")
     return "\n".join(rows) + "\n"
 
 
@@ -748,7 +867,7 @@ def diff(new: SettlementFiled, old: SettlementFiled) -> SettlementDiff:
 
 
 def changed(d: SettlementDiff) -> bool:
-    """Whether a new version says anything the previous did not, to the Wh."""
+    """Whether a new version's data says anything the previous did not, to the Wh."""
     return bool(
         d.delivered_wh
         or d.baseline_wh
@@ -757,6 +876,21 @@ def changed(d: SettlementDiff) -> bool:
         or d.assets_metered
         or d.hours_wh
         or d.cohorts_wh
+    )
+
+
+# What a new revision of the instruction can change in a report without changing its data.
+TERMS = ("window_end", "mw_requested", "mw_confirmed", "revision", "kind")
+
+
+def differs(new: SettlementFiled, old: SettlementFiled) -> bool:
+    """Whether a new version says anything the previous did not: in its data to the Wh, in the
+    terms of the instruction (a revision, a cancellation, an answer), or in its money."""
+    return (
+        changed(diff(new, old))
+        or any(getattr(new, name) != getattr(old, name) for name in TERMS)
+        or new.performance != old.performance
+        or [c.performance_cents for c in new.cohorts] != [c.performance_cents for c in old.cohorts]
     )
 
 
@@ -777,11 +911,14 @@ def build_report(
     """The next version of the window's report (version 1 without `previous`), and the
     subscribers' payouts."""
     version = previous.version + 1 if previous else 1
+    slot_s = np.diff(settlement.edges_s)
+    requested = requested_mw(settlement.edges_s, due.requested_from_s, due.requested_mw)
+    mw_requested = round(mean_mw(requested, slot_s), MW_DECIMALS) + 0.0
     performance = performance_money(
-        due,
+        requested,
         settlement.delivered_mw,
-        np.diff(settlement.edges_s),
-        program.rates,
+        slot_s,
+        program.rates if due.paid else TEST_RATES,
         program.clock.local_date(due.window_start),
     )
     cohorts, payouts = attribute(fleet, settlement, performance.net_cents)
@@ -799,17 +936,19 @@ def build_report(
         baseline_method=str(program.method),
         baseline_methods={str(m): int(k) for m, k in zip(methods, counts, strict=True)},
         baseline_accuracy=accuracy,
-        mw_requested=due.mw_requested,
+        mw_requested=mw_requested,
         mw_confirmed=due.mw_confirmed,
+        revision=due.revision,
+        kind=due.kind,
         delivered_mw=round(settlement.window_mw, MW_DECIMALS) + 0.0,
         delivered_mwh=round(settlement.delivered_mwh, MW_DECIMALS) + 0.0,
-        performance_pct=round(performance_pct(settlement.window_mw, due.mw_requested), PCT_DECIMALS)
+        performance_pct=round(performance_pct(settlement.window_mw, mw_requested), PCT_DECIMALS)
         + 0.0,
         assets_enrolled=fleet.size,
         assets_metered=settlement.assets_metered,
         coverage_pct=round(settlement.coverage_pct, PCT_DECIMALS),
         coverage_threshold_pct=round(program.coverage_threshold * 100.0, PCT_DECIMALS),
-        intervals_csv=intervals_csv(due.window_start, settlement),
+        intervals_csv=intervals_csv(due.window_start, settlement, requested),
         iso_report=settlement.hours,
         iso_report_csv=hourly_csv(settlement.hours),
         performance=performance,

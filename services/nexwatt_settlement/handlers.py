@@ -21,6 +21,7 @@ from nexwatt_shared.contracts import (
     DispatchInstruction,
     SettlementFiled,
     TelemetryInterval,
+    is_conflict_answer,
 )
 from nexwatt_shared.kafka.consumer import Delivery
 from nexwatt_shared.kafka.producer import EventProducer
@@ -36,6 +37,11 @@ SETTLEMENT_FAILURES = Counter(
 WINDOWS_WAITING = Counter(
     "nexwatt_settlement_waiting_for_data_total",
     "Settlement attempts that found a window's coverage below the threshold",
+)
+CONFLICT_ANSWERS = Counter(
+    "nexwatt_settlement_conflict_answers_ignored_total",
+    "dispatch.confirmed events answering a reused instruction id (ignored: not the answer to"
+    " the instruction first sent under it)",
 )
 AFTER_FINAL = Counter(
     "nexwatt_settlement_after_final_total",
@@ -54,6 +60,27 @@ def _event_hours(due: domain.Due, program: Program) -> tuple[int, int]:
     last = due.window_end - timedelta(microseconds=1)
     same_day = program.clock.local_date(last) == program.clock.local_date(due.window_start)
     return start, program.clock.local_hour(last) + 1 if same_day else 24
+
+
+def answers(batch: list[Delivery]) -> list[DispatchConfirmed]:
+    """The batch's answers to instruction revisions. An answer to a reused instruction id
+    (`is_conflict_answer`) carries the first instruction's id and revision but answers the
+    reuse, and may come before the real answer: it is left out (logged, counted)."""
+    kept = []
+    for d in batch:
+        if not isinstance(d.payload, DispatchConfirmed):
+            continue
+        if is_conflict_answer(d.event.id):
+            CONFLICT_ANSWERS.inc()
+            log.info(
+                "answer to a reused instruction id: ignored",
+                instruction_id=d.payload.instruction_id,
+                revision=d.payload.revision,
+                event_id=d.event.id,
+            )
+            continue
+        kept.append(d.payload)
+    return kept
 
 
 class Settler:
@@ -84,17 +111,33 @@ class Settler:
             [p for p in payloads if isinstance(p, AssetRegistered)],  # every version: as of
             [interval for _, interval in new_telemetry],
             [p for p in payloads if isinstance(p, DispatchInstruction)],
-            [p for p in payloads if isinstance(p, DispatchConfirmed)],
+            answers(batch),
             [self.program.billing(d.payload, i) for d, i in new_telemetry],
         )
         for c in saved.confirmations:
             if c["status"] == "rejected":
                 log.info(
-                    "instruction rejected: no settlement report",
+                    "instruction revision rejected: not in force, the assets kept the previous",
                     instruction_id=c["instruction_id"],
+                    revision=c["revision"],
                     resource_id=c["resource_id"],
                     reason=c["reason"],
                 )
+        for instruction_id in saved.cancelled:
+            log.info(
+                "instruction called off at or before its window's start: nothing to settle",
+                instruction_id=instruction_id,
+            )
+        for instruction_id in saved.revised:
+            log.info(
+                "instruction revised or answered after its window was filed: to be restated",
+                instruction_id=instruction_id,
+            )
+        for instruction_id in saved.revised_after_final:
+            log.warning(
+                "instruction revised or answered after its window was final: kept, not refiled",
+                instruction_id=instruction_id,
+            )
         if saved.unknown_assets:
             log.warning(
                 "telemetry of assets without a record: kept, settled once they are registered",
@@ -103,12 +146,12 @@ class Settler:
             )
         for instruction_id in saved.unconfirmed:
             log.info(
-                "instruction without a confirmation yet: kept, settled once confirmed",
+                "instruction revision without an answer yet: kept, in force once answered",
                 instruction_id=instruction_id,
             )
         for instruction_id in saved.unmatched:
             log.warning(
-                "confirmation of an unknown instruction: kept, settled once the instruction"
+                "answer to an unknown instruction revision: kept, in force once the revision"
                 " arrives",
                 instruction_id=instruction_id,
             )
@@ -208,9 +251,13 @@ class Settler:
             previous,
             datetime.now(UTC),
         )
-        if quality == DataQuality.RESTATED and report.diff and not domain.changed(report.diff):
+        if (
+            quality == DataQuality.RESTATED
+            and previous is not None
+            and not domain.differs(report, previous)
+        ):
             await store.clear_dirty(self.pool, due.instruction_id, work.data_seq)
-            log.info("late data changed nothing to the Wh: no new version")
+            log.info("late data or revisions changed nothing to the Wh or the cent: no new version")
             return
         await self.file(report, payouts, work.data_seq)
 
@@ -241,6 +288,9 @@ class Settler:
             "settlement filed",
             version=report.version,
             data_quality=report.data_quality.value,
+            kind=report.kind.value,
+            revision=report.revision,
+            mw_requested=report.mw_requested,
             delivered_mw=report.delivered_mw,
             delivered_mwh=report.delivered_mwh,
             performance_pct=report.performance_pct,

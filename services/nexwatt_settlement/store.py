@@ -19,6 +19,9 @@ from nexwatt_settlement.domain import (
     Payout,
     Program,
     Readings,
+    Revision,
+    settled_end,
+    terms,
 )
 from nexwatt_settlement.market_time import HOURS, MarketClock, from_day_number, hourly_parts
 from nexwatt_shared.contracts import (
@@ -27,6 +30,8 @@ from nexwatt_shared.contracts import (
     Channel,
     DispatchConfirmed,
     DispatchInstruction,
+    DispatchStatus,
+    InstructionKind,
     SettlementFiled,
     SettlementFiledV1,
 )
@@ -53,20 +58,35 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::f
 ON CONFLICT (asset_id, channel, interval_start) DO NOTHING
 RETURNING asset_id, channel, interval_start, interval_s, value, quality
 """
-_INSERT_INSTRUCTIONS = """
-INSERT INTO instructions (instruction_id, resource_id, mw, window_start, window_end, issued_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[],
-                     $5::timestamptz[], $6::timestamptz[])
+_INSERT_REVISIONS = """
+INSERT INTO instruction_revisions (instruction_id, revision, resource_id, mw, window_start,
+                                   window_end, issued_at, kind, cancelled)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::float8[], $5::timestamptz[],
+                     $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bool[])
+ON CONFLICT (instruction_id, revision) DO NOTHING
+RETURNING instruction_id, revision, resource_id, window_start, window_end
+"""
+# A window's row, made by the first revision stored (`_apply_terms` keeps it on the lowest's).
+_INSERT_WINDOWS = """
+INSERT INTO instructions (instruction_id, resource_id, window_start, window_end)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
 ON CONFLICT (instruction_id) DO NOTHING
-RETURNING instruction_id
 """
 _INSERT_CONFIRMATIONS = """
-INSERT INTO confirmations (instruction_id, resource_id, status, reason, mw_requested,
+INSERT INTO confirmations (instruction_id, revision, resource_id, status, reason, mw_requested,
                            mw_confirmed, confirmed_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                     $6::float8[], $7::timestamptz[])
-ON CONFLICT (instruction_id) DO NOTHING
-RETURNING instruction_id, resource_id, status, reason
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[],
+                     $7::float8[], $8::timestamptz[])
+ON CONFLICT (instruction_id, revision) DO NOTHING
+RETURNING instruction_id, revision, resource_id, status, reason
+"""
+# Every stored revision of some instructions with its answer (if any), lowest first.
+_REVISIONS = """
+SELECT r.instruction_id, r.revision, r.resource_id, r.window_start, r.window_end, r.issued_at,
+       r.mw, r.cancelled, r.kind, c.status, c.mw_confirmed
+FROM instruction_revisions r LEFT JOIN confirmations c USING (instruction_id, revision)
+WHERE r.instruction_id = ANY($1::text[])
+ORDER BY r.instruction_id, r.revision
 """
 # New measured intervals of the settled channel: added to the coverage of the windows still
 # waiting, and marking filed windows (whose data, or hour before, they touch) for a restatement.
@@ -78,11 +98,12 @@ WITH new (asset_id, s, e) AS (
     WHERE asset_id IN (SELECT asset_id FROM new)
 ), hits AS (
     SELECT i.instruction_id, i.state,
-           sum(greatest(extract(epoch FROM least(n.e, i.window_end)
+           sum(greatest(extract(epoch FROM least(n.e, coalesce(i.settled_end, i.window_end))
                                            - greatest(n.s, i.window_start)), 0)) AS covered_s
     FROM new n JOIN member m USING (asset_id)
     JOIN instructions i ON i.resource_id = m.resource_id
-    WHERE n.s < i.window_end AND n.e > i.window_start - make_interval(secs => $4)
+    WHERE n.s < coalesce(i.settled_end, i.window_end)
+      AND n.e > i.window_start - make_interval(secs => $4)
     GROUP BY i.instruction_id, i.state
 ), touched AS (
     UPDATE instructions i SET covered_s = i.covered_s + h.covered_s,
@@ -90,7 +111,7 @@ WITH new (asset_id, s, e) AS (
                                                         ELSE i.covered_changed_at END,
                               data_seq = i.data_seq + 1,
                               dirty = i.dirty OR i.state = 'filed'
-    FROM hits h WHERE i.instruction_id = h.instruction_id AND h.state <> 'final'
+    FROM hits h WHERE i.instruction_id = h.instruction_id AND h.state IN ('waiting', 'filed')
 )
 SELECT instruction_id FROM hits WHERE state = 'final'
 """
@@ -119,7 +140,7 @@ WITH v (asset_id, version, updated_at) AS (
 ), hits AS (
     SELECT DISTINCT i.instruction_id, i.state
     FROM v JOIN asset_versions a ON a.asset_id = v.asset_id
-    JOIN instructions i ON i.resource_id = a.resource_id AND i.state <> 'final'
+    JOIN instructions i ON i.resource_id = a.resource_id AND i.state IN ('waiting', 'filed')
         -- a window not yet begun has no data to count (a fleet re-registering before a
         -- day-ahead event would otherwise recount it on every batch)
         AND i.window_start <= now()
@@ -155,11 +176,47 @@ WHERE t.asset_id IN (SELECT asset_id FROM fleet) AND t.channel = $4
 class Saved:
     """What a batch changed that the handler reports on."""
 
-    confirmations: list[asyncpg.Record]  # stored for the first time
+    confirmations: list[asyncpg.Record]  # answers stored for the first time
     after_final: list[str]  # final windows that data arrived for: refused, logged
     unknown_assets: list[str]  # telemetry of assets without a record: kept, not settled
-    unconfirmed: list[str]  # new instructions without a confirmation yet: kept, not settled
-    unmatched: list[str]  # new confirmations of no known instruction yet: kept, not settled
+    unconfirmed: list[str]  # new revisions without an answer yet: kept, not settled
+    unmatched: list[str]  # new answers of no known instruction revision yet: kept, not settled
+    cancelled: list[str]  # windows called off at or before their start: nothing to settle
+    revised: list[str]  # filed windows a revision or an answer marked for a restatement
+    revised_after_final: list[str]  # final windows a revision or an answer came for: kept
+
+
+class Stored(NamedTuple):
+    """An instruction's revisions as stored: the first one's window, and each with its answer."""
+
+    resource_id: str
+    window_start: datetime
+    window_end: datetime
+    revisions: list[Revision]
+
+
+async def _revisions(
+    conn: asyncpg.Connection | asyncpg.Pool, instruction_ids: Sequence[str]
+) -> dict[str, Stored]:
+    """The stored revisions of each instruction that has any."""
+    found: dict[str, Stored] = {}
+    for r in await conn.fetch(_REVISIONS, list(instruction_ids)):
+        stored = found.setdefault(
+            r["instruction_id"],
+            Stored(r["resource_id"], r["window_start"], r["window_end"], []),
+        )
+        stored.revisions.append(
+            Revision(
+                revision=r["revision"],
+                issued_at=r["issued_at"],
+                mw=r["mw"],
+                cancelled=r["cancelled"],
+                kind=InstructionKind(r["kind"]),
+                answer=DispatchStatus(r["status"]) if r["status"] is not None else None,
+                mw_confirmed=r["mw_confirmed"] or 0.0,
+            )
+        )
+    return found
 
 
 def _versions_args(assets: Sequence[AssetRegistered]) -> list[list]:
@@ -319,25 +376,35 @@ async def save_inputs(
                     LOOK_BEFORE_S,
                 )
                 after_final = [r["instruction_id"] for r in hit_final]
-        new_ids: list[str] = []
+        new_revisions: list[asyncpg.Record] = []
         if instructions:
-            new_ids += [
-                r["instruction_id"]
-                for r in await conn.fetch(
-                    _INSERT_INSTRUCTIONS,
-                    [i.instruction_id for i in instructions],
-                    [i.resource_id for i in instructions],
-                    [i.mw for i in instructions],
-                    [i.window_start for i in instructions],
-                    [i.window_end for i in instructions],
-                    [i.issued_at for i in instructions],
-                )
-            ]
+            new_revisions = await conn.fetch(
+                _INSERT_REVISIONS,
+                [i.instruction_id for i in instructions],
+                [i.revision for i in instructions],
+                [i.resource_id for i in instructions],
+                [i.mw for i in instructions],
+                [i.window_start for i in instructions],
+                [i.window_end for i in instructions],
+                [i.issued_at for i in instructions],
+                [i.kind.value for i in instructions],
+                [i.cancelled for i in instructions],
+            )
+            # Lowest revision first: the window's row is made from it.
+            firsts = sorted(new_revisions, key=lambda r: (r["instruction_id"], r["revision"]))
+            await conn.execute(
+                _INSERT_WINDOWS,
+                [r["instruction_id"] for r in firsts],
+                [r["resource_id"] for r in firsts],
+                [r["window_start"] for r in firsts],
+                [r["window_end"] for r in firsts],
+            )
         new_confirmations: list[asyncpg.Record] = []
         if confirmations:
             new_confirmations = await conn.fetch(
                 _INSERT_CONFIRMATIONS,
                 [c.instruction_id for c in confirmations],
+                [c.revision for c in confirmations],
                 [c.resource_id for c in confirmations],
                 [c.status.value for c in confirmations],
                 [c.reason for c in confirmations],
@@ -345,23 +412,70 @@ async def save_inputs(
                 [c.mw_confirmed for c in confirmations],
                 [c.confirmed_at for c in confirmations],
             )
-            new_ids += [r["instruction_id"] for r in new_confirmations]
-        counted = [
-            instruction_id
-            for instruction_id in dict.fromkeys(new_ids)
-            if await _count_coverage(conn, instruction_id, program.channel)
-        ]
+        touched = [*dict.fromkeys(r["instruction_id"] for r in new_revisions + new_confirmations)]
+        stored = await _revisions(conn, touched) if touched else {}
+        became = await _apply_terms(conn, stored, program.channel) if stored else {}
         for instruction_id in recount:  # its enrolment changed: counted again
             await _count_coverage(conn, instruction_id, program.channel)
-        confirmed_ids = {r["instruction_id"] for r in new_confirmations}
-        waiting = [i for i in dict.fromkeys(new_ids) if i not in counted]
+    known = {(i, r.revision): r for i, st in stored.items() for r in st.revisions}
+    unanswered = [r for r in new_revisions if known[_key(r)].answer is None]
+    unmatched = [r for r in new_confirmations if _key(r) not in known]
     return Saved(
         new_confirmations,
         after_final,
         sorted(unknown),
-        unconfirmed=[i for i in waiting if i not in confirmed_ids],
-        unmatched=[i for i in waiting if i in confirmed_ids],
+        unconfirmed=list(dict.fromkeys(r["instruction_id"] for r in unanswered)),
+        unmatched=list(dict.fromkeys(r["instruction_id"] for r in unmatched)),
+        cancelled=[i for i, state in became.items() if state == "cancelled"],
+        revised=[i for i, state in became.items() if state == "filed"],
+        revised_after_final=[i for i, state in became.items() if state == "final"],
     )
+
+
+def _key(row: asyncpg.Record) -> tuple[str, int]:
+    return row["instruction_id"], row["revision"]
+
+
+async def _apply_terms(
+    conn: asyncpg.Connection, stored: dict[str, Stored], channel: Channel
+) -> dict[str, str]:
+    """Bring each window's row up to its instruction's revisions after new ones (or new
+    answers): the first revision's window and where settling ends. Returns each window's
+    state now: 'waiting' (counted again over what is now settled), 'filed' (marked for a
+    restatement), 'cancelled' (called off at or before its start, see `domain.settled_end`:
+    nothing to settle, out of the queue), or 'final' (left as it is, like a cancelled one)."""
+    rows = await conn.fetch(
+        "SELECT instruction_id, state FROM instructions WHERE instruction_id = ANY($1::text[])"
+        " ORDER BY instruction_id FOR UPDATE",
+        list(stored),
+    )
+    became: dict[str, str] = {}
+    for row in rows:
+        instruction_id, state = row["instruction_id"], row["state"]
+        if state not in ("waiting", "filed"):
+            became[instruction_id] = state
+            continue
+        s = stored[instruction_id]
+        due = terms(instruction_id, s.resource_id, s.window_start, s.window_end, s.revisions)
+        off = settled_end(s.window_start, s.window_end, s.revisions) <= s.window_start
+        became[instruction_id] = "cancelled" if off else state
+        # data_seq counts it as an arrival: a version computed before it stays marked.
+        await conn.execute(
+            """
+            UPDATE instructions SET window_start = $2, window_end = $3, settled_end = $4,
+                                    state = $5, dirty = dirty OR state = 'filed',
+                                    data_seq = data_seq + 1
+            WHERE instruction_id = $1
+            """,
+            instruction_id,
+            s.window_start,
+            s.window_end,
+            due.window_end if due is not None else None,
+            became[instruction_id],
+        )
+        if became[instruction_id] == "waiting":
+            await _count_coverage(conn, instruction_id, channel)
+    return became
 
 
 # How far before a window new data can change its report: the Hour Before fallback reads the
@@ -369,22 +483,21 @@ async def save_inputs(
 LOOK_BEFORE_S = 5 * 3600.0
 
 
-async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel: Channel) -> bool:
-    """Count a window's coverage from the stored telemetry once its instruction and its
-    confirmation are both in (new data adds to the count from then on); False while one of
-    them is missing."""
+async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel: Channel) -> None:
+    """Count a window's coverage over what is settled of it from the stored telemetry, once a
+    revision asking for delivery is in force (new data adds to the count from then on)."""
     row = await conn.fetchrow(
-        "SELECT i.resource_id, i.window_start, i.window_end FROM instructions i"
-        " JOIN confirmations USING (instruction_id) WHERE instruction_id = $1",
+        "SELECT resource_id, window_start, settled_end FROM instructions"
+        " WHERE instruction_id = $1 AND settled_end IS NOT NULL",
         instruction_id,
     )
     if row is None:
-        return False
+        return
     count = await conn.fetchrow(
         _COUNT_COVERAGE,
         row["resource_id"],
         row["window_start"],
-        row["window_end"],
+        row["settled_end"],
         channel.value,
         sorted(MEASURED),
         MAX_INTERVAL.total_seconds(),
@@ -396,7 +509,6 @@ async def _count_coverage(conn: asyncpg.Connection, instruction_id: str, channel
         float(count["covered_s"]),
         int(count["assets"]),
     )
-    return True
 
 
 class Work(NamedTuple):
@@ -419,24 +531,24 @@ class Timing:
 
 
 async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timing) -> list[Work]:
-    """Windows to (re)settle: confirmed and not rejected, not final, and either waiting with
-    their counted coverage at the threshold (or stalled below it with some data), filed with
-    data arrived since (once `restate_every_s` has passed since the last version: a backfill
-    arriving in many batches is one restatement, not one per batch), or past their deadline
-    with no data arriving for `stall_s`. Reads only the open windows, never the assets;
-    oldest window first."""
+    """Windows to (re)settle: a revision asking for delivery in force (`domain.terms`), not
+    final or cancelled, and either waiting with their counted coverage of what is settled at
+    the threshold (or stalled below it with some data), filed with data, a revision or an answer
+    arrived since (once `restate_every_s` has passed since the last version: a backfill arriving
+    in many batches is one restatement, not one per batch), or past their deadline with no data
+    arriving for `stall_s`. Reads only the open windows, never the assets; oldest window
+    first."""
     rows = await pool.fetch(
         """
-        SELECT i.instruction_id, i.resource_id, i.window_start, i.window_end,
-               i.mw AS mw_requested, c.mw_confirmed, i.state, i.data_seq,
+        SELECT i.instruction_id, i.state, i.data_seq,
                i.window_end + make_interval(secs => $3) <= $2 AS past_deadline,
                i.state = 'waiting' AND i.covered_s > 0
                AND i.covered_changed_at + make_interval(secs => $4) <= $2 AS stalled
-        FROM instructions i JOIN confirmations c USING (instruction_id)
-        WHERE i.state <> 'final' AND c.status <> 'rejected' AND (
+        FROM instructions i
+        WHERE i.state IN ('waiting', 'filed') AND i.settled_end IS NOT NULL AND (
             (i.state = 'waiting' AND i.covered_s > 0 AND (
                 i.covered_s >= $1::float8 * i.assets_expected
-                               * extract(epoch FROM i.window_end - i.window_start) - 1e-6
+                               * extract(epoch FROM i.settled_end - i.window_start) - 1e-6
                 OR i.covered_changed_at + make_interval(secs => $4) <= $2))
             OR (i.state = 'filed' AND i.dirty
                 AND (SELECT max(r.filed_at) FROM reports r
@@ -454,16 +566,14 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
         timing.stall_s,
         timing.restate_every_s,
     )
-    return [
-        Work(
-            Due(**{k: r[k] for k in Due.__dataclass_fields__}),
-            r["state"],
-            r["past_deadline"],
-            r["stalled"],
-            r["data_seq"],
-        )
-        for r in rows
-    ]
+    stored = await _revisions(pool, [r["instruction_id"] for r in rows]) if rows else {}
+    work = []
+    for r in rows:
+        s = stored[r["instruction_id"]]
+        due = terms(r["instruction_id"], s.resource_id, s.window_start, s.window_end, s.revisions)
+        if due is not None:  # None: its terms changed since the row was read; seen next time
+            work.append(Work(due, r["state"], r["past_deadline"], r["stalled"], r["data_seq"]))
+    return work
 
 
 async def fleet_as_of(pool: asyncpg.Pool, due: Due, channel: Channel) -> Fleet:
@@ -592,10 +702,11 @@ async def history(
 async def event_days(
     pool: asyncpg.Pool, resource_id: str, instruction_id: str, clock: MarketClock
 ) -> frozenset[date]:
-    """Local days of the resource's other dispatched windows (not rejected)."""
+    """Local days of the resource's other dispatched windows: a revision asking for delivery in
+    force and not called off before the start; events and capability tests alike."""
     rows = await pool.fetch(
-        "SELECT i.window_start FROM instructions i JOIN confirmations c USING (instruction_id)"
-        " WHERE i.resource_id = $1 AND i.instruction_id <> $2 AND c.status <> 'rejected'",
+        "SELECT window_start FROM instructions"
+        " WHERE resource_id = $1 AND instruction_id <> $2 AND settled_end IS NOT NULL",
         resource_id,
         instruction_id,
     )
@@ -623,8 +734,9 @@ async def record_report(
 ) -> bool:
     """Keep a report version and its payouts in the caller's transaction, and move the window
     on; False when the window moved on meanwhile (another replica, or an earlier try, filed
-    this version or a final one: what was filed stands). The window stays marked for a
-    restatement if data arrived after `data_seq`, the count this version was computed from."""
+    this version or a final one: what was filed stands; or it was called off before its
+    start). The window stays marked for a restatement if data arrived after `data_seq`, the
+    count this version was computed from."""
     window = await conn.fetchrow(
         "SELECT state, (SELECT max(version) FROM reports r WHERE r.instruction_id = $1) AS latest"
         " FROM instructions WHERE instruction_id = $1 FOR UPDATE",
@@ -632,7 +744,7 @@ async def record_report(
     )
     if (
         window is None
-        or window["state"] == "final"
+        or window["state"] not in ("waiting", "filed")
         or (window["latest"] or 0) != report.version - 1
     ):
         return False

@@ -906,8 +906,9 @@ class PerformanceMoney(Contract):
 
 class SettlementFiled(Window):
     """What a resource delivered over one dispatch window, measured against a baseline. A
-    window is filed as versions: preliminary once its data is in, restated when late data
-    changes it, final at the deadline."""
+    window is filed as versions: preliminary once its data is in, restated when late data (or
+    a later revision of the instruction) changes it, final at the deadline. The window is the
+    instruction's, ended early where a cancellation in force called the event off."""
 
     report_id: Name
     instruction_id: InstructionId
@@ -922,8 +923,16 @@ class SettlementFiled(Window):
         description="Assets per method actually used (a fallback, or 'none': not credited)"
     )
     baseline_accuracy: list[BaselineAccuracy]
-    mw_requested: ResourceMw = Field(description="[MW]")
-    mw_confirmed: ResourceMw = Field(description="[MW]")
+    mw_requested: ResourceMw = Field(
+        description="What the revisions in force asked, time-weighted over the window [MW]"
+    )
+    mw_confirmed: ResourceMw = Field(description="The newest request's confirmed MW [MW]")
+    revision: int = Field(
+        1, ge=1, le=MAX_INT, description="The highest instruction revision in force"
+    )
+    kind: InstructionKind = Field(
+        InstructionKind.EVENT, description="event, or test: a capability test, scored at 0 money"
+    )
     delivered_mw: float = Field(description="Average delivery above baseline over the window [MW]")
     delivered_mwh: float = Field(description="Energy delivered above baseline [MWh]")
     performance_pct: float = Field(description="delivered_mw / mw_requested [%]")
@@ -936,7 +945,8 @@ class SettlementFiled(Window):
     )
     coverage_threshold_pct: float = Field(ge=0, le=100, description="Needed for a filing [%]")
     intervals_csv: str = Field(
-        description="Per-slot table: start, baseline, metered, delivered [MW], coverage [%]"
+        description="Per-slot table: start, baseline, metered, delivered [MW], coverage [%],"
+        " requested [MW] (reports filed before revisions end at coverage)"
     )
     iso_report: list[HourlyDelivery] = Field(description="Hourly kWh per registration")
     iso_report_csv: str = Field(description="The same hourly report as CSV")

@@ -799,7 +799,9 @@ async def test_a_version_computed_before_the_latest_data_leaves_the_window_marke
     await store.save_inputs(pool, program(0.98), [], [], [instruction], [confirmed])
     await pool.execute("UPDATE instructions SET data_seq = 5")
     fleet = domain.Fleet([], [], [], np.zeros(0))
-    due = domain.Due(instruction.instruction_id, ctx["resource"], at(0), at(15), 0.012, 0.012)
+    due = domain.Due(
+        instruction.instruction_id, ctx["resource"], at(0), at(15), (0.0,), (0.012,), 0.012, 1
+    )
     empty = domain.History(at(0).date(), np.zeros((0, 1, 24)), frozenset())
     result = domain.settle(due, fleet, domain.Readings.of(fleet, []), empty, program(0.98))
 

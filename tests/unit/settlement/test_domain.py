@@ -143,7 +143,9 @@ def hour_rows(rows: Sequence[HourlyDelivery]) -> list[tuple[str, int, float, flo
 
 
 def due(start: datetime, minutes: int, mw_requested: float = 0.01, iid: str = "I-1") -> Due:
-    return Due(iid, "NXW-PJM-1", start, start + timedelta(minutes=minutes), mw_requested, 0.009)
+    """One revision in force, asking `mw_requested` from the window's start."""
+    end = start + timedelta(minutes=minutes)
+    return Due(iid, "NXW-PJM-1", start, end, (0.0,), (mw_requested,), 0.009, revision=1)
 
 
 # --- resample ----------------------------------------------------------------------------------
@@ -536,9 +538,7 @@ def slots_mw(mw: float) -> np.ndarray:
 def test_performance_money_charges_a_shortfall() -> None:
     # Asked 0.5 MW, delivered 0.4 MW over 12 intervals: shortfall 0.1 MW;
     # charge 0.1 MW * 10 $/MW-interval * 12 = $12.00 = 1200 cents; no bonus; net -1200.
-    got = performance_money(
-        due(local(EVENT_DAY, 14), 60, 0.5), slots_mw(0.4), SLOTS_S, RATES, EVENT_DAY
-    )
+    got = performance_money(slots_mw(0.5), slots_mw(0.4), SLOTS_S, RATES, EVENT_DAY)
     assert got.delivery_year == "2026/27"
     assert got.expected_mw == 0.5
     close(got.shortfall_mw, 0.1, TOL_MW)
@@ -551,9 +551,7 @@ def test_performance_money_pays_a_bonus_for_over_performance() -> None:
     # Asked 0.5 MW, delivered 0.53 MW over 12 intervals: shortfall -0.03 MW;
     # bonus 0.03 * 4 $/MW-interval * 12 = $1.44 = 144 cents; no charge; net +144.
     # May 2026 is in delivery year 2025/26.
-    got = performance_money(
-        due(local(EVENT_DAY, 14), 60, 0.5), slots_mw(0.53), SLOTS_S, RATES, date(2026, 5, 29)
-    )
+    got = performance_money(slots_mw(0.5), slots_mw(0.53), SLOTS_S, RATES, date(2026, 5, 29))
     assert got.delivery_year == "2025/26"
     close(got.shortfall_mw, -0.03, TOL_MW)
     assert (got.charge_cents, got.bonus_cents, got.net_cents) == (0, 144, 144)
@@ -565,12 +563,12 @@ def test_performance_money_prices_each_interval_on_its_own() -> None:
     # charge 6 * 0.01 * 10 $ = $0.60 = 60 cents; bonus 6 * 0.01 * 4 $ = $0.24 = 24 cents;
     # net -36 cents. A 2-minute last slot short by 0.01 MW counts 2/5 of an interval:
     # 0.01 * 10 * 0.4 = $0.04 = 4 cents.
-    the_due = due(local(EVENT_DAY, 14), 60, 0.01)
     delivered = np.array([0.02] * 6 + [0.0] * 6)
-    got = performance_money(the_due, delivered, SLOTS_S, RATES, EVENT_DAY)
+    got = performance_money(slots_mw(0.01), delivered, SLOTS_S, RATES, EVENT_DAY)
     close(got.shortfall_mw, 0.0, TOL_MW)
     assert (got.charge_cents, got.bonus_cents, got.net_cents) == (60, 24, -36)
-    short = performance_money(the_due, np.array([0.0]), np.array([120.0]), RATES, EVENT_DAY)
+    asked = np.array([0.01])
+    short = performance_money(asked, np.array([0.0]), np.array([120.0]), RATES, EVENT_DAY)
     assert (short.charge_cents, short.intervals) == (4, 1)
 
 
@@ -719,12 +717,13 @@ def test_version_1_has_no_predecessor() -> None:
     close(v1.performance.shortfall_mw, 0.00075, TOL_MW)
     assert [(c.cohort, c.performance_cents) for c in v1.cohorts] == [("east", -2), ("west", -2)]
     assert v1.intervals_csv == (
-        "interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct\n"
-        "2026-12-02T19:50:00Z,0.0010,0.0040,0.0030,100.0\n"
-        "2026-12-02T19:55:00Z,0.0010,0.0050,0.0040,100.0\n"
-        "2026-12-02T20:00:00Z,0.0010,0.0060,0.0050,100.0\n"
-        "2026-12-02T20:05:00Z,0.0000,0.0010,0.0010,50.0\n"
+        "interval_start,baseline_mw,metered_mw,delivered_mw,coverage_pct,requested_mw\n"
+        "2026-12-02T19:50:00Z,0.0010,0.0040,0.0030,100.0,0.0040\n"
+        "2026-12-02T19:55:00Z,0.0010,0.0050,0.0040,100.0,0.0040\n"
+        "2026-12-02T20:00:00Z,0.0010,0.0060,0.0050,100.0,0.0040\n"
+        "2026-12-02T20:05:00Z,0.0000,0.0010,0.0010,50.0,0.0040\n"
     )
+    assert (v1.mw_requested, v1.mw_confirmed, v1.revision, v1.kind) == (0.004, 0.009, 1, "event")
 
 
 def test_version_2_supersedes_version_1_and_says_what_changed() -> None:
@@ -762,8 +761,8 @@ def test_changed_sees_a_coverage_change_alone() -> None:
 def test_csv_never_prints_a_negative_zero_and_performance_without_a_request() -> None:
     # -0.00001 MW rounds to -0.0000 at 4 decimals: printed 0.0000
     tiny = replace(performance_of([0.0]), baseline_mw=np.array([-0.00001]))
-    csv = intervals_csv(VERSION_START, tiny)
-    assert csv.splitlines()[1] == "2026-12-02T19:50:00Z,0.0000,0.0000,0.0000,100.0"
+    csv = intervals_csv(VERSION_START, tiny, np.array([0.0]))
+    assert csv.splitlines()[1] == "2026-12-02T19:50:00Z,0.0000,0.0000,0.0000,100.0,0.0000"
     assert performance_pct(0.5, 0.0) == 0.0
 
 

@@ -1,0 +1,398 @@
+"""settlement reads instruction revisions, cancellations, capability tests and answers to reused
+instruction ids: the handler is given deliveries directly (event ids as dispatch makes them),
+with a PostgreSQL database of its own and the real producer; reports are read from the record
+they are published from.
+
+One asset, A, in a resource of its own. A reports 0 kW over the hour before each window (its
+Hour Before baseline is 0 kW: no history, so High X of Y falls back to it) and 8.0 kW in every
+slot of the 60-minute window that lies two days back: it delivers 0.008 MW throughout, and one
+asset's 12 readings cover the window wholly (version 1 is filed at once). Money at 100 $/MW
+per 5-minute interval short, 50 $/MW per interval over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from nexwatt_settlement import store
+from nexwatt_settlement.baselines import ParticipationModel
+from nexwatt_settlement.bootstrap import MIGRATIONS
+from nexwatt_settlement.domain import BaselineMethod, Program
+from nexwatt_settlement.handlers import CONFLICT_ANSWERS, Settler
+from nexwatt_settlement.market_time import MarketClock
+from nexwatt_settlement.money import PerformanceRates
+from nexwatt_shared.codec import envelope
+from nexwatt_shared.contracts import (
+    AssetRegistered,
+    DataQuality,
+    DispatchConfirmed,
+    DispatchInstruction,
+    DispatchStatus,
+    InstructionKind,
+    SettlementFiled,
+    TelemetryInterval,
+    answer_event_id,
+    conflict_event_id,
+)
+from nexwatt_shared.kafka.consumer import Delivery
+from nexwatt_shared.kafka.producer import EventProducer
+from nexwatt_shared.topics import (
+    ASSET_REGISTERED,
+    DISPATCH_CONFIRMED,
+    DISPATCH_INSTRUCTION,
+    TELEMETRY_INTERVAL,
+    Topic,
+)
+from tests.helpers import handler_context, unique
+
+pytestmark = pytest.mark.integration
+WINDOW_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+TOL_MW = 1e-9
+RATES = PerformanceRates(100.0, 50.0, source="test")  # [$/MW per 5-minute interval]
+PROGRAM = Program(
+    model=ParticipationModel.DER_AGGREGATOR,
+    method=BaselineMethod.HIGH_X_OF_Y,
+    clock=MarketClock(),
+    coverage_threshold=0.98,
+    rates=RATES,
+)
+RESTATE_AT_ONCE = store.Timing(final_after_s=60 * 86400.0, stall_s=3600.0, restate_every_s=0.0)
+
+
+def at(minutes: float) -> datetime:
+    return WINDOW_START + timedelta(minutes=minutes)
+
+
+@dataclass(frozen=True)
+class Scene:
+    pool: asyncpg.Pool
+    producer: EventProducer
+    resource: str
+    instruction: str
+    asset: str
+
+    def settler(self, timing: store.Timing = RESTATE_AT_ONCE) -> Settler:
+        return Settler(self.pool, self.producer, PROGRAM, timing)
+
+    def revision(
+        self,
+        revision: int,
+        issued_min: float,
+        mw: float,
+        cancelled: bool = False,
+        kind: InstructionKind = InstructionKind.EVENT,
+    ) -> DispatchInstruction:
+        return DispatchInstruction(
+            window_start=at(0),
+            window_end=at(60),
+            instruction_id=self.instruction,
+            resource_id=self.resource,
+            mw=mw,
+            issued_at=at(issued_min),
+            revision=revision,
+            kind=kind,
+            cancelled=cancelled,
+        )
+
+    def answer(self, i: DispatchInstruction, status: DispatchStatus) -> DispatchConfirmed:
+        """Dispatch's answer to revision `i`: all of it confirmed, unless rejected or cancelled."""
+        delivering = status in (DispatchStatus.CONFIRMED, DispatchStatus.PARTIAL)
+        return DispatchConfirmed(
+            window_start=i.window_start,
+            window_end=i.window_end,
+            instruction_id=i.instruction_id,
+            resource_id=i.resource_id,
+            status=status,
+            reason=None if delivering else f"{status.value} in the test",
+            mw_requested=max(i.mw, 0.0),
+            mw_confirmed=i.mw if delivering else 0.0,
+            assets_commanded=1,
+            assets_dispatched=1 if delivering else 0,
+            instruction_received_at=i.issued_at,
+            confirmed_at=i.issued_at + timedelta(seconds=1),
+            processing_ms=1000.0,
+            revision=i.revision,
+            kind=i.kind,
+        )
+
+    def enrolment_and_data(self, window_kw: Sequence[float] = (8.0,) * 12) -> list[Delivery]:
+        record = AssetRegistered(
+            asset_id=self.asset,
+            status="enrolled",
+            asset_type="solar_storage",
+            inverter="SolarEdge SE7600",
+            vendor="solaredge",
+            capacity_kw=7.6,
+            storage_kwh=13.5,
+            meter_id=f"M-{self.asset}",
+            iso="PJM",
+            iso_zone="PJM-PEPCO",
+            resource_id=self.resource,
+            cohort="east",
+            telemetry_interval_s=300,
+            version=1,
+            updated_at=at(-30 * 24 * 60),
+        )
+        readings = [
+            TelemetryInterval(
+                asset_id=self.asset,
+                interval_start=at(5 * k),
+                interval_s=300,
+                battery_kw=kw,
+                net_kw=kw - 1.0,
+            )
+            for k, kw in enumerate([0.0] * 12 + list(window_kw), start=-12)
+        ]
+        return [*deliveries(ASSET_REGISTERED, [record]), *deliveries(TELEMETRY_INTERVAL, readings)]
+
+    async def reports(self) -> list[SettlementFiled]:
+        rows = await self.pool.fetch(
+            "SELECT report::text FROM reports WHERE instruction_id = $1 ORDER BY version",
+            self.instruction,
+        )
+        return [store.parse_report(r[0]) for r in rows]
+
+    async def window(self) -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            "SELECT state, settled_end, dirty FROM instructions WHERE instruction_id = $1",
+            self.instruction,
+        )
+
+
+def deliveries(topic: Topic, payloads: Sequence[BaseModel]) -> list[Delivery]:
+    return [
+        Delivery(topic, 0, k, None, envelope(topic, p, source="test"), b"")
+        for k, p in enumerate(payloads)
+    ]
+
+
+def answers(items: Sequence[DispatchConfirmed], event_id: str | None = None) -> list[Delivery]:
+    """Answers as dispatch publishes them: under `answer_event_id`, unless told otherwise."""
+    return [
+        Delivery(
+            DISPATCH_CONFIRMED,
+            0,
+            k,
+            None,
+            envelope(
+                DISPATCH_CONFIRMED,
+                a,
+                source="dispatch",
+                event_id=event_id or answer_event_id(a.instruction_id, a.revision),
+            ),
+            b"",
+        )
+        for k, a in enumerate(items)
+    ]
+
+
+@pytest.fixture
+async def scene(servers: dict[str, str]) -> AsyncIterator[Scene]:
+    async with handler_context(servers, "settlement", MIGRATIONS, [DISPATCH_INSTRUCTION]) as ctx:
+        yield Scene(
+            ctx["pool"], ctx["producer"], ctx["resource"], unique("I-rev"), ctx["assets"]["A"]
+        )
+
+
+async def test_a_revision_in_force_changes_the_requested_mw_and_the_money(scene: Scene) -> None:
+    # Revision 1 asks 0.010 MW (issued 2 min before the window), revision 2 0.006 MW from
+    # +15 min, revision 3 (0.001 MW from +30) is answered rejected: not in force.
+    # Requested per slot: 0.010 in slots 1-3, 0.006 in slots 4-12; mean (0.010 * 15 + 0.006 *
+    # 45) / 60 = 0.007 MW. Delivered 0.008 MW: 114.286 %.
+    # Slots 1-3 short 0.002 MW: 0.002 * 100 $ * 3 = $0.60 = 60 cents charged;
+    # slots 4-12 over 0.002 MW: 0.002 * 50 $ * 9 = $0.90 = 90 cents bonus; net +30 cents.
+    # (Revision 1 alone would charge 0.002 * 100 * 12 = $2.40.)
+    revisions = [scene.revision(1, -2, 0.010), scene.revision(2, 15, 0.006)]
+    rejected = scene.revision(3, 30, 0.001)
+    batch = [
+        *scene.enrolment_and_data(),
+        *deliveries(DISPATCH_INSTRUCTION, [*revisions, rejected]),
+        *answers([scene.answer(i, DispatchStatus.CONFIRMED) for i in revisions]),
+        *answers([scene.answer(rejected, DispatchStatus.REJECTED)]),
+    ]
+    settler = scene.settler()
+    await settler.handle(batch)
+    [report] = await scene.reports()
+    assert report.data_quality == DataQuality.PRELIMINARY
+    assert (report.window_start, report.window_end) == (at(0), at(60))
+    assert report.mw_requested == pytest.approx(0.007, abs=TOL_MW)
+    assert (report.mw_confirmed, report.revision, report.kind) == (0.006, 2, "event")
+    assert report.delivered_mw == pytest.approx(0.008, abs=TOL_MW)
+    assert report.performance_pct == 114.286
+    money = report.performance
+    assert (money.charge_cents, money.bonus_cents, money.net_cents) == (60, 90, 30)
+    assert [c.performance_cents for c in report.cohorts] == [30]
+    requested = [line.split(",")[-1] for line in report.intervals_csv.splitlines()[1:]]
+    assert requested == ["0.0100"] * 3 + ["0.0060"] * 9
+
+    # Delivered again (a replay): nothing new is stored or filed.
+    await settler.handle(batch)
+    counts = [
+        await scene.pool.fetchval(f"SELECT count(*) FROM {table}")
+        for table in ("instruction_revisions", "confirmations", "reports")
+    ]
+    assert counts == [3, 3, 1]
+
+
+async def test_a_cancellation_mid_window_ends_the_settled_window(scene: Scene) -> None:
+    # 0.008 MW asked; revision 2 calls the event off at +20 min, answered cancelled. A
+    # delivers 8 kW until then and 0 kW after. Settled: [0, 20) only, four slots at 0.008 MW:
+    # 100 %, 0.008 * 20 / 60 = 0.002667 MWh, no charge. (Over the whole hour it would have
+    # been 0.002667 MW, a third of the request.)
+    first, cancel = scene.revision(1, -2, 0.008), scene.revision(2, 20, 0.0, cancelled=True)
+    await scene.settler().handle(
+        [
+            *scene.enrolment_and_data([8.0] * 4 + [0.0] * 8),
+            *deliveries(DISPATCH_INSTRUCTION, [first, cancel]),
+            *answers(
+                [
+                    scene.answer(first, DispatchStatus.CONFIRMED),
+                    scene.answer(cancel, DispatchStatus.CANCELLED),
+                ]
+            ),
+        ]
+    )
+    [report] = await scene.reports()
+    assert (report.window_start, report.window_end) == (at(0), at(20))
+    assert len(report.intervals_csv.splitlines()) == 1 + 4
+    assert (report.mw_requested, report.mw_confirmed, report.revision) == (0.008, 0.008, 2)
+    assert report.delivered_mw == pytest.approx(0.008, abs=TOL_MW)
+    assert report.delivered_mwh == pytest.approx(0.002667, abs=TOL_MW)
+    assert report.performance_pct == 100.0
+    assert report.coverage_pct == 100.0
+    assert report.performance.net_cents == 0
+    assert (await scene.window())["settled_end"] == at(20)
+
+
+async def test_a_cancellation_before_the_start_files_nothing(scene: Scene) -> None:
+    # Called off 5 minutes before the window: nothing to settle, though A's data is in.
+    first, cancel = scene.revision(1, -10, 0.008), scene.revision(2, -5, 0.0, cancelled=True)
+    settler = scene.settler()
+    await settler.handle(
+        [
+            *scene.enrolment_and_data(),
+            *deliveries(DISPATCH_INSTRUCTION, [first, cancel]),
+            *answers(
+                [
+                    scene.answer(first, DispatchStatus.CONFIRMED),
+                    scene.answer(cancel, DispatchStatus.CANCELLED),
+                ]
+            ),
+        ]
+    )
+    await settler.settle_due()
+    assert await scene.reports() == []
+    window = await scene.window()
+    assert (window["state"], window["settled_end"]) == ("cancelled", None)
+    # Not an event day for the resource's later windows either.
+    days = await store.event_days(scene.pool, scene.resource, "another", PROGRAM.clock)
+    assert days == frozenset()
+
+
+async def test_a_capability_test_is_filed_as_a_test_with_zero_money(scene: Scene) -> None:
+    # 0.010 MW asked, 0.008 delivered: 80 %, which as an event would be charged
+    # 0.002 * 100 $ * 12 = $2.40. A test is scored, not paid: every amount 0.
+    test = scene.revision(1, -2, 0.010, kind=InstructionKind.TEST)
+    await scene.settler().handle(
+        [
+            *scene.enrolment_and_data(),
+            *deliveries(DISPATCH_INSTRUCTION, [test]),
+            *answers([scene.answer(test, DispatchStatus.CONFIRMED)]),
+        ]
+    )
+    [report] = await scene.reports()
+    assert report.kind == InstructionKind.TEST
+    assert report.performance_pct == 80.0
+    money = report.performance
+    assert (money.charge_cents, money.bonus_cents, money.net_cents) == (0, 0, 0)
+    assert [c.performance_cents for c in report.cohorts] == [0]
+    payouts = await scene.pool.fetch("SELECT cents FROM payouts")
+    assert [r["cents"] for r in payouts] == [0]
+    # The test's day is kept out of the resource's later baselines, like an event's.
+    days = await store.event_days(scene.pool, scene.resource, "another", PROGRAM.clock)
+    assert days == {PROGRAM.clock.local_date(at(0))}
+
+
+async def test_an_answer_to_a_reused_id_arriving_first_does_not_block_the_real_answer(
+    scene: Scene,
+) -> None:
+    # Dispatch refused a reuse of the instruction's id at once (rejected, under a conflict
+    # event id, with the same instruction id and revision) and answered the instruction itself
+    # after the acks. The refusal is ignored and counted; the real answer is the one stored.
+    first = scene.revision(1, -2, 0.008)
+    refusal = scene.answer(first, DispatchStatus.REJECTED)
+    conflict = conflict_event_id(first.instruction_id, 1, "0123456789abcdef")
+    ignored = CONFLICT_ANSWERS._value.get()
+    settler = scene.settler()
+    await settler.handle(
+        [
+            *scene.enrolment_and_data(),
+            *deliveries(DISPATCH_INSTRUCTION, [first]),
+            *answers([refusal], event_id=conflict),
+        ]
+    )
+    assert CONFLICT_ANSWERS._value.get() == ignored + 1
+    assert await scene.pool.fetchval("SELECT count(*) FROM confirmations") == 0
+    assert await scene.reports() == []
+
+    await settler.handle(answers([scene.answer(first, DispatchStatus.CONFIRMED)]))
+    [report] = await scene.reports()
+    assert report.delivered_mw == pytest.approx(0.008, abs=TOL_MW)
+    assert report.performance.net_cents == 0
+    stored = await scene.pool.fetch("SELECT revision, status FROM confirmations")
+    assert [tuple(r) for r in stored] == [(1, "confirmed")]
+
+
+async def test_a_revision_after_a_filing_restates_it_and_after_the_final_is_only_kept(
+    scene: Scene,
+) -> None:
+    # v1 on revision 1 alone: 0.010 MW asked, 0.008 delivered: 240 cents charged (see above).
+    # Revision 2 (0.006 MW from +15 min) and its answer arrive after the filing: v2 restated
+    # with the same data to the Wh and the money of the first test: +30 cents.
+    # Then the window is filed final (its deadline has passed); revision 3 arriving after
+    # that is kept, and nothing more is filed.
+    first, second = scene.revision(1, -2, 0.010), scene.revision(2, 15, 0.006)
+    settler = scene.settler()
+    await settler.handle(
+        [
+            *scene.enrolment_and_data(),
+            *deliveries(DISPATCH_INSTRUCTION, [first]),
+            *answers([scene.answer(first, DispatchStatus.CONFIRMED)]),
+        ]
+    )
+    [v1] = await scene.reports()
+    assert (v1.revision, v1.mw_requested, v1.performance.net_cents) == (1, 0.010, -240)
+
+    await settler.handle(
+        [
+            *deliveries(DISPATCH_INSTRUCTION, [second]),
+            *answers([scene.answer(second, DispatchStatus.CONFIRMED)]),
+        ]
+    )
+    [_, v2] = await scene.reports()
+    assert (v2.version, v2.supersedes, v2.data_quality) == (2, v1.report_id, DataQuality.RESTATED)
+    assert (v2.revision, v2.mw_confirmed) == (2, 0.006)
+    assert v2.mw_requested == pytest.approx(0.007, abs=TOL_MW)
+    assert v2.performance.net_cents == 30
+    assert v2.diff is not None and v2.diff.delivered_wh == 0
+
+    deadline_passed = store.Timing(final_after_s=86400.0, stall_s=0.0, restate_every_s=0.0)
+    await scene.settler(deadline_passed).settle_due()
+    [*_, v3] = await scene.reports()
+    assert (v3.version, v3.data_quality) == (3, DataQuality.FINAL)
+    third = scene.revision(3, 30, 0.004)
+    await settler.handle(
+        [
+            *deliveries(DISPATCH_INSTRUCTION, [third]),
+            *answers([scene.answer(third, DispatchStatus.CONFIRMED)]),
+        ]
+    )
+    assert len(await scene.reports()) == 3
+    assert (await scene.window())["state"] == "final"
+    assert await scene.pool.fetchval("SELECT max(revision) FROM instruction_revisions") == 3
