@@ -11,6 +11,7 @@ PostgreSQL, because it spans events that are long gone from the topics.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,17 @@ ROW_ARRAYS: dict[str, tuple[type, object]] = {
 }
 
 
+# What each asset was told to hold in a commanded window, and what it delivered of it: columns
+# of their own, left out of copies and snapshots (every replica rebuilds them from the log).
+ORDER_ARRAYS: dict[str, tuple[type, object]] = {
+    "order_code": (np.int32, -1),  # code in `order_ids`; -1: no order
+    "order_start_s": (np.float64, 0.0),
+    "order_end_s": (np.float64, 0.0),
+    "order_kw": (np.float64, 0.0),
+    "order_delivered_kwh": (np.float64, 0.0),
+}
+
+
 @dataclass(frozen=True)
 class Fleet:
     """The enrolled members of one resource as arrays, one element per asset, in asset id
@@ -94,9 +106,10 @@ class Fleet:
         return len(self.asset_ids)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class Order:
-    """What an asset acknowledged it will hold, and what its telemetry showed it deliver."""
+    """What an asset was told to hold over a window, and what its telemetry showed it deliver
+    (`FleetView.orders`)."""
 
     instruction_id: str
     start_s: float
@@ -125,14 +138,15 @@ class FleetView:
     gateways: list[str] = field(default_factory=list)
     subscribers: list[str] = field(default_factory=list)
     resource_codes: dict[str, int] = field(default_factory=dict)  # resource id -> code
-    orders: dict[int, Order] = field(default_factory=dict)
+    order_codes: dict[str, int] = field(default_factory=dict)  # instruction id -> code
+    order_ids: list[str] = field(default_factory=list)  # code -> instruction id
     held: OrderedDict[str, list[TelemetryInterval]] = field(default_factory=OrderedDict)
     held_dropped: int = 0  # readings of unregistered assets let go to keep `held` bounded
 
     def __post_init__(self) -> None:
         n = self.capacity
         self.columns = {name: np.full(n, _STARTS.get(name, 0.0)) for name in _FLOAT_COLUMNS}
-        for name, (dtype, fill) in ROW_ARRAYS.items():
+        for name, (dtype, fill) in (ROW_ARRAYS | ORDER_ARRAYS).items():
             setattr(self, name, np.full(n, fill, dtype))
 
     def copy(self) -> FleetView:
@@ -166,7 +180,7 @@ class FleetView:
         n = self.capacity
         for name, column in self.columns.items():
             self.columns[name] = np.concatenate([column, np.full(n, _STARTS.get(name, 0.0))])
-        for name, (dtype, fill) in ROW_ARRAYS.items():
+        for name, (dtype, fill) in (ROW_ARRAYS | ORDER_ARRAYS).items():
             setattr(self, name, np.concatenate([getattr(self, name), np.full(n, fill, dtype)]))
         self.capacity = 2 * n
 
@@ -220,18 +234,19 @@ class FleetView:
                 known = quality in KNOWN and value is not None
                 c[value_name][i] = value if known else np.nan
                 c[end_name][i] = end_s
-            order = self.orders.get(i)
-            if order is None or r.battery_kw is None or end_s <= c["battery_end_s"][i]:
+            if self.order_code[i] < 0 or r.battery_kw is None or end_s <= c["battery_end_s"][i]:
                 continue
             # From where the last counted reading ended: readings of two resolutions never
             # count the same minutes twice.
-            start_s = max(end_s - r.interval_s, c["battery_end_s"][i], order.start_s)
+            start_s = max(end_s - r.interval_s, c["battery_end_s"][i], self.order_start_s[i])
             c["battery_end_s"][i] = end_s
-            overlap_h = max(0.0, min(end_s, order.end_s) - start_s) / 3600
+            order_end_s = self.order_end_s[i]
+            overlap_h = max(0.0, min(end_s, order_end_s) - start_s) / 3600
             # More than the setpoint earns nothing: it cannot hide a shortfall elsewhere.
-            order.delivered_kwh += min(max(r.battery_kw, 0.0), order.setpoint_kw) * overlap_h
-            if end_s >= order.end_s:
-                closed.append(self._close(i, order))
+            held_kw = min(max(r.battery_kw, 0.0), self.order_kw[i])
+            self.order_delivered_kwh[i] += held_kw * overlap_h
+            if end_s >= order_end_s:
+                closed.append(self._close(i))
         return closed
 
     def _hold(self, reading: TelemetryInterval) -> None:
@@ -245,13 +260,16 @@ class FleetView:
         while len(self.held) > HELD_ASSETS_MAX:
             self.held_dropped += len(self.held.popitem(last=False)[1])
 
-    def _close(self, i: int, order: Order) -> Performance:
+    def _close(self, i: int) -> Performance:
         """The window's account: commanded over the whole window, whatever was reported (an
         asset that stopped reporting delivered nothing it could show)."""
-        del self.orders[i]
-        commanded_kwh = order.setpoint_kw * (order.end_s - order.start_s) / 3600
+        code, self.order_code[i] = self.order_code[i], -1
+        hours = (self.order_end_s[i] - self.order_start_s[i]) / 3600
         return Performance(
-            order.instruction_id, self.asset_ids[i], commanded_kwh, order.delivered_kwh
+            self.order_ids[code],
+            self.asset_ids[i],
+            float(self.order_kw[i] * hours),
+            float(self.order_delivered_kwh[i]),
         )
 
     def close_stale(self, max_age_s: float) -> list[Performance]:
@@ -259,17 +277,16 @@ class FleetView:
         clock (`nexwatt_shared.event_time.resource_clock`: other fleets' clocks, or an asset
         running ahead, never close them), whatever their telemetry: an asset that stopped
         reporting during its window delivered nothing it could show."""
-        if not self.orders:
+        n = len(self.asset_ids)
+        rows = np.flatnonzero(self.order_code[:n] >= 0)
+        if not rows.size:
             return []
-        rows = np.fromiter(self.orders, np.int64, len(self.orders))
         codes = self.resource[rows]
         stale: list[int] = []
         for code in np.unique(codes):
-            clock = self._clock_s(int(code))
-            stale += [
-                int(i) for i in rows[codes == code] if self.orders[int(i)].end_s < clock - max_age_s
-            ]
-        return [self._close(i, self.orders[i]) for i in stale]
+            mine = rows[codes == code]
+            stale += mine[self.order_end_s[mine] < self._clock_s(int(code)) - max_age_s].tolist()
+        return [self._close(i) for i in stale]
 
     def _clock_s(self, code: int) -> float:
         """The resource's own clock [s since the epoch]: where its enrolled assets' telemetry
@@ -289,20 +306,34 @@ class FleetView:
         """Track what the assets are told to hold, from the moment they are told (so that no
         reading of the window passes while acks are awaited), and then what they acknowledged:
         an asset's order for the same instruction keeps what it has measured and takes the new
-        setpoint; another instruction's replaces it, as at the gateway; 0 ends it."""
-        for asset_id, kw in zip(asset_ids, setpoints_kw, strict=True):
-            i = self.slot.get(asset_id)
-            if i is None:
-                continue
-            current = self.orders.get(i)
-            if kw <= 0:
-                self.orders.pop(i, None)
-            elif current is not None and current.instruction_id == instruction_id:
-                current.setpoint_kw, current.start_s, current.end_s = kw, start_s, end_s
-            else:
-                self.orders[i] = Order(instruction_id, start_s, end_s, kw)
-                # Readings from before the window cannot count toward it.
-                self.columns["battery_end_s"][i] = max(self.columns["battery_end_s"][i], start_s)
+        setpoint; another instruction's replaces it, as at the gateway; 0 ends it. Assets the
+        view does not know are left out."""
+        rows = np.fromiter(map(self.slot.get, asset_ids, itertools.repeat(-1)), np.int64)
+        kw = np.fromiter(setpoints_kw, np.float64, rows.size)
+        kw, rows = kw[rows >= 0], rows[rows >= 0]
+        self.order_code[rows[kw <= 0]] = -1
+        rows, kw = rows[kw > 0], kw[kw > 0]
+        code = self.order_codes.setdefault(instruction_id, len(self.order_ids))
+        if code == len(self.order_ids):
+            self.order_ids.append(instruction_id)
+        new = rows[self.order_code[rows] != code]
+        self.order_delivered_kwh[new] = 0.0
+        # Readings from before the window cannot count toward it.
+        battery_end_s = self.columns["battery_end_s"]
+        battery_end_s[new] = np.maximum(battery_end_s[new], start_s)
+        self.order_code[rows], self.order_kw[rows] = code, kw
+        self.order_start_s[rows], self.order_end_s[rows] = start_s, end_s
+
+    def orders(self) -> dict[str, Order]:
+        """Every asset's order now, by asset id (for reading, not for the hot path)."""
+        return {
+            self.asset_ids[i]: Order(
+                self.order_ids[self.order_code[i]], float(self.order_start_s[i]),
+                float(self.order_end_s[i]), float(self.order_kw[i]),
+                float(self.order_delivered_kwh[i]),
+            )
+            for i in np.flatnonzero(self.order_code[: len(self.asset_ids)] >= 0).tolist()
+        }  # fmt: skip
 
     def add_performance(self, closed: Iterable[Performance]) -> None:
         """Count windows just measured here at once (the periodic re-read of the log, which

@@ -213,8 +213,7 @@ async def restored(ctx: dict) -> dict[str, tuple[float, datetime, datetime]]:
                            ctx["producer"], ctx["dispatcher"].view_ready)  # fmt: skip
     await restarted._restore_orders()
     at = partial(datetime.fromtimestamp, tz=UTC)
-    return {view.asset_ids[k]: (o.setpoint_kw, at(o.start_s), at(o.end_s))
-            for k, o in view.orders.items()}  # fmt: skip
+    return {a: (o.setpoint_kw, at(o.start_s), at(o.end_s)) for a, o in view.orders().items()}
 
 
 async def test_allocation_per_gateway_confirmation_and_replay(ctx: dict) -> None:

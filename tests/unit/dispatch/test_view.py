@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nexwatt_dispatch import view as view_module
-from nexwatt_dispatch.view import FleetView, Performance
+from nexwatt_dispatch.view import FleetView, Order, Performance
 from nexwatt_shared.contracts import AssetRegistered, TelemetryInterval
 
 T0 = datetime(2026, 7, 1, 17, 0, tzinfo=UTC)
@@ -110,3 +110,20 @@ def test_readings_before_the_registration_wait_for_it_within_bounds(monkeypatch)
     view.apply_telemetry([reading(f"GHOST-{k}", T0, soc_pct=1.0) for k in range(5)])
     assert list(view.held) == ["GHOST-3", "GHOST-4"] and view.held_dropped == 4
     assert view.asset_ids == ["A"]
+
+
+def test_an_order_is_kept_revised_replaced_and_ended_as_at_the_gateway() -> None:
+    view = FleetView()
+    view.apply_registrations([record("A"), record("B")])
+    start, end = T0.timestamp(), (T0 + timedelta(minutes=10)).timestamp()
+    view.order(["A", "B", "UNKNOWN"], [4.0, 3.0, 1.0], "I-1", start, end)
+    view.apply_telemetry([reading("A", T0, battery_kw=4.0)])  # 4 kW x 5 min = 1/3 kWh
+    # Acknowledged less, same instruction: what was measured stays, the setpoint follows.
+    view.order(["A"], [2.0], "I-1", start, end)
+    orders = view.orders()
+    assert orders["A"].setpoint_kw == 2.0
+    assert orders["A"].delivered_kwh == pytest.approx(1 / 3)
+    assert set(orders) == {"A", "B"}  # an asset the view does not know gets no order
+    # Another instruction's command replaces the order (nothing measured yet); 0 ends one.
+    view.order(["A", "B"], [1.5, 0.0], "I-2", start + 300, end)
+    assert view.orders() == {"A": Order("I-2", start + 300, end, 1.5, 0.0)}
