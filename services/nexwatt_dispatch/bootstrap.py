@@ -70,8 +70,10 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
                 await asyncio.wait_for(stop.wait(), CAUGHT_UP_POLL_S)
             if stop.is_set():
                 return
+        view.caught_up()
         view_ready.set()
-        log.info("view caught up with the topics", assets=len(view.asset_ids))
+        log.info("view caught up with the topics", assets=len(view.asset_ids),
+                 readings_without_registration=view.held_dropped)  # fmt: skip
         await stop.wait()
 
     async def take_snapshots(stop: asyncio.Event) -> None:
