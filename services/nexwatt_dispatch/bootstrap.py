@@ -56,6 +56,7 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         role="state",
         replay={ASSET_REGISTERED.name: None, TELEMETRY_INTERVAL.name: replay_s,
                 ASSET_COMMAND_ACK.name: min(replay_s, ACKS_KEPT_S)},
+        first=ASSET_REGISTERED.name,  # the assets before what they report
         # Acks are not in the snapshot: always from (at most) the time they are kept back.
         start_at={tp: o for tp, o in positions.items() if tp.topic != ASSET_COMMAND_ACK.name},
     )  # fmt: skip
@@ -70,10 +71,8 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
                 await asyncio.wait_for(stop.wait(), CAUGHT_UP_POLL_S)
             if stop.is_set():
                 return
-        view.caught_up()
         view_ready.set()
-        log.info("view caught up with the topics", assets=len(view.asset_ids),
-                 readings_without_registration=view.held_dropped)  # fmt: skip
+        log.info("view caught up with the topics", assets=len(view.asset_ids))
         await stop.wait()
 
     async def take_snapshots(stop: asyncio.Event) -> None:

@@ -73,9 +73,13 @@ COMMAND_SECONDS = Histogram(
 INSTRUCTIONS = Counter("nexwatt_dispatch_instructions_total", "Instructions answered", ["status"])
 MW_REQUESTED = Gauge("nexwatt_dispatch_mw_requested", "Last request [MW]", ["resource_id"])
 MW_CONFIRMED = Gauge("nexwatt_dispatch_mw_confirmed", "Last confirmation [MW]", ["resource_id"])
+HELD_ASSETS = Gauge(
+    "nexwatt_dispatch_unregistered_assets_held",
+    "Assets with telemetry but no registration yet whose readings are kept for it",
+)
 HELD_DROPPED = Counter(
     "nexwatt_dispatch_unregistered_readings_dropped_total",
-    "Readings of assets without a registration, let go",
+    "Readings of unregistered assets let go to keep what is held bounded",
 )
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
 # Instructions received this far back [s] are looked at for commands still standing at start.
@@ -112,6 +116,7 @@ class StateHandler:
         dropped_before = self.view.held_dropped
         closed = self.view.apply_telemetry(readings)
         HELD_DROPPED.inc(self.view.held_dropped - dropped_before)
+        HELD_ASSETS.set(len(self.view.held))
         if readings:
             closed += self.view.close_stale(self.max_age_s)
         if ack_messages:

@@ -12,6 +12,7 @@ PostgreSQL, because it spans events that are long gone from the topics.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,9 +31,12 @@ from nexwatt_shared.event_time import resource_clock
 from nexwatt_shared.power_model import AssetRatings, Coupling
 
 KNOWN = frozenset({Quality.ACTUAL, Quality.ESTIMATED})  # qualities whose value is used
-# While the view catches up with the topics, telemetry can be read before its asset's
-# registration (registrations are replayed from the beginning, telemetry from minutes ago):
-# such readings wait for it, this many per asset (those that end last).
+# A reading can come before its asset's registration (another topic, another fetch; the
+# state consumer reads the registrations of the start before any telemetry, so not by the
+# replay's hundreds of thousands). It waits for it: this many assets, this many readings each
+# (those that end last); past that the oldest go, so ids that never register cannot grow the
+# view.
+HELD_ASSETS_MAX = 10_000
 HELD_READINGS_PER_ASSET = 3
 _FLOAT_COLUMNS = (
     "capacity_kw", "storage_kwh", "reserve_pct", "battery_kw", "round_trip_efficiency",
@@ -138,9 +142,8 @@ class FleetView:
     resource_codes: dict[str, int] = field(default_factory=dict)  # resource id -> code
     order_codes: dict[str, int] = field(default_factory=dict)  # instruction id -> code
     order_ids: list[str] = field(default_factory=list)  # code -> instruction id
-    held: dict[str, list[TelemetryInterval]] = field(default_factory=dict)
-    holding: bool = True  # until caught up (`caught_up`)
-    held_dropped: int = 0  # readings of assets never registered, let go
+    held: OrderedDict[str, list[TelemetryInterval]] = field(default_factory=OrderedDict)
+    held_dropped: int = 0  # readings of unregistered assets let go to keep `held` bounded
 
     def __post_init__(self) -> None:
         n = self.capacity
@@ -249,24 +252,15 @@ class FleetView:
         return closed
 
     def _hold(self, reading: TelemetryInterval) -> None:
-        """Keep a reading of an asset not registered yet while catching up; once caught up,
-        registrations come first, and a reading without one is let go (counted): ids that
-        never register cannot grow the view."""
-        if not self.holding:
-            self.held_dropped += 1
-            return
+        """Keep a reading of an asset not registered yet, within the bounds."""
         kept = self.held.setdefault(reading.asset_id, [])
+        self.held.move_to_end(reading.asset_id)
         kept.append(reading)
         if len(kept) > HELD_READINGS_PER_ASSET:  # the one that ends first goes
             kept.remove(min(kept, key=lambda held: held.interval_end))
             self.held_dropped += 1
-
-    def caught_up(self) -> None:
-        """The view holds what the topics held at start: readings still waiting belong to
-        assets never registered; they go, and from now on such readings are not kept."""
-        self.holding = False
-        self.held_dropped += sum(map(len, self.held.values()))
-        self.held = {}
+        while len(self.held) > HELD_ASSETS_MAX:
+            self.held_dropped += len(self.held.popitem(last=False)[1])
 
     def _close(self, i: int) -> Performance:
         """The window's account: commanded over the whole window, whatever was reported (an

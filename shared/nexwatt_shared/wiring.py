@@ -43,11 +43,13 @@ class Resources:
         max_records: int | None = None,
         replay: Mapping[str, float | None] | None = None,
         start_at: Mapping[TopicPartition, int] | None = None,
+        first: str | None = None,
     ) -> ConsumerRunner:
         """A consumer in the service's group (or the group `<service group>.<role>` when a
         service needs several loops); /readyz waits until each has caught up, and fails while
         one has been retrying a batch for longer than `ready_max_retry_s`. `replay`: every
-        replica reads every partition (`ConsumerRunner`'s broadcast mode), some from `start_at`."""
+        replica reads every partition (`ConsumerRunner`'s broadcast mode), some from `start_at`, and
+        the topic `first` up to its end before the others."""
         group = f"{self.settings.consumer_group}.{role}" if role else self.settings.consumer_group
         runner = ConsumerRunner(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -60,6 +62,7 @@ class Resources:
             security=self.settings.kafka_security(),
             replay=replay,
             start_at=start_at,
+            first=first,
         )
 
         async def ready() -> bool:

@@ -360,3 +360,31 @@ async def test_a_broadcast_reader_reads_partitions_added_while_it_runs(setup: di
     assert len(seen) == 5  # what was read before is not read again
     stop.set()
     await task
+
+
+async def test_a_broadcast_reader_reads_the_first_topic_up_to_its_end_before_the_others(
+    setup: dict,
+) -> None:
+    # Dispatch's view reads the registrations there are before the telemetry that refers to
+    # them: none has to wait for its asset.
+    ctx = setup
+    later = make_topic(unique("test.runner.later"))
+    await create_topics(ctx["bootstrap"], [later])
+    await ctx["producer"].publish_many(later, [reading(f"B-{i}", i) for i in range(30)])
+    await produce(ctx, 300)
+    order: list[str] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        order.extend(d.topic.name for d in batch)
+
+    runner = ConsumerRunner(
+        bootstrap_servers=ctx["bootstrap"], group_id=ctx["group"], topics=[ctx["topic"], later],
+        handler=handler, dead_letters=ctx["producer"], max_records=50,
+        replay={ctx["topic"].name: None, later.name: None}, first=ctx["topic"].name,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await eventually(lambda: asyncio.sleep(0, len(order)), lambda n: n == 330)
+    assert order[:300] == [ctx["topic"].name] * 300  # in several batches of at most 50
+    stop.set()
+    await task

@@ -192,19 +192,24 @@ class ConsumerRunner:
         replay: Mapping[str, float | None] | None = None,
         start_at: Mapping[TopicPartition, int] | None = None,
         partition_check_s: float = 60.0,
+        first: str | None = None,
     ) -> None:
         """`replay`: broadcast mode; per topic name, how far back to start reading at each
         start [s of record time before now], None for the topic's beginning. `start_at`: in
         broadcast mode, offsets to start some partitions at instead (a restored snapshot's);
         a time-based start later than one of these wins (what lies between is too old);
         `partition_check_s`: in broadcast mode, how often to look for partitions added to the
-        topics [s]."""
+        topics [s]. `first`: in broadcast mode, a topic read up to where it ended at the start
+        before the others are read at all (e.g. the registrations the others' records refer
+        to)."""
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
         self.security = security
         self.replay = replay
         self.start_at = dict(start_at or {})
         self.partition_check_s = partition_check_s
+        self.first = first
+        self._first_ends: dict[TopicPartition, int] = {}  # while the others wait for `first`
         # Broadcast mode: per partition, the offset up to which records have been handled.
         self.handled: dict[TopicPartition, int] = {}
         self.topics = {t.name: t for t in topics}
@@ -250,6 +255,8 @@ class ConsumerRunner:
                         if not await self._process(batch, stop):
                             break  # stopped while retrying: leave the batch uncommitted
                 await self._measure_lag()
+                if self._first_ends:
+                    self._resume_when_first_is_read()
                 if self.replay is not None and time.monotonic() >= next_check:
                     await self._assign_added_partitions()
                     next_check = time.monotonic() + self.partition_check_s
@@ -286,12 +293,25 @@ class ConsumerRunner:
             else:
                 await consumer.seek_to_beginning(tp)
             self.handled[tp] = await consumer.position(tp)
+        if self.first is not None:
+            mine = [tp for tp in partitions if tp.topic == self.first]
+            self._first_ends = {tp: end for tp, end in (await consumer.end_offsets(mine)).items()}
+            consumer.pause(*(tp for tp in partitions if tp.topic != self.first))
+            self._resume_when_first_is_read()
         log.info(
             "reading every partition (broadcast)",
             group=self.group_id,
             partitions=_names(set(partitions)),
             replay_s={t: replay.get(t) for t in self.topics},
         )
+
+    def _resume_when_first_is_read(self) -> None:
+        """Read the other topics once `first` is read up to where it ended at the start."""
+        if all(self.handled.get(tp, 0) >= end for tp, end in self._first_ends.items()):
+            self._consumer.resume(*self._consumer.paused())
+            log.info("read up to the start's end: reading the rest", group=self.group_id,
+                     topic=self.first)  # fmt: skip
+            self._first_ends = {}
 
     async def _assign_added_partitions(self) -> None:
         """Broadcast mode: read partitions added to the topics since the start too (from
@@ -317,6 +337,8 @@ class ConsumerRunner:
         for tp in added:
             await consumer.seek_to_beginning(tp)
             self.handled[tp] = await consumer.position(tp)
+        if self._first_ends:  # a new assignment reads everything: the others still wait
+            consumer.pause(*(tp for tp in consumer.assignment() if tp.topic != self.first))
         log.info("partitions added: reading them too", group=self.group_id,
                  partitions=_names(added))  # fmt: skip
 

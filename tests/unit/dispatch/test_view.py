@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from nexwatt_dispatch import view as view_module
 from nexwatt_dispatch.view import FleetView, Order, Performance
 from nexwatt_shared.contracts import AssetRegistered, TelemetryInterval
 
@@ -92,24 +93,23 @@ def test_delivery_in_the_commanded_window_is_measured_once() -> None:
     assert fleet.delivered_kwh.tolist() == [0.5, 0.0]
 
 
-def test_readings_before_the_registration_wait_for_it_until_caught_up() -> None:
+def test_readings_before_the_registration_wait_for_it_within_bounds(monkeypatch) -> None:
+    monkeypatch.setattr(view_module, "HELD_ASSETS_MAX", 2)
     view = FleetView()
-    # While catching up, telemetry can be read before its asset's registration: it waits for
-    # it, the newest HELD_READINGS_PER_ASSET per asset, without giving the asset a row.
+    # A reading can come before its asset's registration: it waits for it, the newest
+    # HELD_READINGS_PER_ASSET per asset, without giving the asset a row.
     old, new = T0, T0 + timedelta(minutes=5)
     view.apply_telemetry([reading("A", new, pv_kw=3.0, soc_pct=70.0)] + [
         reading("A", old - timedelta(minutes=5 * k), soc_pct=10.0) for k in range(3)
     ])  # fmt: skip
-    view.apply_telemetry([reading("GHOST", T0, soc_pct=1.0)])
     assert view.asset_ids == [] and len(view.held["A"]) == 3 and view.held_dropped == 1
     view.apply_registrations([record("A")])
     fleet = view.fleet("NXW-PJM-1")
-    assert (fleet.pv_kw[0], fleet.soc_pct[0]) == (3.0, 70.0) and list(view.held) == ["GHOST"]
-    # Caught up: what still waits belongs to ids never registered, and from now on readings
-    # of such ids are let go, so they cannot grow the view.
-    view.caught_up()
+    assert (fleet.pv_kw[0], fleet.soc_pct[0]) == (3.0, 70.0) and not view.held
+    # Ids that never register: only the newest HELD_ASSETS_MAX assets stay, nothing grows.
     view.apply_telemetry([reading(f"GHOST-{k}", T0, soc_pct=1.0) for k in range(5)])
-    assert not view.held and view.held_dropped == 1 + 1 + 5 and view.asset_ids == ["A"]
+    assert list(view.held) == ["GHOST-3", "GHOST-4"] and view.held_dropped == 4
+    assert view.asset_ids == ["A"]
 
 
 def test_an_order_is_kept_revised_replaced_and_ended_as_at_the_gateway() -> None:
