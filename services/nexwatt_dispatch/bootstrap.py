@@ -71,6 +71,7 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
                 await asyncio.wait_for(stop.wait(), CAUGHT_UP_POLL_S)
             if stop.is_set():
                 return
+        await dispatcher.restore_orders()
         view_ready.set()
         log.info("view caught up with the topics", assets=len(view.asset_ids))
         await stop.wait()

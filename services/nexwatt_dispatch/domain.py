@@ -296,20 +296,22 @@ def instruction_refusal(
     instruction: DispatchInstruction,
     resource_known: bool,
     earlier: DispatchInstruction | None,
-    latest_revision: int,
+    other_revisions: Sequence[DispatchInstruction] = (),
 ) -> str | None:
     """Why an instruction is answered `rejected` before any asset is looked at, else None:
     its id and revision were used for a different instruction (the same one again is a
-    replay, not a refusal), a higher revision of it came first, its MW is not positive, its
-    window is over when it is issued, or its resource has no enrolled asset. A cancellation
-    needs none of the last three: it only stops what was commanded.
+    replay, not a refusal), a higher revision of it came first, the event was already called
+    off, a revision moves the window (a revision changes the MW or cancels: another window is
+    another instruction), its MW is not positive, its window is over when it is issued, or its
+    resource has no enrolled asset. A cancellation needs none of the last four: it only stops
+    what was commanded.
 
     Parameters
     ----------
     instruction : the instruction received
     resource_known : whether its resource has enrolled assets
     earlier : what was first received under its id and revision, if anything
-    latest_revision : the highest revision of its id received before it (0: none)
+    other_revisions : the other revisions of its id received before it
     """
     i = instruction
     if earlier is not None and earlier != i:
@@ -317,10 +319,21 @@ def instruction_refusal(
             f"instruction id {i.instruction_id!r} revision {i.revision} was already used for"
             " another instruction"
         )
-    if latest_revision > i.revision:
-        return f"superseded: revision {latest_revision} of this instruction came first"
+    latest = max((o.revision for o in other_revisions), default=0)
+    if latest > i.revision:
+        return f"superseded: revision {latest} of this instruction came first"
+    called_off = sorted(o.revision for o in other_revisions if o.cancelled)
+    if called_off:
+        return f"the event was cancelled in revision {called_off[0]}"
     if i.cancelled:
         return None
+    first = min(other_revisions, key=lambda o: o.revision, default=i)
+    if (i.window_start, i.window_end) != (first.window_start, first.window_end):
+        return (
+            f"a revision keeps the window of revision {first.revision}"
+            f" ({first.window_start:%Y-%m-%d %H:%M}-{first.window_end:%H:%M} UTC); another"
+            " window is another instruction"
+        )
     if i.mw <= 0:
         return f"mw must be positive, got {i.mw:g}"
     if i.window_end <= i.issued_at:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import structlog
@@ -82,8 +82,6 @@ HELD_DROPPED = Counter(
     "Readings of unregistered assets let go to keep what is held bounded",
 )
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
-# Instructions received this far back [s] are looked at for commands still standing at start.
-STANDING_RECEIVED_WITHIN_S = 2 * 86_400.0
 DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
 
 
@@ -175,9 +173,6 @@ class Dispatcher:
         another replica received and did not answer (it died: its offsets were committed, so
         no one else is handed the instruction); keep the measured performance current; at
         stop, cancel what is in flight (answered after the restart)."""
-        restoring = asyncio.create_task(self._restore_orders())
-        self._tasks.add(restoring)
-        restoring.add_done_callback(self._tasks.discard)
         orphaned_after_s = 0.0  # at start: everything unanswered is ours to answer
         while not stop.is_set():
             try:
@@ -195,16 +190,20 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _restore_orders(self) -> None:
+    async def restore_orders(self) -> None:
         """Measure again what assets were commanded to hold before a restart, as the live
         path does (the setpoint from when it was sent, then what was acknowledged), in windows
         not over yet on their resource's clock: from that clock on, since what they did while
-        no one was measuring is unknown (commanded and delivered both count from then)."""
-        await self.view_ready.wait()
+        no one was measuring is unknown (commanded and delivered both count from then). Run
+        once the view has caught up, before any instruction is decided (a decision's orders
+        must not be replaced by older ones read from the log)."""
+        # Windows that ended before every resource's clock are over for every resource.
+        oldest_s = self.view.oldest_clock_s()
+        ending_after = None if np.isnan(oldest_s) else datetime.fromtimestamp(oldest_s, UTC)
         delay = RETRY_S[0]
         while True:
             try:
-                standing = await self.log.standing(STANDING_RECEIVED_WITHIN_S)
+                standing = await self.log.standing(ending_after)
                 break
             except Exception as exc:  # PostgreSQL away: tried again
                 log.warning("standing commands not read", error=str(exc))
@@ -279,21 +278,25 @@ class Dispatcher:
         i = instruction
         if earlier is not None and earlier != i:
             # Not a replay: the id was reused. Answered under an id of its own content.
-            refusal = instruction_refusal(i, True, earlier, 0)
+            refusal = instruction_refusal(i, True, earlier)
             digest = hashlib.sha256(i.model_dump_json().encode()).hexdigest()[:16]
             conflict = conflict_event_id(i.instruction_id, i.revision, digest)
             await self._publish(self._rejected(i, refusal, started), conflict, on_row=False)
             return
         event_id = answer_event_id(i.instruction_id, i.revision)
+        # For one release: a revision answered under the id before `answer_event_id`.
+        before = f"confirmed:{i.instruction_id}:r{i.revision}" if i.revision > 1 else event_id
         async with self.log.deciding(i.instruction_id):
-            if await outbox.recorded_value(self.pool, event_id) is not None:
-                sent = await outbox.publish_pending(self.pool, self.producer, [event_id])
+            recorded = [e for e in {event_id, before}
+                        if await outbox.recorded_value(self.pool, e) is not None]  # fmt: skip
+            if recorded:
+                sent = await outbox.publish_pending(self.pool, self.producer, recorded)
                 log.info("instruction already answered", answer_published_now=bool(sent))
                 return
             log.info("instruction received", resource_id=i.resource_id, mw=i.mw, kind=i.kind)
-            latest = await self.log.latest_revision(i.instruction_id)
+            others = await self.log.other_revisions(i)
             known = self.view.members(i.resource_id).size > 0
-            refusal = instruction_refusal(i, known, None, latest)
+            refusal = instruction_refusal(i, known, None, others)
             if refusal is not None:
                 await self._publish(self._rejected(i, refusal, started), event_id)
                 return
@@ -307,7 +310,8 @@ class Dispatcher:
                 )  # fmt: skip
                 hours = (window.end - window.start).total_seconds() / 3600.0
                 taking_part = Participation(sorted(subscribers), hours)
-            await self._publish(answer, event_id, participation=taking_part)
+            called_off = i.cancelled and i.issued_at <= i.window_start
+            await self._publish(answer, event_id, taking_part, called_off)
             # After the answer is out: what the assets acknowledged they hold (measured since
             # they were told), and the season's count (a revision after the first counts
             # nothing new).
@@ -321,13 +325,17 @@ class Dispatcher:
         self,
         answer: DispatchConfirmed,
         event_id: str,
-        on_row: bool = True,
         participation: Participation | None = None,
+        called_off: bool = False,
+        on_row: bool = True,
     ) -> None:
         """Record first, then publish from the record: a crash in between re-sends these
         bytes on replay, never a second decision. `on_row`: the answer's figures go on the
-        instruction's row too (not for a refused reuse of its id)."""
-        await self.log.record_answer(answer, event_id, self.producer.source, on_row, participation)
+        instruction's row too (not for a refused reuse of its id); `called_off`: see
+        `DispatchLog.record_answer`."""
+        await self.log.record_answer(
+            answer, event_id, self.producer.source, on_row, participation, called_off
+        )
         await outbox.publish_pending(self.pool, self.producer, [event_id])
         CONFIRM_SECONDS.observe(answer.processing_ms / 1000.0)
         INSTRUCTIONS.labels(answer.status).inc()

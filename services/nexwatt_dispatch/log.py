@@ -10,6 +10,7 @@ from datetime import datetime
 
 import asyncpg
 import orjson
+import structlog
 
 from nexwatt_dispatch.domain import Answer, CommandMessage
 from nexwatt_dispatch.view import Performance
@@ -19,9 +20,12 @@ from nexwatt_shared.contracts import (
     AssetCommandAck,
     DispatchConfirmed,
     DispatchInstruction,
+    SetpointAck,
 )
 from nexwatt_shared.postgres import advisory_lock
 from nexwatt_shared.topics import ASSET_COMMAND, DISPATCH_CONFIRMED
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,26 @@ class DispatchLog:
         # A row from before revisions were kept has no content: it was this instruction.
         return i if content is None else DispatchInstruction.model_validate_json(content)
 
-    async def latest_revision(self, instruction_id: str) -> int:
-        return await self.pool.fetchval(
-            "SELECT coalesce(max(revision), 0) FROM instructions WHERE instruction_id = $1",
-            instruction_id,
+    async def other_revisions(self, instruction: DispatchInstruction) -> list[DispatchInstruction]:
+        """The other revisions of the instruction's id received so far (rows from before
+        revisions were kept have no content: revision 1's figures stand in for it)."""
+        rows = await self.pool.fetch(
+            "SELECT revision, mw_requested, window_start, window_end, issued_at, cancelled,"
+            " content FROM instructions"
+            " WHERE instruction_id = $1 AND revision <> $2",
+            instruction.instruction_id,
+            instruction.revision,
         )
+        revisions = []
+        for r in rows:
+            if r["content"] is not None:
+                revisions.append(DispatchInstruction.model_validate_json(r["content"]))
+                continue
+            figures = {"revision": r["revision"], "mw": r["mw_requested"],
+                       "window_start": r["window_start"], "window_end": r["window_end"],
+                       "issued_at": r["issued_at"], "cancelled": r["cancelled"]}  # fmt: skip
+            revisions.append(instruction.model_copy(update=figures))
+        return revisions
 
     async def unanswered(self, received_before_s: float = 0.0) -> list[DispatchInstruction]:
         """Instructions received (at least `received_before_s` ago) but not answered: a
@@ -157,9 +176,11 @@ class DispatchLog:
         source: str,
         on_row: bool = True,
         participation: Participation | None = None,
+        called_off: bool = False,
     ) -> None:
         """The answer's event in the outbox, (`on_row`) its figures on the instruction's row
-        and who took part, in one transaction."""
+        and who took part, in one transaction; `called_off`: the event was cancelled before
+        its window opened, so no one took part in it after all."""
         a = answer
         event = envelope(
             DISPATCH_CONFIRMED, a, source=source, event_id=answer_id, time=a.confirmed_at
@@ -174,6 +195,10 @@ class DispatchLog:
                     a.instruction_id, a.revision, a.kind.value, a.window_start,
                     participation.hours, participation.subscribers,
                 )  # fmt: skip
+            if called_off:
+                await conn.execute(
+                    "DELETE FROM participation WHERE instruction_id = $1", a.instruction_id
+                )
             if not on_row:
                 return
             await conn.execute(
@@ -187,22 +212,21 @@ class DispatchLog:
             )  # fmt: skip
 
     async def standing(
-        self, received_within_s: float
+        self, ending_after: datetime | None
     ) -> list[tuple[DispatchInstruction, StandingRound]]:
-        """Every round of commands for the instructions received in the last
-        `received_within_s` [s], in the order they were decided (a later command to an asset
-        replaces an earlier one, as at its gateway), with the answers they got: to measure
-        what may still stand after a restart."""
+        """Every round of commands for the instructions whose window ends after `ending_after`
+        (None: all), in the order they were decided (a later command to an asset replaces an
+        earlier one, as at its gateway), with the answers they got: to measure what may still
+        stand after a restart."""
         rows = await self.pool.fetch(
             """SELECT i.content, m.instruction_id, m.revision, m.round, m.asset_ids,
                       m.setpoints_kw, a.data::text AS ack
                FROM command_messages m
                JOIN instructions i USING (instruction_id, revision)
                LEFT JOIN ack_messages a USING (command_id)
-               WHERE i.received_at > now() - make_interval(secs => $1)
-                 AND i.content IS NOT NULL
+               WHERE ($1::timestamptz IS NULL OR i.window_end > $1) AND i.content IS NOT NULL
                ORDER BY m.recorded_at, m.command_id""",
-            received_within_s,
+            ending_after,
         )
         rounds: dict[tuple[str, int, int], tuple[DispatchInstruction, StandingRound]] = {}
         for r in rows:
@@ -212,9 +236,14 @@ class DispatchLog:
                 rounds[key] = (instruction, StandingRound())
             got = rounds[key][1]
             got.commanded_kw.update(zip(r["asset_ids"], r["setpoints_kw"], strict=True))
-            if r["ack"] is not None:
-                for asset_id, answer in _answers(r["ack"]):  # the first of each asset stands
-                    got.answers.setdefault(asset_id, answer)
+            try:
+                answers = list(_answers(r["ack"])) if r["ack"] is not None else []
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Stored as it came and valid then; read as none if not now (never a stop).
+                log.warning("stored ack not readable", instruction_id=key[0], error=str(exc))
+                answers = []
+            for asset_id, answer in answers:  # the first of each asset stands
+                got.answers.setdefault(asset_id, answer)
         return list(rounds.values())
 
     async def record_acks(self, messages: Sequence[tuple[AssetCommandAck, bytes]]) -> None:
@@ -256,8 +285,13 @@ class DispatchLog:
 
 
 def _answers(data: str) -> Iterator[tuple[str, Answer]]:
-    """Each asset's answer in an ack message's data as stored (validated when it came:
-    version 2's list, or version 1's one asset)."""
+    """Each asset's answer in an ack message's data as stored (as the gateway sent it, version
+    2's list or version 1's one asset), read as decoding read it when it came: "false" is
+    false; fields a newer gateway adds are ignored."""
     fields = orjson.loads(data)
-    for ack in fields.get("acks", [fields]):
-        yield ack["asset_id"], Answer(ack["accepted"], ack["setpoint_kw"])
+    for entry in fields.get("acks", [fields]):
+        ack = SetpointAck.model_validate({k: entry[k] for k in _SETPOINT_ACK if k in entry})
+        yield ack.asset_id, Answer(ack.accepted, ack.setpoint_kw)
+
+
+_SETPOINT_ACK = frozenset(SetpointAck.model_fields)

@@ -298,6 +298,11 @@ class FleetView:
         ends = np.fmax(self.columns["pv_end_s"][members], self.columns["soc_end_s"][members])
         return float(resource_clock(np.where(np.isfinite(ends), ends, np.nan)))
 
+    def oldest_clock_s(self) -> float:
+        """The earliest of the resources' clocks (NaN: no resource has telemetry)."""
+        clocks = [self._clock_s(code) for code in self.resource_codes.values()]
+        return float(np.nanmin(clocks)) if not np.all(np.isnan(clocks)) else np.nan
+
     def clock_s(self, resource_id: str) -> float:
         """`_clock_s` of a resource by id (NaN: unknown resource, or no telemetry)."""
         code = self.resource_codes.get(resource_id)

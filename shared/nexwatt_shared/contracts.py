@@ -544,8 +544,12 @@ def conflict_event_id(instruction_id: str, revision: int, digest: str) -> str:
 
 
 def is_conflict_answer(event_id: str) -> bool:
-    """Whether a `dispatch.confirmed` event answers a reused id (see `conflict_event_id`)."""
-    return event_id.startswith("conflict-")
+    """Whether a `dispatch.confirmed` event answers a reused id (see `conflict_event_id`; and
+    for one release the form before it, `confirmed:<id>[:r<revision>]:conflict:<hash>`)."""
+    return event_id.startswith("conflict-") or bool(_CONFLICT_BEFORE.search(event_id))
+
+
+_CONFLICT_BEFORE = re.compile(r":conflict:[0-9a-f]{16}$")
 
 
 # --- asset.command / asset.command-ack (dispatch <-> inverter gateways) ---------------------

@@ -71,6 +71,7 @@ def test_answer_ids_cannot_collide_whatever_the_instruction_ids() -> None:
     assert len(set(ids)) == len(ids)
     assert ids[2] == "confirmed:a"  # the first revision keeps the id it always had
     assert [is_conflict_answer(i) for i in ids] == [False] * 5 + [True, False, False]
+    assert is_conflict_answer("confirmed:a:r2:conflict:0123456789abcdef")  # the form before
 
 
 def test_an_event_round_trips_through_the_wire_format() -> None:

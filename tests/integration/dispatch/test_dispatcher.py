@@ -211,7 +211,7 @@ async def restored(ctx: dict) -> dict[str, tuple[float, datetime, datetime]]:
     view = ctx["view"].copy()
     restarted = Dispatcher(ctx["dispatcher"].settings, view, AckBook(), DispatchLog(ctx["pool"]),
                            ctx["producer"], ctx["dispatcher"].view_ready)  # fmt: skip
-    await restarted._restore_orders()
+    await restarted.restore_orders()
     at = partial(datetime.fromtimestamp, tz=UTC)
     return {a: (o.setpoint_kw, at(o.start_s), at(o.end_s)) for a, o in view.orders().items()}
 
@@ -399,6 +399,27 @@ async def test_a_subscriber_at_the_seasons_limit_is_not_called(ctx: dict) -> Non
     tested = await answer_to(ctx, t)
     assert setpoints(ctx, t) == pytest.approx({a: 2.0, b: 2.0})
     assert tested.kind == "test" and tested.reason.startswith("capability test")
+
+
+async def test_an_event_called_off_before_it_opens_counts_for_no_one(ctx: dict) -> None:
+    a = unique("T-A")
+    await fleet_of(ctx, [asset(ctx, a, subscriber_id=unique("S"))], [telemetry(a, NOW, 2.6, 90.0)])
+    later = instruction(ctx, 0.002, window_start=NOW + HOUR, window_end=NOW + 2 * HOUR)
+    await answer_to(ctx, later)
+    taking_part = "SELECT count(*) FROM participation WHERE instruction_id = $1"
+    assert await ctx["pool"].fetchval(taking_part, later.instruction_id) == 1
+    off = later.model_copy(update={"revision": 2, "cancelled": True, "issued_at": NOW + MIN})
+    assert (await answer_to(ctx, off)).status == DispatchStatus.CANCELLED
+    assert await ctx["pool"].fetchval(taking_part, later.instruction_id) == 0
+    # Called off: a revision after it is refused, and so is one that moves the window.
+    again = later.model_copy(update={"revision": 3, "issued_at": NOW + 2 * MIN})
+    refused = await answer_to(ctx, again)
+    assert refused.status == DispatchStatus.REJECTED
+    assert refused.reason == "the event was cancelled in revision 2"
+    moved = instruction(ctx, 0.002)
+    await answer_to(ctx, moved)
+    longer = moved.model_copy(update={"revision": 2, "window_end": NOW + 3 * HOUR})
+    assert (await answer_to(ctx, longer)).reason.startswith("a revision keeps the window")
 
 
 async def test_an_asset_whose_soc_is_reported_missing_is_not_dispatched(ctx: dict) -> None:

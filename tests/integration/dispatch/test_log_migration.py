@@ -58,10 +58,21 @@ async def test_seed_commands_and_acks_move_into_the_message_log(
             ("I-1:A", "A", ["A"], [4.0], [5.0]),
             ("I-1:B", "B", ["B"], [6.0], [6.0]),
         ]
-        [(instruction, standing)] = await DispatchLog(pool).standing(86_400.0 * 36_500)
+        [(instruction, standing)] = await DispatchLog(pool).standing(None)
         assert instruction.instruction_id == "I-1"
         assert standing.commanded_kw == {"A": 4.0, "B": 6.0}
         assert standing.answers == {"A": Answer(True, 3.5)}  # B never answered
+        # An ack is stored as the gateway sent it, and read as decoding read it: a string
+        # "false" is false, a field a newer gateway added is ignored.
+        await pool.execute(
+            "INSERT INTO ack_messages (command_id, instruction_id, gateway_id, data, acked_at)"
+            """ VALUES ('I-1:B', 'I-1', 'B', '{"acks": [{"asset_id": "B", "accepted": "false","""
+            """ "setpoint_kw": "6.0", "firmware": "2.1"}]}', $1)""",
+            AT,
+        )
+        [(_, standing)] = await DispatchLog(pool).standing(AT)  # the window ends after AT
+        assert standing.answers == {"A": Answer(True, 3.5), "B": Answer(False, 6.0)}
+        assert await DispatchLog(pool).standing(AT.replace(hour=11)) == []  # over by then
         tables = await pool.fetch(
             "SELECT tablename FROM pg_tables WHERE tablename IN ('commands', 'command_acks')"
         )

@@ -223,27 +223,40 @@ def test_an_instruction_is_refused_before_allocation_with_the_reason() -> None:
         instruction_id="I-1", resource_id="NXW-PJM-0042", mw=10.0, issued_at=T9,
         window_start=T9, window_end=T9 + timedelta(hours=1),
     )  # fmt: skip
-    assert instruction_refusal(instruction, True, None, 0) is None
-    assert instruction_refusal(instruction, True, instruction, 1) is None  # a replay
+    assert instruction_refusal(instruction, True, None) is None
+    assert instruction_refusal(instruction, True, instruction) is None  # a replay
     other = instruction.model_copy(update={"mw": 12.0})
-    assert instruction_refusal(other, True, instruction, 1) == (
+    assert instruction_refusal(other, True, instruction) == (
         "instruction id 'I-1' revision 1 was already used for another instruction"
     )
-    assert instruction_refusal(instruction, True, None, 2) == (
+    second = instruction.model_copy(update={"revision": 2, "mw": 6.0})
+    assert instruction_refusal(instruction, True, None, [second]) == (
         "superseded: revision 2 of this instruction came first"
     )
     negative = instruction.model_copy(update={"mw": -3.0})
-    assert instruction_refusal(negative, True, None, 0) == "mw must be positive, got -3"
+    assert instruction_refusal(negative, True, None) == "mw must be positive, got -3"
     late = instruction.model_copy(update={"issued_at": T9 + timedelta(hours=1)})
-    assert instruction_refusal(late, True, None, 0) == (
+    assert instruction_refusal(late, True, None) == (
         "the window ended at 2026-07-01 14:15 UTC, before it was issued"
     )
-    assert instruction_refusal(instruction, False, None, 0) == (
+    assert instruction_refusal(instruction, False, None) == (
         "unknown resource 'NXW-PJM-0042': no enrolled assets"
     )
-    # A cancellation only stops what was commanded: its MW and window do not matter.
+    # A revision changes the MW, never the window.
+    assert instruction_refusal(second, True, None, [instruction]) is None
+    longer = second.model_copy(update={"window_end": T9 + timedelta(hours=2)})
+    assert instruction_refusal(longer, True, None, [instruction]) == (
+        "a revision keeps the window of revision 1 (2026-07-01 13:15-14:15 UTC); another window"
+        " is another instruction"
+    )
+    # A cancellation only stops what was commanded: its MW and window do not matter; after
+    # it, the event is over.
     cancel = late.model_copy(update={"cancelled": True, "mw": 0.0, "revision": 2})
-    assert instruction_refusal(cancel, False, None, 1) is None
+    assert instruction_refusal(cancel, False, None, [instruction]) is None
+    third = second.model_copy(update={"revision": 3})
+    assert instruction_refusal(third, True, None, [instruction, cancel]) == (
+        "the event was cancelled in revision 2"
+    )
 
 
 def test_commands_go_one_message_per_gateway_in_parts() -> None:
