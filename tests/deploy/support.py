@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ CHART = ROOT / "helm" / "nexwatt"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.30.0"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 
 # Chart components: values key -> service name (= compose service, console script suffix).
@@ -112,3 +114,57 @@ def deployment(docs: list[dict], component: str) -> dict:
         and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
     ]
     return found
+
+
+# Compose interpolation: $$ (a literal $), ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}, ${VAR:+replacement}, ${VAR+replacement}, $VAR.
+INTERPOLATION = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """`value` (a parsed compose file or any part of it) with its variables resolved from `env`,
+    as `docker compose` does; a missing required variable raises KeyError with its message."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match: re.Match[str]) -> str:
+        dollar, name, operator, argument, bare = match.groups()
+        if dollar:
+            return "$"
+        if bare:
+            return env.get(bare, "")
+        found = env.get(name)
+        # The colon forms treat an empty value like an unset one.
+        present = found is not None and (found != "" or not (operator or "").startswith(":"))
+        match operator:
+            case None:
+                return found or ""
+            case ":-" | "-":
+                return found if present else argument
+            case ":?" | "?":
+                if not present:
+                    raise KeyError(f"{name}: {argument}")
+                return found
+            case _:  # ":+" | "+"
+                return argument if present else ""
+
+    return INTERPOLATION.sub(resolve, value)
+
+
+def compose_variables(text: str) -> set[str]:
+    """The names of every variable a compose file's text refers to ($$ is an escaped $)."""
+    return {m.group(2) or m.group(5) for m in INTERPOLATION.finditer(text) if not m.group(1)}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines of a .env file (comments and blank lines skipped)."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, value = line.split("=", 1)
+            pairs[name.strip()] = value
+    return pairs

@@ -9,6 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -21,6 +22,7 @@ from tests.deploy.support import (
     ROOT,
     SIMULATORS,
     SITES_FILE,
+    interpolate,
     load_yaml,
 )
 
@@ -29,6 +31,7 @@ INFRA = {"kafka", "postgres", "redis", "prometheus", "grafana"}
 ONE_SHOTS = {"init", "fleet-register", "iso-sim"}
 SERVICES = set(COMPONENTS.values())
 USES_REDIS = {"dispatch"}  # the snapshot of its in-memory view
+SECRETS = {"NEXWATT_POSTGRES_PASSWORD": "pg0secret"}
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +84,9 @@ def test_kafka_is_a_single_kraft_node_without_auto_create(compose) -> None:
     assert "kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
     nexwatt_env = compose["x-nexwatt-env"]
     assert nexwatt_env["NEXWATT_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert nexwatt_env["NEXWATT_POSTGRES_URL"] == "postgresql://nexwatt:nexwatt@postgres:5432"
+    url = urlsplit(interpolate(nexwatt_env["NEXWATT_POSTGRES_URL"], SECRETS))
+    assert (url.hostname, url.port, url.username) == ("postgres", 5432, "nexwatt")
     assert _env(compose["services"]["postgres"])["POSTGRES_USER"] == "nexwatt"
-    assert _env(compose["services"]["postgres"])["POSTGRES_PASSWORD"] == "nexwatt"
 
 
 def test_nexwatt_containers_share_one_image_built_from_the_dockerfile(compose) -> None:
@@ -196,7 +199,8 @@ def test_grafana_is_provisioned_from_files(compose) -> None:
 
 def test_redis_keeps_an_append_only_file(compose) -> None:
     redis = compose["services"]["redis"]
-    assert "--appendonly" in redis["command"]
+    assert redis["command"][:2] == ["sh", "-ec"]
+    assert "redis-server - --appendonly yes --appendfsync everysec" in redis["command"][2]
     assert any(v.endswith(":/data") for v in redis["volumes"])
 
 

@@ -80,7 +80,8 @@ def test_renders_only_when_enabled(rendered) -> None:
         assert bool(_connectors(docs)) == (name == VALUES.name), name
     kinds = sorted(d["kind"] for d in _connectors(rendered[VALUES.name]))
     # No Service, HPA, PDB or ServiceMonitor: it serves no HTTP and must stay one pod.
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Secret", "ServiceAccount"]
+    expected = ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "Secret", "ServiceAccount"]
+    assert kinds == expected
 
 
 def test_no_service_or_monitor_even_with_service_monitors_on(helm: str) -> None:

@@ -281,3 +281,88 @@ checksum/config: {{ print (include "nexwatt.connectorsConfigData" .) (include "n
 {{- $vendor := .Values.connectors.existingSecret | default (include "nexwatt.connectorsSecretData" .) }}
 checksum/secret: {{ print $secret $vendor | sha256sum }}
 {{- end }}
+
+{{/*
+NetworkPolicies (networkPolicy.*). Fails rendering when a values key there names no component.
+*/}}
+{{- define "nexwatt.networkPolicyValidate" -}}
+{{- $np := .Values.networkPolicy }}
+{{- $keys := splitList "," (include "nexwatt.componentKeys" .) }}
+{{- range $peer := list "apiClients" "gateways" }}
+{{- range $k := (index $np $peer).components }}
+{{- if not (has $k $keys) }}
+{{- fail (printf "networkPolicy.%s.components: %q is not one of %s" $peer $k (join ", " $keys)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $i, $call := $np.internal }}
+{{- range $end := list "from" "to" }}
+{{- if not (has (index $call $end | default "") $keys) }}
+{{- fail (printf "networkPolicy.internal[%d].%s: %q is not one of %s" $i $end (index $call $end | default "") (join ", " $keys)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Egress rules, as a YAML list: networkPolicy.egress.<name> for each of .names, then a call to
+each component in .calls (values keys) on its HTTP port. An empty `to` is left out: any peer.
+*/}}
+{{- define "nexwatt.networkPolicyEgress" -}}
+{{- $root := .root }}
+{{- $rules := list }}
+{{- range $name := .names }}
+{{- $e := index $root.Values.networkPolicy.egress $name }}
+{{- $rule := dict "ports" $e.ports }}
+{{- if $e.to }}
+{{- $_ := set $rule "to" $e.to }}
+{{- end }}
+{{- $rules = append $rules $rule }}
+{{- end }}
+{{- range $key := .calls }}
+{{- $peer := dict "podSelector" (dict "matchLabels" (include "nexwatt.selectorLabels" (dict "root" $root "key" $key) | fromYaml)) }}
+{{- $port := dict "port" (index $root.Values $key).service.port "protocol" "TCP" }}
+{{- $rules = append $rules (dict "to" (list $peer) "ports" (list $port)) }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
+
+{{/*
+Ingress rules of one component (dict "root" $ "key" "onboarding"), as a YAML list: its HTTP port
+for the API clients and gateways it lists, Prometheus (metrics.enabled) and internal callers.
+*/}}
+{{- define "nexwatt.networkPolicyIngress" -}}
+{{- $root := .root }}
+{{- $key := .key }}
+{{- $np := $root.Values.networkPolicy }}
+{{- $c := index $root.Values $key }}
+{{- $ports := list (dict "port" $c.service.port "protocol" "TCP") }}
+{{- $rules := list }}
+{{- range $peer := list "apiClients" "gateways" }}
+{{- $p := index $np $peer }}
+{{- if and $p.from (has $key $p.components) }}
+{{- $rules = append $rules (dict "from" $p.from "ports" $ports) }}
+{{- end }}
+{{- end }}
+{{- if and $c.metrics.enabled $np.prometheus.from }}
+{{- $rules = append $rules (dict "from" $np.prometheus.from "ports" $ports) }}
+{{- end }}
+{{- range $call := $np.internal }}
+{{- if and (eq $call.to $key) (index $root.Values $call.from).enabled }}
+{{- $caller := include "nexwatt.selectorLabels" (dict "root" $root "key" $call.from) | fromYaml }}
+{{- $rules = append $rules (dict "from" (list (dict "podSelector" (dict "matchLabels" $caller))) "ports" $ports) }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
+
+{{/* The components a component calls (networkPolicy.internal), as a comma-separated list. */}}
+{{- define "nexwatt.networkPolicyCalls" -}}
+{{- $calls := list }}
+{{- range $call := .root.Values.networkPolicy.internal }}
+{{- if and (eq $call.from $.key) (index $.root.Values $call.to).enabled }}
+{{- $calls = append $calls $call.to }}
+{{- end }}
+{{- end }}
+{{- join "," $calls }}
+{{- end }}
