@@ -19,13 +19,19 @@ and later data is kept but not settled into it (logged, counted). Each version's
 record, so a replica or a replay never files a second content.
 
 Every revision of an instruction and dispatch's answer to each are kept; a revision is in force
-once answered and not rejected. A window is settled on its first revision's window, ended by a
-cancellation in force (one at or before the start leaves nothing to settle: state 'cancelled',
-no report), each slot asking what the revision in force then asked. An instruction no revision
-of which is in force gets no report. A capability test (`kind` test) is filed like an event but
-priced at 0. A revision or an answer arriving after a filing restates the window (after the
-final version it is kept and logged). dispatch's answers to a reused instruction id
-(`is_conflict_answer`) are ignored: they do not answer the instruction.
+once answered, and not rejected or rejected after its commands went out (`assets_commanded` >
+0: the gateways may apply them); it takes effect when its commands start (the answer's
+`commands_start`; else its issue time). A window is settled on its first revision's window,
+ended by a cancellation in force (one at or before the start leaves nothing to settle: state
+'cancelled', no report), each slot asking what the revision in force then asked; slots before
+the first request are reported asking 0 and left out of the money. An instruction no revision
+of which is in force gets no report. A filed window a cancellation then leaves nothing of (it
+came into force late) is withdrawn: one more version, final, asking 0 MW, with no interval
+assessed and no money, the data as measured; the window is then 'cancelled', never settled
+again. A capability test (`kind` test) is filed like an event but priced at 0. A revision or an
+answer arriving after a filing restates the window (after the final version it is kept and
+logged). dispatch's answers to a reused instruction id (`is_conflict_answer`) are ignored: they
+do not answer the instruction.
 
 Each asset's baseline is the resource's method (`NEXWATT_SETTLEMENT_BASELINE_METHOD`: High 4 of
 5 / 2 of 3 with the symmetric additive adjustment, Match Day, or Hour Before), with Hour Before

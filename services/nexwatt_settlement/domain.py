@@ -31,16 +31,24 @@ length T [s]: delivered_mw = sum_k delivered_k * L_k / T, delivered_mwh = sum_k 
 L_k / 3600, performance_pct = delivered_mw / mw_requested * 100. Coverage = the share of the
 enrolled assets' slot-time that is measured [%].
 
-What was asked follows the instruction's revisions in force (answered, not rejected): the
-window is the first revision's, cut at the first cancellation in force (its issue time clamped
-into the window; at the start: nothing to settle); revision r requests mw_r from
-max(issued_r, window_start) until the next revision in force, so
+What was asked follows the instruction's revisions in force: answered, and either not
+rejected or rejected after commands went out (assets_commanded > 0: the gateways may apply
+them). Revision r takes effect at start_r = its answer's commands_start (when dispatch's
+commands start), else max(issued_r, window_start) for answers that do not say. The window is
+the first revision's, cut at the first cancellation in force (its start_r clamped into the
+window; at the start: nothing to settle); revision r requests mw_r from start_r until the next
+revision in force, so
 
     requested_k  = sum_r mw_r * overlap(revision r's span, slot k) / L_k                 [MW]
     mw_requested = sum_k requested_k * L_k / T                                           [MW]
 
-and each slot's shortfall (the money) is requested_k - delivered_k. A capability test is
-settled the same way and priced at 0: it is scored, not paid.
+A slot is assessed when a request is in force for some of it (every slot from the first
+request's start on); its shortfall (the money) is requested_k - delivered_k. A slot before the
+first request is left out of the money, as noise would otherwise earn a bonus or a charge; it
+still shows in `intervals_csv`, asking 0. A capability test is settled the same way and priced
+at 0: it is scored, not paid. A window filed before a cancellation in force left nothing of it
+(called off at or before its start, found out later) is withdrawn: one more version, final,
+asking 0 MW with no interval assessed and no money, its data as measured.
 """
 
 from __future__ import annotations
@@ -186,11 +194,22 @@ class Revision(NamedTuple):
     kind: InstructionKind
     answer: DispatchStatus | None  # None: no answer seen (yet)
     mw_confirmed: float  # what the answer confirmed [MW]; 0 without one
+    assets_commanded: int = 0  # assets the answer says were commanded; 0 without one
+    commands_start: datetime | None = None  # when the answer says the commands start [UTC]
 
     @property
     def in_force(self) -> bool:
-        """Answered, and not rejected: a rejected revision left the assets on the previous one."""
-        return self.answer is not None and self.answer != DispatchStatus.REJECTED
+        """Answered, and not rejected, or rejected after its commands went out: dispatch answers
+        `rejected` when no asset acknowledged, but the gateways may still apply what they were
+        sent. A revision rejected with nothing commanded left the assets on the previous one."""
+        return self.answer is not None and (
+            self.answer != DispatchStatus.REJECTED or self.assets_commanded > 0
+        )
+
+    def start(self, window_start: datetime) -> datetime:
+        """When the revision takes effect [UTC]: when dispatch's commands start, else (an answer
+        that does not say) its issue time; not before the window's start."""
+        return max(self.commands_start or self.issued_at, window_start)
 
 
 @dataclass(frozen=True)
@@ -212,27 +231,34 @@ class Due:
         """Whether the window earns or owes money: a capability test is scored, not paid."""
         return self.kind == InstructionKind.EVENT
 
+    @property
+    def withdraws(self) -> bool:
+        """Whether nothing is requested: the terms of a version withdrawing a filed window (see
+        `withdrawal`)."""
+        return not self.requested_mw
+
 
 def settled_end(
     window_start: datetime, window_end: datetime, revisions: Sequence[Revision]
 ) -> datetime:
-    """Where settling a window ends [UTC]: the issue time of the first cancellation in force
-    (the lowest revision), clamped into [window_start, window_end]; the window's end without
-    one. At `window_start`: the event was called off before it began, nothing to settle."""
+    """Where settling a window ends [UTC]: the start (`Revision.start`) of the first
+    cancellation in force (the lowest revision), clamped into [window_start, window_end]; the
+    window's end without one. At `window_start`: the event was called off before it began,
+    nothing to settle."""
     cancels = [r for r in revisions if r.in_force and r.cancelled]
     if not cancels:
         return window_end
     first = min(cancels, key=lambda r: r.revision)
-    return min(max(first.issued_at, window_start), window_end)
+    return min(first.start(window_start), window_end)
 
 
 def requested_mw(edges_s: np.ndarray, from_s: ArrayLike, mw: ArrayLike) -> np.ndarray:
     """Each slot's requested power, time-weighted within the slot [MW].
 
     Request j holds `mw[j]` from `from_s[j]` until the next request starts (the last one until
-    the window's end, `edges_s[-1]`); nothing is requested before the first. A request whose
-    start lies before an earlier one's starts with it: a higher revision replaces a lower one,
-    never the other way round.
+    the window's end, `edges_s[-1]`); nothing is requested before the first (those slots are
+    not assessed, see `assessed`). A request whose start lies before an earlier one's starts
+    with it: a higher revision replaces a lower one, never the other way round.
 
     Parameters
     ----------
@@ -249,6 +275,27 @@ def requested_mw(edges_s: np.ndarray, from_s: ArrayLike, mw: ArrayLike) -> np.nd
     return mean_mw[0]
 
 
+def assessed(edges_s: np.ndarray, from_s: ArrayLike) -> np.ndarray:
+    """Which slots are assessed for money: those a request is in force in for some of their
+    time. Requests hold from the first one's start to the window's end (see `requested_mw`), so
+    every slot ending after that start is; none without a request.
+
+    Parameters
+    ----------
+    edges_s : slot edges, increasing [s from the window start]
+    from_s : when each request starts, in revision order [s from the window start]
+
+    Returns
+    -------
+    One bool per slot.
+    """
+    starts = np.asarray(from_s, dtype=float)
+    if starts.size == 0:
+        return np.zeros(np.size(edges_s) - 1, dtype=bool)
+    first_s = min(max(float(starts[0]), 0.0), float(edges_s[-1]))
+    return np.asarray(edges_s[1:]) > first_s
+
+
 def terms(
     instruction_id: str,
     resource_id: str,
@@ -258,14 +305,16 @@ def terms(
 ) -> Due | None:
     """What a window is settled on, from its instruction's revisions (the first revision's
     window): the revisions in force below the first cancellation in force, each requesting its
-    MW from max(its issue time, window_start) until the next one, over [window_start,
+    MW from its start (`Revision.start`) until the next one, over [window_start,
     `settled_end`). None while no revision requesting delivery is in force, and when a
-    cancellation leaves nothing of the window."""
+    cancellation leaves nothing of the window or of what was requested in it. Revisions that
+    dispatch rejected with nothing commanded (one changing the window, one after a
+    cancellation) are not in force: they change nothing."""
     ordered = sorted((r for r in revisions if r.in_force), key=lambda r: r.revision)
     end = settled_end(window_start, window_end, ordered)
     cut = next((r.revision for r in ordered if r.cancelled), None)
     asking = [r for r in ordered if cut is None or r.revision < cut]
-    if not asking or end <= window_start:
+    if not asking or asking[0].start(window_start) >= end:
         return None
     return Due(
         instruction_id=instruction_id,
@@ -273,12 +322,37 @@ def terms(
         window_start=window_start,
         window_end=end,
         requested_from_s=tuple(
-            (max(r.issued_at, window_start) - window_start).total_seconds() for r in asking
+            (r.start(window_start) - window_start).total_seconds() for r in asking
         ),
         requested_mw=tuple(r.mw for r in asking),
         mw_confirmed=asking[-1].mw_confirmed,
         revision=cut if cut is not None else asking[-1].revision,
         kind=asking[0].kind,
+    )
+
+
+def withdrawal(
+    instruction_id: str,
+    resource_id: str,
+    window_start: datetime,
+    window_end: datetime,
+    revisions: Sequence[Revision],
+) -> Due:
+    """The terms of a version withdrawing a filed window that `terms` now leaves nothing of (a
+    cancellation in force at or before its start, come into force after the filing): the
+    instruction's window, measured as ever, with nothing requested (so no slot is assessed and
+    no money is owed or earned) and no MW confirmed; its revision is the cancellation's."""
+    cancels = [r.revision for r in revisions if r.in_force and r.cancelled]
+    return Due(
+        instruction_id=instruction_id,
+        resource_id=resource_id,
+        window_start=window_start,
+        window_end=window_end,
+        requested_from_s=(),
+        requested_mw=(),
+        mw_confirmed=0.0,
+        revision=min(cancels, default=max(r.revision for r in revisions)),
+        kind=min(revisions, key=lambda r: r.revision).kind,
     )
 
 
@@ -667,32 +741,40 @@ def performance_money(
     requested_mw: np.ndarray,
     delivered_mw: np.ndarray,
     slot_s: np.ndarray,
+    assessed_slots: np.ndarray,
     rates: money.PerformanceRates,
     day: date,
 ) -> PerformanceMoney:
-    """The window assessed as Performance Assessment Intervals, one per 5-minute slot: the
-    resource owes what the ISO asked in the slot (committed UCAP x balancing ratio is the MW
-    dispatched); each slot's shortfall is charged and its over-performance earns the bonus
-    rate, so a slot short does not hide behind another over. A slot shorter than 5 minutes
-    (the window's last) counts pro rata.
+    """The window assessed as Performance Assessment Intervals, one per 5-minute slot with a
+    request in force: the resource owes what the ISO asked in the slot (committed UCAP x
+    balancing ratio is the MW dispatched); each slot's shortfall is charged and its
+    over-performance earns the bonus rate, so a slot short does not hide behind another over.
+    A slot shorter than 5 minutes (the window's last) counts pro rata. Slots not assessed (no
+    request in force yet) owe and earn nothing; expected and shortfall are time-weighted over
+    the assessed slots (0 when none is).
 
     Args:
         requested_mw: each slot's request [MW] (see `requested_mw`)
         delivered_mw: each slot's delivery [MW]
         slot_s: each slot's length [s]
+        assessed_slots: bool, whether each slot is assessed (see `assessed`)
     """
-    shortfall_mw = money.performance_shortfall_mw(requested_mw, delivered_mw)
-    share = np.asarray(slot_s, dtype=float) / SLOT_S  # of an assessment interval [-]
+    counted = np.asarray(assessed_slots, dtype=bool)
+    shortfall_mw = money.performance_shortfall_mw(requested_mw, delivered_mw)[counted]
+    counted_s = np.asarray(slot_s, dtype=float)[counted]
+    share = counted_s / SLOT_S  # of an assessment interval [-]
     charge_usd = money.non_performance_charge_usd(
         shortfall_mw, rates.charge_usd_per_mw_interval, share
     ).sum()
     bonus_usd = money.bonus_usd(shortfall_mw, rates.bonus_usd_per_mw_interval, share).sum()
     charge, bonus = money.to_cents(float(charge_usd)), money.to_cents(float(bonus_usd))
+    expected_mw = mean_mw(np.asarray(requested_mw)[counted], counted_s) if counted.any() else 0.0
+    mean_shortfall_mw = mean_mw(shortfall_mw, counted_s) if counted.any() else 0.0
     return PerformanceMoney(
         delivery_year=delivery_year(day),
-        expected_mw=round(mean_mw(requested_mw, slot_s), MW_DECIMALS) + 0.0,
-        shortfall_mw=round(mean_mw(shortfall_mw, slot_s), MW_DECIMALS) + 0.0,
-        intervals=int(np.size(slot_s)),
+        expected_mw=round(expected_mw, MW_DECIMALS) + 0.0,
+        shortfall_mw=round(mean_shortfall_mw, MW_DECIMALS) + 0.0,
+        intervals=int(counted.sum()),
         charge_rate_usd_per_mw_interval=rates.charge_usd_per_mw_interval,
         bonus_rate_usd_per_mw_interval=rates.bonus_usd_per_mw_interval,
         charge_cents=charge,
@@ -909,7 +991,8 @@ def build_report(
     filed_at: datetime,
 ) -> tuple[SettlementFiled, list[Payout]]:
     """The next version of the window's report (version 1 without `previous`), and the
-    subscribers' payouts."""
+    subscribers' payouts. On a withdrawal's terms (`Due.withdraws`) it asks 0 MW, assesses no
+    interval and carries no money: the marker readers know a withdrawal by."""
     version = previous.version + 1 if previous else 1
     slot_s = np.diff(settlement.edges_s)
     requested = requested_mw(settlement.edges_s, due.requested_from_s, due.requested_mw)
@@ -918,6 +1001,7 @@ def build_report(
         requested,
         settlement.delivered_mw,
         slot_s,
+        assessed(settlement.edges_s, due.requested_from_s),
         program.rates if due.paid else TEST_RATES,
         program.clock.local_date(due.window_start),
     )

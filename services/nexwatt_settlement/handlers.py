@@ -117,11 +117,15 @@ class Settler:
         for c in saved.confirmations:
             if c["status"] == "rejected":
                 log.info(
-                    "instruction revision rejected: not in force, the assets kept the previous",
+                    "instruction revision rejected after its commands went out: in force"
+                    if c["assets_commanded"] > 0
+                    else "instruction revision rejected: not in force, the assets kept the"
+                    " previous",
                     instruction_id=c["instruction_id"],
                     revision=c["revision"],
                     resource_id=c["resource_id"],
                     reason=c["reason"],
+                    assets_commanded=c["assets_commanded"],
                 )
         for instruction_id in saved.cancelled:
             log.info(
@@ -131,6 +135,12 @@ class Settler:
         for instruction_id in saved.revised:
             log.info(
                 "instruction revised or answered after its window was filed: to be restated",
+                instruction_id=instruction_id,
+            )
+        for instruction_id in saved.withdrawn:
+            log.warning(
+                "instruction called off at or before its window's start after the window was"
+                " filed: a version withdrawing it follows",
                 instruction_id=instruction_id,
             )
         for instruction_id in saved.revised_after_final:
@@ -235,8 +245,8 @@ class Settler:
             )
         previous = await store.latest_report(self.pool, due.instruction_id)
         quality = (
-            DataQuality.FINAL
-            if work.past_deadline or result.billing_complete
+            DataQuality.FINAL  # a withdrawal is the last version: the window is never settled
+            if due.withdraws or work.past_deadline or result.billing_complete
             else DataQuality.PRELIMINARY
             if previous is None
             else DataQuality.RESTATED
@@ -259,10 +269,14 @@ class Settler:
             await store.clear_dirty(self.pool, due.instruction_id, work.data_seq)
             log.info("late data or revisions changed nothing to the Wh or the cent: no new version")
             return
-        await self.file(report, payouts, work.data_seq)
+        await self.file(report, payouts, work.data_seq, due.withdraws)
 
     async def file(
-        self, report: SettlementFiled, payouts: list[domain.Payout], data_seq: int
+        self,
+        report: SettlementFiled,
+        payouts: list[domain.Payout],
+        data_seq: int,
+        withdraws: bool,
     ) -> None:
         event = envelope(
             SETTLEMENT_FILED,
@@ -275,7 +289,7 @@ class Settler:
         # the one whose insert wins has its version published, and a crash in between re-sends
         # the recorded bytes, never a recomputed report.
         async with self.pool.acquire() as conn, conn.transaction():
-            won = await store.record_report(conn, report, payouts, data_seq)
+            won = await store.record_report(conn, report, payouts, data_seq, withdraws)
             if won:
                 await outbox.record(conn, SETTLEMENT_FILED, event)
         await outbox.publish_pending(self.pool, self.producer, [event.id])
@@ -285,7 +299,7 @@ class Settler:
         SETTLEMENTS_FILED.labels(report.data_quality.value).inc()
         DELIVERED_MW.labels(report.resource_id).set(report.delivered_mw)
         log.info(
-            "settlement filed",
+            "settlement withdrawn: nothing was asked" if withdraws else "settlement filed",
             version=report.version,
             data_quality=report.data_quality.value,
             kind=report.kind.value,

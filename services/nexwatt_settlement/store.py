@@ -22,6 +22,7 @@ from nexwatt_settlement.domain import (
     Revision,
     settled_end,
     terms,
+    withdrawal,
 )
 from nexwatt_settlement.market_time import HOURS, MarketClock, from_day_number, hourly_parts
 from nexwatt_shared.contracts import (
@@ -74,16 +75,16 @@ ON CONFLICT (instruction_id) DO NOTHING
 """
 _INSERT_CONFIRMATIONS = """
 INSERT INTO confirmations (instruction_id, revision, resource_id, status, reason, mw_requested,
-                           mw_confirmed, confirmed_at)
+                           mw_confirmed, confirmed_at, assets_commanded, commands_start)
 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[],
-                     $7::float8[], $8::timestamptz[])
+                     $7::float8[], $8::timestamptz[], $9::int[], $10::timestamptz[])
 ON CONFLICT (instruction_id, revision) DO NOTHING
-RETURNING instruction_id, revision, resource_id, status, reason
+RETURNING instruction_id, revision, resource_id, status, reason, assets_commanded
 """
 # Every stored revision of some instructions with its answer (if any), lowest first.
 _REVISIONS = """
 SELECT r.instruction_id, r.revision, r.resource_id, r.window_start, r.window_end, r.issued_at,
-       r.mw, r.cancelled, r.kind, c.status, c.mw_confirmed
+       r.mw, r.cancelled, r.kind, c.status, c.mw_confirmed, c.assets_commanded, c.commands_start
 FROM instruction_revisions r LEFT JOIN confirmations c USING (instruction_id, revision)
 WHERE r.instruction_id = ANY($1::text[])
 ORDER BY r.instruction_id, r.revision
@@ -183,6 +184,7 @@ class Saved:
     unmatched: list[str]  # new answers of no known instruction revision yet: kept, not settled
     cancelled: list[str]  # windows called off at or before their start: nothing to settle
     revised: list[str]  # filed windows a revision or an answer marked for a restatement
+    withdrawn: list[str]  # filed windows a cancellation left nothing of: to be withdrawn
     revised_after_final: list[str]  # final windows a revision or an answer came for: kept
 
 
@@ -214,6 +216,8 @@ async def _revisions(
                 kind=InstructionKind(r["kind"]),
                 answer=DispatchStatus(r["status"]) if r["status"] is not None else None,
                 mw_confirmed=r["mw_confirmed"] or 0.0,
+                assets_commanded=r["assets_commanded"] or 0,
+                commands_start=r["commands_start"],
             )
         )
     return found
@@ -411,6 +415,8 @@ async def save_inputs(
                 [c.mw_requested for c in confirmations],
                 [c.mw_confirmed for c in confirmations],
                 [c.confirmed_at for c in confirmations],
+                [c.assets_commanded for c in confirmations],
+                [c.commands_start for c in confirmations],
             )
         touched = [*dict.fromkeys(r["instruction_id"] for r in new_revisions + new_confirmations)]
         stored = await _revisions(conn, touched) if touched else {}
@@ -428,6 +434,7 @@ async def save_inputs(
         unmatched=list(dict.fromkeys(r["instruction_id"] for r in unmatched)),
         cancelled=[i for i, state in became.items() if state == "cancelled"],
         revised=[i for i, state in became.items() if state == "filed"],
+        withdrawn=[i for i, state in became.items() if state == "withdrawn"],
         revised_after_final=[i for i, state in became.items() if state == "final"],
     )
 
@@ -440,10 +447,12 @@ async def _apply_terms(
     conn: asyncpg.Connection, stored: dict[str, Stored], channel: Channel
 ) -> dict[str, str]:
     """Bring each window's row up to its instruction's revisions after new ones (or new
-    answers): the first revision's window and where settling ends. Returns each window's
-    state now: 'waiting' (counted again over what is now settled), 'filed' (marked for a
-    restatement), 'cancelled' (called off at or before its start, see `domain.settled_end`:
-    nothing to settle, out of the queue), or 'final' (left as it is, like a cancelled one)."""
+    answers): the first revision's window and where settling ends. Returns what became of each
+    window: 'waiting' (counted again over what is now settled), 'filed' (marked for a
+    restatement), 'withdrawn' (filed, and now nothing is left of it, see `domain.withdrawal`:
+    still 'filed', its settled end NULL, a version withdrawing it is due), 'cancelled' (called
+    off at or before its start, see `domain.settled_end`: nothing to settle, out of the queue),
+    or 'final' (left as it is, like a cancelled one)."""
     rows = await conn.fetch(
         "SELECT instruction_id, state FROM instructions WHERE instruction_id = ANY($1::text[])"
         " ORDER BY instruction_id FOR UPDATE",
@@ -458,7 +467,12 @@ async def _apply_terms(
         s = stored[instruction_id]
         due = terms(instruction_id, s.resource_id, s.window_start, s.window_end, s.revisions)
         off = settled_end(s.window_start, s.window_end, s.revisions) <= s.window_start
-        became[instruction_id] = "cancelled" if off else state
+        if due is None and state == "filed":
+            # Answers and revisions only add up, so only a cancellation takes a filed window's
+            # terms away: what was filed is withdrawn, never left standing.
+            became[instruction_id] = "withdrawn"
+        else:
+            became[instruction_id] = "cancelled" if off else state
         # data_seq counts it as an arrival: a version computed before it stays marked.
         await conn.execute(
             """
@@ -471,7 +485,7 @@ async def _apply_terms(
             s.window_start,
             s.window_end,
             due.window_end if due is not None else None,
-            became[instruction_id],
+            "filed" if became[instruction_id] == "withdrawn" else became[instruction_id],
         )
         if became[instruction_id] == "waiting":
             await _count_coverage(conn, instruction_id, channel)
@@ -536,8 +550,9 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
     the threshold (or stalled below it with some data), filed with data, a revision or an answer
     arrived since (once `restate_every_s` has passed since the last version: a backfill arriving
     in many batches is one restatement, not one per batch), or past their deadline with no data
-    arriving for `stall_s`. Reads only the open windows, never the assets; oldest window
-    first."""
+    arriving for `stall_s`; and, at once, filed windows a cancellation left nothing of, on the
+    terms of their withdrawal (`domain.withdrawal`). Reads only the open windows, never the
+    assets; oldest window first."""
     rows = await pool.fetch(
         """
         SELECT i.instruction_id, i.state, i.data_seq,
@@ -545,19 +560,23 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
                i.state = 'waiting' AND i.covered_s > 0
                AND i.covered_changed_at + make_interval(secs => $4) <= $2 AS stalled
         FROM instructions i
-        WHERE i.state IN ('waiting', 'filed') AND i.settled_end IS NOT NULL AND (
-            (i.state = 'waiting' AND i.covered_s > 0 AND (
-                i.covered_s >= $1::float8 * i.assets_expected
-                               * extract(epoch FROM i.settled_end - i.window_start) - 1e-6
-                OR i.covered_changed_at + make_interval(secs => $4) <= $2))
-            OR (i.state = 'filed' AND i.dirty
-                AND (SELECT max(r.filed_at) FROM reports r
-                     WHERE r.instruction_id = i.instruction_id)
-                    + make_interval(secs => $5) <= $2)
-            -- past the deadline, once no data has arrived for the stall time: a window settled
-            -- long after it happened (a replay) is not finalised while its data streams in
-            OR (i.window_end + make_interval(secs => $3) <= $2
-                AND i.covered_changed_at + make_interval(secs => $4) <= $2))
+        WHERE i.state IN ('waiting', 'filed') AND (
+            -- filed, and a cancellation left nothing of it: withdrawn at once
+            (i.state = 'filed' AND i.settled_end IS NULL)
+            OR (i.settled_end IS NOT NULL AND (
+                (i.state = 'waiting' AND i.covered_s > 0 AND (
+                    i.covered_s >= $1::float8 * i.assets_expected
+                                   * extract(epoch FROM i.settled_end - i.window_start) - 1e-6
+                    OR i.covered_changed_at + make_interval(secs => $4) <= $2))
+                OR (i.state = 'filed' AND i.dirty
+                    AND (SELECT max(r.filed_at) FROM reports r
+                         WHERE r.instruction_id = i.instruction_id)
+                        + make_interval(secs => $5) <= $2)
+                -- past the deadline, once no data has arrived for the stall time: a window
+                -- settled long after it happened (a replay) is not finalised while its data
+                -- streams in
+                OR (i.window_end + make_interval(secs => $3) <= $2
+                    AND i.covered_changed_at + make_interval(secs => $4) <= $2))))
         ORDER BY i.window_end, i.instruction_id
         """,
         threshold,
@@ -570,7 +589,10 @@ async def due(pool: asyncpg.Pool, threshold: float, now: datetime, timing: Timin
     work = []
     for r in rows:
         s = stored[r["instruction_id"]]
-        due = terms(r["instruction_id"], s.resource_id, s.window_start, s.window_end, s.revisions)
+        args = (r["instruction_id"], s.resource_id, s.window_start, s.window_end, s.revisions)
+        due = terms(*args)
+        if due is None and r["state"] == "filed":
+            due = withdrawal(*args)
         if due is not None:  # None: its terms changed since the row was read; seen next time
             work.append(Work(due, r["state"], r["past_deadline"], r["stalled"], r["data_seq"]))
     return work
@@ -730,15 +752,23 @@ async def latest_report(pool: asyncpg.Pool, instruction_id: str) -> SettlementFi
 
 
 async def record_report(
-    conn: asyncpg.Connection, report: SettlementFiled, payouts: Sequence[Payout], data_seq: int
+    conn: asyncpg.Connection,
+    report: SettlementFiled,
+    payouts: Sequence[Payout],
+    data_seq: int,
+    withdraws: bool = False,
 ) -> bool:
     """Keep a report version and its payouts in the caller's transaction, and move the window
-    on; False when the window moved on meanwhile (another replica, or an earlier try, filed
+    on: 'filed', 'final', or 'cancelled' after a version that `withdraws` it (never settled
+    again). False when the window moved on meanwhile (another replica, or an earlier try, filed
     this version or a final one: what was filed stands; or it was called off before its
-    start). The window stays marked for a restatement if data arrived after `data_seq`, the
-    count this version was computed from."""
+    start), or when its terms did (a version asking for delivery, computed before a
+    cancellation left nothing of the window: the withdrawal follows). The window stays marked
+    for a restatement if data arrived after `data_seq`, the count this version was computed
+    from."""
     window = await conn.fetchrow(
-        "SELECT state, (SELECT max(version) FROM reports r WHERE r.instruction_id = $1) AS latest"
+        "SELECT state, settled_end IS NULL AS nothing_left,"
+        " (SELECT max(version) FROM reports r WHERE r.instruction_id = $1) AS latest"
         " FROM instructions WHERE instruction_id = $1 FOR UPDATE",
         report.instruction_id,
     )
@@ -746,6 +776,7 @@ async def record_report(
         window is None
         or window["state"] not in ("waiting", "filed")
         or (window["latest"] or 0) != report.version - 1
+        or window["nothing_left"] != withdraws
     ):
         return False
     await conn.execute(
@@ -773,10 +804,11 @@ async def record_report(
         columns=["instruction_id", "version", "cohort", "subscriber_id", "assets",
                  "delivered_wh", "cents"],
     )  # fmt: skip
+    state = "cancelled" if withdraws else "final" if report.data_quality == "final" else "filed"
     await conn.execute(
         "UPDATE instructions SET state = $2, dirty = data_seq <> $3 WHERE instruction_id = $1",
         report.instruction_id,
-        "final" if report.data_quality.value == "final" else "filed",
+        state,
         data_seq,
     )
     return True

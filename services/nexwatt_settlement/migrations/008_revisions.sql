@@ -1,6 +1,7 @@
 -- Every revision of every instruction (a higher one replaces the lower mid-event, or calls the
--- event off), each kept once: a window is settled on the revisions dispatch answered and did
--- not reject. Instructions kept before this migration were revision 1 of an event.
+-- event off), each kept once: a window is settled on the revisions in force (`domain.Revision`:
+-- answered, and not rejected or commanded all the same). Instructions kept before this
+-- migration were revision 1 of an event.
 CREATE TABLE instruction_revisions (
     instruction_id  text             NOT NULL,
     revision        integer          NOT NULL,
@@ -18,16 +19,25 @@ INSERT INTO instruction_revisions (instruction_id, revision, resource_id, mw, wi
 SELECT instruction_id, 1, resource_id, mw, window_start, window_end, issued_at, 'event', false
 FROM instructions;
 
--- One answer per revision; a redelivery changes nothing (the first stands).
-ALTER TABLE confirmations ADD COLUMN revision integer NOT NULL DEFAULT 1;
-ALTER TABLE confirmations ALTER COLUMN revision DROP DEFAULT;
+-- One answer per revision; a redelivery changes nothing (the first stands). With it, how many
+-- assets dispatch commanded (a revision answered rejected after its commands went out is in
+-- force: the gateways may apply them) and when the commands start (the request's start; NULL
+-- in answers that do not say). Answers kept before this migration are read as commanding
+-- nothing when rejected, the rule they were settled by.
+ALTER TABLE confirmations
+    ADD COLUMN revision integer NOT NULL DEFAULT 1,
+    ADD COLUMN assets_commanded integer NOT NULL DEFAULT 0,
+    ADD COLUMN commands_start timestamptz;
+ALTER TABLE confirmations ALTER COLUMN revision DROP DEFAULT,
+                          ALTER COLUMN assets_commanded DROP DEFAULT;
 ALTER TABLE confirmations DROP CONSTRAINT confirmations_pkey;
 ALTER TABLE confirmations ADD PRIMARY KEY (instruction_id, revision);
 
 -- The window's row keeps its life (state, coverage), the first revision's window, and where
 -- settling ends: the window's end, or where a cancellation in force cut it; NULL while no
--- revision asking for delivery is in force. A new state, 'cancelled': called off at or before
--- the window's start, nothing to settle.
+-- revision asking for delivery is in force (and in a filed window nothing is left of: a
+-- version withdrawing it is due). A new state, 'cancelled': called off at or before the
+-- window's start, nothing to settle (or, once filed, withdrawn); never settled again.
 ALTER TABLE instructions DROP COLUMN mw, DROP COLUMN issued_at, ADD COLUMN settled_end timestamptz;
 UPDATE instructions i SET settled_end = i.window_end
 WHERE EXISTS (SELECT 1 FROM confirmations c

@@ -188,7 +188,7 @@ def dispatch(ctx: dict, instruction_id: str, status: str, mw: float = 0.012) -> 
         reason="no headroom" if status == "rejected" else None,
         mw_requested=mw,
         mw_confirmed=0.0 if status == "rejected" else mw,
-        assets_commanded=2,
+        assets_commanded=0 if status == "rejected" else 2,  # refused before any command
         assets_dispatched=0 if status == "rejected" else 2,
         instruction_received_at=at(-2),
         confirmed_at=at(-2),

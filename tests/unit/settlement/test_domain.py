@@ -529,6 +529,7 @@ def test_hourly_report_sums_slots_per_local_hour_across_midnight() -> None:
 
 
 SLOTS_S = np.full(12, 300.0)  # an hour of 5-minute assessment intervals
+EVERY_SLOT = np.ones(12, dtype=bool)  # a request in force in each
 
 
 def slots_mw(mw: float) -> np.ndarray:
@@ -538,7 +539,7 @@ def slots_mw(mw: float) -> np.ndarray:
 def test_performance_money_charges_a_shortfall() -> None:
     # Asked 0.5 MW, delivered 0.4 MW over 12 intervals: shortfall 0.1 MW;
     # charge 0.1 MW * 10 $/MW-interval * 12 = $12.00 = 1200 cents; no bonus; net -1200.
-    got = performance_money(slots_mw(0.5), slots_mw(0.4), SLOTS_S, RATES, EVENT_DAY)
+    got = performance_money(slots_mw(0.5), slots_mw(0.4), SLOTS_S, EVERY_SLOT, RATES, EVENT_DAY)
     assert got.delivery_year == "2026/27"
     assert got.expected_mw == 0.5
     close(got.shortfall_mw, 0.1, TOL_MW)
@@ -551,7 +552,9 @@ def test_performance_money_pays_a_bonus_for_over_performance() -> None:
     # Asked 0.5 MW, delivered 0.53 MW over 12 intervals: shortfall -0.03 MW;
     # bonus 0.03 * 4 $/MW-interval * 12 = $1.44 = 144 cents; no charge; net +144.
     # May 2026 is in delivery year 2025/26.
-    got = performance_money(slots_mw(0.5), slots_mw(0.53), SLOTS_S, RATES, date(2026, 5, 29))
+    got = performance_money(
+        slots_mw(0.5), slots_mw(0.53), SLOTS_S, EVERY_SLOT, RATES, date(2026, 5, 29)
+    )
     assert got.delivery_year == "2025/26"
     close(got.shortfall_mw, -0.03, TOL_MW)
     assert (got.charge_cents, got.bonus_cents, got.net_cents) == (0, 144, 144)
@@ -564,11 +567,13 @@ def test_performance_money_prices_each_interval_on_its_own() -> None:
     # net -36 cents. A 2-minute last slot short by 0.01 MW counts 2/5 of an interval:
     # 0.01 * 10 * 0.4 = $0.04 = 4 cents.
     delivered = np.array([0.02] * 6 + [0.0] * 6)
-    got = performance_money(slots_mw(0.01), delivered, SLOTS_S, RATES, EVENT_DAY)
+    got = performance_money(slots_mw(0.01), delivered, SLOTS_S, EVERY_SLOT, RATES, EVENT_DAY)
     close(got.shortfall_mw, 0.0, TOL_MW)
     assert (got.charge_cents, got.bonus_cents, got.net_cents) == (60, 24, -36)
     asked = np.array([0.01])
-    short = performance_money(asked, np.array([0.0]), np.array([120.0]), RATES, EVENT_DAY)
+    short = performance_money(
+        asked, np.array([0.0]), np.array([120.0]), np.array([True]), RATES, EVENT_DAY
+    )
     assert (short.charge_cents, short.intervals) == (4, 1)
 
 

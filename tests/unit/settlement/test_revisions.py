@@ -21,6 +21,7 @@ from nexwatt_settlement.domain import (
     Program,
     Revision,
     Settlement,
+    assessed,
     build_report,
     changed,
     diff,
@@ -30,6 +31,7 @@ from nexwatt_settlement.domain import (
     settled_end,
     slot_edges_s,
     terms,
+    withdrawal,
 )
 from nexwatt_settlement.market_time import MarketClock
 from nexwatt_settlement.money import PerformanceRates
@@ -60,10 +62,19 @@ def revision(
     answer: DispatchStatus | None = CONFIRMED,
     cancelled: bool = False,
     kind: InstructionKind = InstructionKind.EVENT,
+    commanded: int | None = None,
+    commands_min: float | None = None,
 ) -> Revision:
-    """Revision `n`, issued at `issued_min`; its answer confirms all of `mw` (0 if cancelled)."""
+    """Revision `n`, issued at `issued_min`; its answer confirms all of `mw` (0 if cancelled),
+    commanding `commanded` assets (by default 2, none when rejected or unanswered) from
+    `commands_min` (None: the answer does not say)."""
     confirmed = 0.0 if answer in (None, REJECTED) or cancelled else mw
-    return Revision(n, at(issued_min), mw, cancelled, kind, answer, confirmed)
+    if commanded is None:
+        commanded = 0 if answer in (None, REJECTED) else 2
+    commands_start = at(commands_min) if commands_min is not None else None
+    return Revision(
+        n, at(issued_min), mw, cancelled, kind, answer, confirmed, commanded, commands_start
+    )
 
 
 def window_terms(*revisions: Revision) -> Due | None:
@@ -106,6 +117,17 @@ def test_a_higher_revision_issued_earlier_starts_with_the_one_it_replaces() -> N
     got = requested_mw(EDGES_S, [-120.0, 1200.0, 600.0], [10.0, 8.0, 5.0])
     np.testing.assert_allclose(got, [10.0] * 4 + [5.0] * 8, rtol=0, atol=TOL_MW)
     assert requested_mw(EDGES_S, [], []).tolist() == [0.0] * 12
+
+
+def test_slots_are_assessed_from_the_first_requests_start() -> None:
+    # A first request from +15 min: slots 1-3 [0, 15) are not assessed, 4-12 are. From +17
+    # min: slot 4 [15, 20) holds 3 minutes of it, so it is assessed too.
+    assert assessed(EDGES_S, [900.0, 1800.0]).tolist() == [False] * 3 + [True] * 9
+    assert assessed(EDGES_S, [1020.0]).tolist() == [False] * 3 + [True] * 9
+    assert assessed(EDGES_S, [1200.0]).tolist() == [False] * 4 + [True] * 8  # from +20 min
+    assert assessed(EDGES_S, [-120.0]).tolist() == [True] * 12  # before the start: from it
+    assert assessed(EDGES_S, []).tolist() == [False] * 12  # no request: nothing assessed
+    assert assessed(EDGES_S, [3600.0]).tolist() == [False] * 12
 
 
 # --- where settling ends -----------------------------------------------------------------------
@@ -170,6 +192,53 @@ def test_a_rejected_or_unanswered_revision_is_not_in_force() -> None:
     assert (due.requested_from_s, due.requested_mw, due.revision) == ((900.0,), (6.0,), 2)
 
 
+def test_a_revision_rejected_after_its_commands_went_out_is_in_force() -> None:
+    # Revision 2 (6 MW from +15 min) answered rejected ("no asset acknowledged") with 3
+    # assets commanded: the gateways may apply it, so it is in force, confirming 0 MW.
+    due = window_terms(revision(1, -2, 10.0), revision(2, 15, 6.0, answer=REJECTED, commanded=3))
+    assert due is not None
+    assert (due.requested_from_s, due.requested_mw) == ((0.0, 900.0), (10.0, 6.0))
+    assert (due.mw_confirmed, due.revision) == (0.0, 2)
+    # The same answer with nothing commanded: the assets kept revision 1.
+    due = window_terms(revision(1, -2, 10.0), revision(2, 15, 6.0, answer=REJECTED, commanded=0))
+    assert due is not None
+    assert (due.requested_mw, due.mw_confirmed, due.revision) == ((10.0,), 10.0, 1)
+    # A cancellation rejected after its stop commands went out ends the window all the same.
+    revisions = [
+        revision(1, -2, 10.0),
+        revision(2, 20, answer=REJECTED, cancelled=True, commanded=2),
+    ]
+    assert settled_end(START, END, revisions) == at(20)
+
+
+def test_a_request_starts_when_dispatchs_commands_start() -> None:
+    # Revision 1 issued at -2 min, its commands from +1 min (the fleet's lead time); revision 2
+    # issued at +15, commanded from +16: requested from 60 s and 960 s, not 0 and 900.
+    due = window_terms(revision(1, -2, 10.0, commands_min=1), revision(2, 15, 6.0, commands_min=16))
+    assert due is not None
+    assert due.requested_from_s == (60.0, 960.0)
+    # An answer that does not say: max(issued_at, window start).
+    due = window_terms(revision(1, -2, 10.0), revision(2, 15, 6.0))
+    assert due is not None
+    assert due.requested_from_s == (0.0, 900.0)
+    # A cancellation ends the window when its stop commands start, if its answer says.
+    stop = revision(2, 20, cancelled=True, answer=DispatchStatus.CANCELLED, commands_min=21)
+    assert settled_end(START, END, [revision(1, -2, 10.0), stop]) == at(21)
+    # Commands that start at the window's end ask nothing of it: nothing to settle.
+    assert window_terms(revision(1, 50, 10.0, commands_min=60)) is None
+
+
+def test_later_revisions_dispatch_rejected_with_nothing_commanded_change_nothing() -> None:
+    # Revision 3 after the cancellation revision 2 (at +30 min), answered rejected with no
+    # command: the window ends at +30 on revision 1's 10 MW, revision 2 the highest in force.
+    cancelled = [revision(1, -2, 10.0), revision(2, 30, cancelled=True)]
+    after = revision(3, 40, 7.0, answer=REJECTED, commanded=0)
+    assert window_terms(*cancelled, after) == window_terms(*cancelled)
+    due = window_terms(*cancelled, after)
+    assert due is not None
+    assert (due.window_end, due.requested_mw, due.revision) == (at(30), (10.0,), 2)
+
+
 def test_no_report_until_a_revision_asking_for_delivery_is_in_force() -> None:
     assert window_terms(revision(1, -2, 10.0, answer=None)) is None
     assert window_terms(revision(1, -2, 10.0, answer=REJECTED)) is None
@@ -225,6 +294,10 @@ def report(
     return build_report(due, FLEET, EIGHT_MW, [], PROGRAM, quality, previous, END)
 
 
+def requested_column(filed: SettlementFiled) -> list[str]:
+    return [line.split(",")[-1] for line in filed.intervals_csv.splitlines()[1:]]
+
+
 def test_a_revision_prices_each_slot_on_the_request_in_force() -> None:
     filed, payouts = report(revision(1, -2, 10.0), revision(2, 15, 6.0))
     assert filed.mw_requested == pytest.approx(7.0, abs=TOL_MW)
@@ -273,3 +346,74 @@ def test_a_revision_after_a_filing_differs_though_no_data_changed() -> None:
     again, _ = report(revision(1, -2, 10.0), previous=v1)
     assert not changed(diff(again, v1))
     assert not differs(again, v1)
+
+
+def test_slots_before_the_first_request_are_left_out_of_the_money() -> None:
+    # Issued at +10 min, commands from +15 (10 MW): slots 1-3 ask nothing and are left out
+    # (priced, the 8 MW delivered there would have earned 8 * 4 $ * 3 = $96 of bonus);
+    # slots 4-12 are short 2 MW: 2 * 10 $ * 9 = $180 -> -18000 cents, split 10 : 10 kW.
+    # mw_requested 10 * 45 / 60 = 7.5 MW, performance 8 / 7.5 = 106.667 %; assessed: 9
+    # intervals owing 10 MW, short 2 MW.
+    filed, payouts = report(revision(1, 10, 10.0, commands_min=15))
+    assert filed.mw_requested == pytest.approx(7.5, abs=TOL_MW)
+    assert filed.performance_pct == 106.667
+    money = filed.performance
+    assert money.intervals == 9
+    assert money.expected_mw == pytest.approx(10.0, abs=TOL_MW)
+    assert money.shortfall_mw == pytest.approx(2.0, abs=TOL_MW)
+    assert (money.charge_cents, money.bonus_cents, money.net_cents) == (18000, 0, -18000)
+    assert [p.cents for p in payouts] == [-9000, -9000]
+    assert requested_column(filed) == ["0.0000"] * 3 + ["10.0000"] * 9
+    assert filed.delivered_mw == 8.0  # the slots left out are still measured and reported
+
+
+def test_a_slot_the_first_request_starts_in_is_assessed_on_its_time_weighted_request() -> None:
+    # Commands from +17 min: slot 4 [15, 20) asks 10 * 3 / 5 = 6 MW and gets 8: over 2 MW,
+    # bonus 2 * 4 $ = $8; slots 5-12 short 2 MW: 2 * 10 $ * 8 = $160. Net -15200 cents.
+    # Expected over the 9 assessed slots (6 + 8 * 10) / 9 = 9.555556 MW, shortfall
+    # (-2 + 8 * 2) / 9 = 1.555556 MW; mw_requested 10 * 43 / 60 = 7.166667 MW.
+    filed, _ = report(revision(1, 16, 10.0, commands_min=17))
+    money = filed.performance
+    assert money.intervals == 9
+    assert (money.charge_cents, money.bonus_cents, money.net_cents) == (16000, 800, -15200)
+    assert money.expected_mw == pytest.approx(86.0 / 9.0, abs=1e-6)
+    assert money.shortfall_mw == pytest.approx(14.0 / 9.0, abs=1e-6)
+    assert filed.mw_requested == pytest.approx(430.0 / 60.0, abs=1e-6)
+    assert requested_column(filed) == ["0.0000"] * 3 + ["6.0000"] + ["10.0000"] * 8
+
+
+def test_a_filing_a_cancellation_before_the_start_leaves_nothing_of_is_withdrawn() -> None:
+    # v1 was filed on revision 1 (10 MW, -24000 cents: see above). Revision 2, a cancellation
+    # issued 5 minutes before the window, comes into force later: nothing is left to settle,
+    # and the withdrawal is v2 (final): the window as measured (8 MW delivered), 0 MW asked,
+    # no interval assessed, every amount 0, revision 2.
+    first = revision(1, -10, 10.0)
+    v1, _ = report(first)
+    revisions = [first, revision(2, -5, cancelled=True, answer=DispatchStatus.CANCELLED)]
+    assert window_terms(*revisions) is None
+    due = withdrawal("I-1", "NXW-PJM-1", START, END, revisions)
+    assert (due.window_start, due.window_end, due.withdraws) == (START, END, True)
+    assert (due.requested_mw, due.mw_confirmed, due.revision, due.kind) == ((), 0.0, 2, "event")
+    v2, payouts = build_report(due, FLEET, EIGHT_MW, [], PROGRAM, DataQuality.FINAL, v1, END)
+    assert (v2.version, v2.supersedes, v2.data_quality) == (2, v1.report_id, DataQuality.FINAL)
+    assert (v2.mw_requested, v2.mw_confirmed, v2.revision, v2.kind) == (0.0, 0.0, 2, "event")
+    assert (v2.delivered_mw, v2.delivered_mwh, v2.performance_pct) == (8.0, 8.0, 0.0)
+    money = v2.performance
+    assert (money.intervals, money.expected_mw, money.shortfall_mw) == (0, 0.0, 0.0)
+    assert (money.charge_cents, money.bonus_cents, money.net_cents) == (0, 0, 0)
+    assert [c.performance_cents for c in v2.cohorts] == [0, 0]
+    assert [p.cents for p in payouts] == [0, 0]
+    assert requested_column(v2) == ["0.0000"] * 12
+    assert v2.diff is not None and not changed(v2.diff)  # the data as measured, unchanged
+    assert differs(v2, v1)
+
+
+def test_a_withdrawal_keeps_the_kind_and_names_the_first_cancellation_in_force() -> None:
+    revisions = [
+        revision(1, -10, 10.0, kind=InstructionKind.TEST),
+        revision(3, -3, cancelled=True, kind=InstructionKind.TEST),
+        revision(2, -5, cancelled=True, kind=InstructionKind.TEST),
+        revision(4, -4, cancelled=True, answer=REJECTED, kind=InstructionKind.TEST),
+    ]
+    due = withdrawal("I-1", "NXW-PJM-1", START, END, revisions)
+    assert (due.revision, due.kind, due.paid) == (2, InstructionKind.TEST, False)
