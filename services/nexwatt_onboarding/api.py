@@ -1,56 +1,98 @@
-"""The HTTP API (OpenAPI at /openapi.json, Swagger UI at /docs)."""
+"""The HTTP API (OpenAPI at /openapi.json, Swagger UI at /docs).
+
+Every error is an RFC 9457 problem (`application/problem+json`, see `nexwatt_shared.problems`);
+a registration that breaks the ISO's rules is one too, listing its `violations`.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from nexwatt_onboarding.domain import TransitionNotAllowed
 from nexwatt_onboarding.handlers import Onboarding
-from nexwatt_onboarding.models import Enrolled, RegistrationRequest, Rejected, ResourceSummary
+from nexwatt_onboarding.models import (
+    Enrolled,
+    RegistrationRequest,
+    Rejected,
+    ResourceSummary,
+    RulesBroken,
+)
 from nexwatt_onboarding.rules import NoRulesInForce
-from nexwatt_shared.contracts import AssetRegistered, AssetStatus
+from nexwatt_shared.contracts import AssetId, AssetRegistered, AssetStatus, ResourceId
+from nexwatt_shared.problems import (
+    InvalidRequest,
+    ProblemResponse,
+    install_problems,
+    problem,
+    problem_response,
+    problem_responses,
+    require_json,
+)
 
-_NOT_FOUND = {404: {"description": "Unknown asset"}}
+MAX_BODY_BYTES = 1024 * 1024  # a registration is < 2 kB; bulk enrolment will get its own limit
+RULES_BROKEN = "urn:nexwatt:problem:iso-rules-broken"
+
+_UNKNOWN_ASSET = {404: "Unknown asset", 422: "The asset id is malformed"}
+_TOO_LARGE = {413: "The request body is over the limit"}
+_NO_RULES = {503: "No ISO rules are in force today (the operator's registry is out of date)"}
 
 
-def create_app(onboarding: Onboarding) -> FastAPI:
+def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(
         title="Nexwatt onboarding",
         description="Registers subscribers' solar and battery assets, checks them against the "
-        "ISO's rules and publishes each asset's record to `asset.registered`.",
+        "ISO's rules and publishes each asset's record to `asset.registered`. Errors are RFC 9457 "
+        "problems (`application/problem+json`).",
         version="1",
     )
+    install_problems(app, max_body_bytes)
 
     @app.exception_handler(NoRulesInForce)
-    async def no_rules(_request: Request, exc: NoRulesInForce) -> JSONResponse:
+    async def no_rules(request: Request, exc: NoRulesInForce) -> ProblemResponse:
         # The operator's registry is out of date: not the caller's fault, and retryable.
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return problem(request, 503, str(exc))
 
     @app.post(
         "/v1/assets/register",
+        operation_id="registerAsset",
+        tags=["assets"],
         response_model=Enrolled,
+        dependencies=[Depends(require_json)],
         responses={
+            **problem_responses(
+                {
+                    400: "The body can't be parsed (not UTF-8, nested too deep)",
+                    **_TOO_LARGE,
+                    415: "The body is not JSON",
+                    **_NO_RULES,
+                }
+            ),
             422: {
-                "model": Rejected,
-                "description": "The asset breaks ISO rules or its meter is another asset's "
-                "(`violations`), or the request is malformed (FastAPI's `detail` list, naming "
-                "each field)",
-            }
+                "model": InvalidRequest | RulesBroken,
+                "description": "The request is malformed (`errors`, naming each field), or the "
+                "asset breaks ISO rules or its meter is another asset's (`violations`)",
+            },
         },
     )
-    async def register(request: RegistrationRequest) -> Enrolled | JSONResponse:
+    async def register(
+        request: RegistrationRequest, http_request: Request
+    ) -> Enrolled | ProblemResponse:
         """Enrol an asset, or update its record. Registering the same data again changes
         nothing; different data makes a new version. Nothing is stored when a rule fails.
         A meter is enrolled under one asset at a time: a `meter_id` held by another asset that
         is not unenrolled (a suspended one keeps its meter) is a `meter_id` violation."""
         outcome = await onboarding.register(request)
         if isinstance(outcome, Rejected):
-            return JSONResponse(outcome.model_dump(mode="json"), status_code=422)
+            return problem_response(rules_broken(outcome, http_request.url.path))
         return outcome
 
-    @app.get("/v1/assets/{asset_id}", responses=_NOT_FOUND)
-    async def get_asset(asset_id: str) -> AssetRegistered:
+    @app.get(
+        "/v1/assets/{asset_id}",
+        operation_id="getAsset",
+        tags=["assets"],
+        responses=problem_responses(_UNKNOWN_ASSET),
+    )
+    async def get_asset(asset_id: AssetId) -> AssetRegistered:
         record = await onboarding.asset(asset_id)
         if record is None:
             raise HTTPException(404, f"asset {asset_id!r} is not registered")
@@ -65,21 +107,37 @@ def create_app(onboarding: Onboarding) -> FastAPI:
             raise HTTPException(404, f"asset {asset_id!r} is not registered")
         return record
 
-    @app.post("/v1/assets/{asset_id}/unenroll", responses=_NOT_FOUND)
-    async def unenroll(asset_id: str) -> AssetRegistered:
+    @app.post(
+        "/v1/assets/{asset_id}/unenroll",
+        operation_id="unenrollAsset",
+        tags=["assets"],
+        responses=problem_responses({**_UNKNOWN_ASSET, **_TOO_LARGE}),
+    )
+    async def unenroll(asset_id: AssetId) -> AssetRegistered:
         """Take the asset out of its resource for good (register it again to come back)."""
         return await change_status(asset_id, AssetStatus.UNENROLLED)
 
     @app.post(
         "/v1/assets/{asset_id}/suspend",
-        responses={**_NOT_FOUND, 409: {"description": "The asset is unenrolled"}},
+        operation_id="suspendAsset",
+        tags=["assets"],
+        responses=problem_responses(
+            {**_UNKNOWN_ASSET, **_TOO_LARGE, 409: "The asset is unenrolled"}
+        ),
     )
-    async def suspend(asset_id: str) -> AssetRegistered:
+    async def suspend(asset_id: AssetId) -> AssetRegistered:
         """Keep the asset out of dispatch for now (register it again to resume)."""
         return await change_status(asset_id, AssetStatus.SUSPENDED)
 
-    @app.get("/v1/resources/{resource_id}", responses={404: {"description": "Unknown resource"}})
-    async def get_resource(resource_id: str) -> ResourceSummary:
+    @app.get(
+        "/v1/resources/{resource_id}",
+        operation_id="getResource",
+        tags=["resources"],
+        responses=problem_responses(
+            {404: "Unknown resource", 422: "The resource id is malformed", **_NO_RULES}
+        ),
+    )
+    async def get_resource(resource_id: ResourceId) -> ResourceSummary:
         """The resource's enrolled assets in total, and whether they reach the ISO's minimum
         aggregation size."""
         summary = await onboarding.resource(resource_id)
@@ -88,3 +146,16 @@ def create_app(onboarding: Onboarding) -> FastAPI:
         return summary
 
     return app
+
+
+def rules_broken(outcome: Rejected, path: str) -> RulesBroken:
+    return RulesBroken(
+        type=RULES_BROKEN,
+        title="The asset breaks the ISO's rules",
+        status=422,
+        detail="; ".join(f"{v.rule}: {v.expected}" for v in outcome.violations),
+        instance=path,
+        asset_id=outcome.asset_id,
+        telemetry_validated=outcome.telemetry_validated,
+        violations=outcome.violations,
+    )

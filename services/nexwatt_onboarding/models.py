@@ -1,17 +1,28 @@
 """The HTTP API's request and response bodies.
 
-The request model refuses what is malformed (wrong types, missing fields, negative energy,
-unknown fields); whether a well-formed asset is acceptable to the ISO is for the rules in
-`domain.py`, which answer with named violations instead.
+The request model refuses what is malformed (wrong types, missing fields, unknown fields, a
+number beyond the contracts' bounds, NaN or infinity, a control character in a string);
+whether a well-formed asset is acceptable to the ISO is for the rules in `domain.py`, which
+answer with named violations instead.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nexwatt_shared.contracts import AssetId, AssetType, BatteryRatings, GatewayId, ResourceId
+from nexwatt_shared.contracts import (
+    MAX_ASSET_KW,
+    MAX_ASSET_KWH,
+    AssetId,
+    AssetType,
+    BatteryRatings,
+    GatewayId,
+    Name,
+    ResourceId,
+)
+from nexwatt_shared.problems import Problem
 
 
 class RegistrationRequest(BatteryRatings):
@@ -19,32 +30,34 @@ class RegistrationRequest(BatteryRatings):
     out takes its default again. Impossible battery ratings (power above 10 x the energy, a
     round trip above 1, a reserve of 100 %) are refused with the field named."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No NaN or infinity in any number, the inherited ratings' included.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
     asset_id: AssetId
     type: AssetType
-    inverter: str = Field(min_length=1, max_length=128, examples=["SolarEdge SE7600"])
+    # `Name`: no control characters (PostgreSQL's text can't hold a NUL), limited further here.
+    inverter: Annotated[Name, Field(max_length=128, examples=["SolarEdge SE7600"])]
     capacity_kw: float = Field(
         ge=0,
-        allow_inf_nan=False,
+        le=MAX_ASSET_KW,
         description="AC rating of the inverter the battery discharges through [kW]",
     )
     storage_kwh: float = Field(
-        0.0, ge=0, allow_inf_nan=False, description="Usable battery energy [kWh]"
+        0.0, ge=0, le=MAX_ASSET_KWH, description="Usable battery energy [kWh]"
     )
-    meter_id: str = Field(min_length=1, max_length=64)
-    iso_zone: str = Field(min_length=1, max_length=32, examples=["PJM-PEPCO"])
-    telemetry_interval: int = Field(gt=0, description="Telemetry interval [minutes]")
-    subscriber_id: str | None = Field(None, min_length=1, max_length=64)
+    meter_id: Annotated[Name, Field(max_length=64)]
+    iso_zone: Annotated[Name, Field(max_length=32, examples=["PJM-PEPCO"])]
+    telemetry_interval: int = Field(
+        gt=0, le=1440, description="Telemetry interval [minutes], at most a day"
+    )
+    subscriber_id: Annotated[Name, Field(max_length=64)] | None = None
     gateway_id: GatewayId | None = Field(
         None,
         description="The gateway or vendor-cloud connector that commands the asset; default:"
         " a gateway of its own",
     )
-    cohort: str | None = Field(
+    cohort: Annotated[Name, Field(max_length=64)] | None = Field(
         None,
-        min_length=1,
-        max_length=64,
         description="Default: residential below 100 kW of capacity, commercial from 100 kW",
     )
     backup_reserve_pct: float = Field(
@@ -82,6 +95,16 @@ class Rejected(BaseModel):
     telemetry_validated: bool
     iso_compliant: Literal[False] = False
     asset_id: str
+    violations: list[Violation]
+
+
+class RulesBroken(Problem):
+    """A `Rejected` registration as a problem (type `urn:nexwatt:problem:iso-rules-broken`):
+    the asset breaks the ISO's rules, or its meter is another asset's; `violations` lists each."""
+
+    asset_id: str
+    telemetry_validated: bool
+    iso_compliant: Literal[False] = False
     violations: list[Violation]
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from nexwatt_shared.postgres import database_url
+from nexwatt_shared.problems import PROBLEM_JSON
 from nexwatt_shared.topics import ASSET_REGISTERED
 from tests.helpers import eventually, read_all, registration, unique
 
@@ -197,6 +198,7 @@ async def test_unenrolling_publishes_the_status_change(
     assert again.json()["version"] == 2  # already unenrolled: nothing new
     refused = await api.post(f"/v1/assets/{asset_id}/suspend")
     assert refused.status_code == 409
+    assert refused.headers["content-type"] == PROBLEM_JSON
     assert "register it again" in refused.json()["detail"]
     back = await api.post("/v1/assets/register", json=seed(asset_id))
     assert back.json()["version"] == 3
@@ -217,10 +219,17 @@ async def test_unknown_assets_and_resources_are_404(api: httpx.AsyncClient) -> N
         await api.post(f"/v1/assets/{missing}/suspend"),
     ]:
         assert answer.status_code == 404
-        assert answer.json() == {"detail": f"asset {missing!r} is not registered"}
+        assert answer.headers["content-type"] == PROBLEM_JSON
+        assert answer.json() == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": f"asset {missing!r} is not registered",
+            "instance": answer.request.url.path,
+        }
     unknown = await api.get("/v1/resources/NXW-PJM-never-used")
     assert unknown.status_code == 404
-    assert unknown.json() == {"detail": "resource 'NXW-PJM-never-used' is unknown"}
+    assert unknown.json()["detail"] == "resource 'NXW-PJM-never-used' is unknown"
 
 
 async def test_malformed_requests_are_422_naming_each_field(api: httpx.AsyncClient) -> None:
@@ -229,9 +238,15 @@ async def test_malformed_requests_are_422_naming_each_field(api: httpx.AsyncClie
     del body["meter_id"]
     answer = await api.post("/v1/assets/register", json=body)
     assert answer.status_code == 422
-    assert sorted(tuple(e["loc"]) for e in answer.json()["detail"]) == [
-        ("body", "capacity_kw"),
-        ("body", "meter_id"),
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    problem = answer.json()
+    assert problem["type"] == "urn:nexwatt:problem:invalid-request"
+    assert sorted(problem["errors"], key=lambda e: e["field"]) == [
+        {
+            "field": "body.capacity_kw",
+            "reason": "Input should be a valid number, unable to parse string as a number",
+        },
+        {"field": "body.meter_id", "reason": "Field required"},
     ]
     assert (await api.get(f"/v1/assets/{asset_id}")).status_code == 404
 
@@ -242,8 +257,13 @@ async def test_rule_violations_are_422_and_nothing_is_stored_or_published(
     rejected_id = unique("BTM")
     answer = await api.post("/v1/assets/register", json=seed(rejected_id, telemetry_interval=15))
     assert answer.status_code == 422
+    assert answer.headers["content-type"] == PROBLEM_JSON
     assert answer.json() == {
-        "status": "rejected",
+        "type": "urn:nexwatt:problem:iso-rules-broken",
+        "title": "The asset breaks the ISO's rules",
+        "status": 422,
+        "detail": "telemetry_interval: one of [1, 5] minutes",
+        "instance": "/v1/assets/register",
         "telemetry_validated": False,
         "iso_compliant": False,
         "asset_id": rejected_id,
@@ -336,19 +356,19 @@ async def test_a_meter_is_enrolled_under_one_asset_at_a_time(api: httpx.AsyncCli
     assert (await register(a)).status_code == 200
     taken = await register(b)
     assert taken.status_code == 422
-    assert taken.json() == {
-        "status": "rejected",
-        "telemetry_validated": True,
-        "iso_compliant": False,
-        "asset_id": b,
-        "violations": [
-            {
-                "rule": "meter_id",
-                "found": meter,
-                "expected": f"a meter not enrolled under another asset ({a} holds it)",
-            }
-        ],
-    }
+    problem = taken.json()
+    assert (problem["type"], problem["asset_id"], problem["telemetry_validated"]) == (
+        "urn:nexwatt:problem:iso-rules-broken",
+        b,
+        True,
+    )
+    assert problem["violations"] == [
+        {
+            "rule": "meter_id",
+            "found": meter,
+            "expected": f"a meter not enrolled under another asset ({a} holds it)",
+        }
+    ]
     assert (await api.get(f"/v1/assets/{b}")).status_code == 404
 
     # A suspended asset keeps its meter, and may come back with it.
@@ -388,3 +408,82 @@ async def test_assets_racing_for_a_new_meter_get_it_once(api: httpx.AsyncClient)
             "found": meter,
             "expected": f"a meter not enrolled under another asset ({winner} holds it)",
         }
+
+
+async def test_numbers_beyond_bounds_nan_and_control_characters_are_422_naming_the_field(
+    api: httpx.AsyncClient,
+) -> None:
+    """Each of these was enrolled or answered 500 before."""
+    asset_id = unique("BTM")
+
+    async def refused_field(body: str | dict) -> str:
+        # As JSON text with \u escapes: httpx refuses to send NaN or a lone surrogate.
+        text = body if isinstance(body, str) else json.dumps(body)
+        answer = await api.post(
+            "/v1/assets/register", content=text, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == PROBLEM_JSON
+        (error,) = answer.json()["errors"]
+        return error["field"]
+
+    assert await refused_field(seed(asset_id, capacity_kw=1e308)) == "body.capacity_kw"
+    assert await refused_field(seed(asset_id, storage_kwh=1e7)) == "body.storage_kwh"
+    valid = json.dumps(seed(asset_id))
+    for literal in ["NaN", "Infinity", "-Infinity"]:
+        nan_body = valid.replace('"capacity_kw": 7.6', f'"capacity_kw": {literal}')
+        assert await refused_field(nan_body) == "body.capacity_kw"
+    for field in ["inverter", "meter_id", "iso_zone", "subscriber_id", "cohort"]:
+        assert await refused_field(seed(asset_id, **{field: "A\u0000B"})) == f"body.{field}"
+    assert await refused_field(seed(asset_id, subscriber_id="\ud800")) == "body.subscriber_id"
+    nul_in_path = await api.get("/v1/assets/BTM%00")
+    assert nul_in_path.status_code == 422
+    assert nul_in_path.json()["errors"][0]["field"] == "path.asset_id"
+    assert (await api.get(f"/v1/assets/{asset_id}")).status_code == 404
+
+
+async def test_a_422_does_not_echo_the_body(api: httpx.AsyncClient) -> None:
+    big = seed(unique("BTM"), capacity_kw="9" * 900_000)  # just under the 1 MiB limit
+    answer = await api.post("/v1/assets/register", json=big)
+    assert answer.status_code == 422
+    assert len(answer.content) < 1000
+
+
+async def _raw_request(port: int, head: str, body_parts: list[bytes]) -> tuple[int, dict]:
+    """Send a request's head and `body_parts` over a socket, never finishing the body, and read
+    the answer: a server that waited for the whole body would never answer (timeout)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode())
+        for part in body_parts:
+            writer.write(part)
+            await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers["content-length"]))
+        assert headers["content-type"] == PROBLEM_JSON
+        return int(status_line.split()[1]), json.loads(body)
+    finally:
+        writer.close()
+
+
+async def test_a_body_over_the_limit_is_413_without_being_read_whole(service: str) -> None:
+    port = int(service.rsplit(":", 1)[1])
+    declared = (
+        "POST /v1/assets/register HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: application/json\r\nContent-Length: 31457280\r\n\r\n"
+    )
+    status, problem = await _raw_request(port, declared, [b'{"asset_id": "'])
+    assert (status, problem["status"]) == (413, 413)
+    assert problem["detail"] == "the request body is limited to 1048576 bytes"
+
+    chunked = (
+        "POST /v1/assets/register HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"  # 64 KiB
+    status, problem = await _raw_request(port, chunked, [chunk] * 17)  # 1.06 MiB, no end
+    assert status == 413

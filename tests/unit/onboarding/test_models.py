@@ -53,6 +53,63 @@ def test_malformed_fields_are_refused_by_name(changes: dict, field: str) -> None
     assert [e["loc"] for e in caught.value.errors()] == [(field,)]
 
 
+NUMBERS = [
+    "capacity_kw",
+    "storage_kwh",
+    "telemetry_interval",
+    "backup_reserve_pct",
+    "battery_continuous_kw",
+    "battery_peak_kw",
+    "round_trip_efficiency",
+    "pv_dc_kw",
+]
+
+
+@pytest.mark.parametrize("field", NUMBERS)
+def test_every_number_is_bounded_and_finite(field: str) -> None:
+    """1e308 kW was enrolled and overflowed the resource's sum to infinity (a 500 later)."""
+    for value in [1e308, float("nan"), float("inf")]:
+        with pytest.raises(ValidationError) as caught:
+            RegistrationRequest.model_validate({**SEED, field: value})
+        assert [e["loc"] for e in caught.value.errors()] == [(field,)], value
+
+
+@pytest.mark.parametrize(
+    ("field", "largest"),
+    [("capacity_kw", 100_000.0), ("storage_kwh", 1_000_000.0), ("telemetry_interval", 1440)],
+)
+def test_the_bounds_are_the_contracts(field: str, largest: float) -> None:
+    # The record published for the asset takes these; a larger request could not be published.
+    at_bound = RegistrationRequest.model_validate({**SEED, field: largest})
+    assert getattr(at_bound, field) == largest
+    with pytest.raises(ValidationError):
+        RegistrationRequest.model_validate({**SEED, field: largest + 1})
+
+
+STRINGS = ["asset_id", "inverter", "meter_id", "iso_zone", "subscriber_id", "cohort",
+           "gateway_id", "resource_id"]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", STRINGS)
+@pytest.mark.parametrize("control", ["\x00", "\x1b", "\x7f", "\ud800", "\n"])
+def test_a_control_character_in_any_string_is_refused_by_name(field: str, control: str) -> None:
+    """A NUL can't be stored in PostgreSQL's text (it was a 500)."""
+    with pytest.raises(ValidationError) as caught:
+        RegistrationRequest.model_validate({**SEED, field: f"NXW-PJM{control}1"})
+    assert [e["loc"] for e in caught.value.errors()] == [(field,)]
+
+
+@pytest.mark.parametrize(
+    ("field", "longest"),
+    [("inverter", 128), ("meter_id", 64), ("iso_zone", 32), ("subscriber_id", 64), ("cohort", 64)],
+)
+def test_strings_keep_their_own_length_limits(field: str, longest: int) -> None:
+    assert len(getattr(RegistrationRequest.model_validate({**SEED, field: "x" * longest}), field))
+    with pytest.raises(ValidationError) as caught:
+        RegistrationRequest.model_validate({**SEED, field: "x" * (longest + 1)})
+    assert [e["loc"] for e in caught.value.errors()] == [(field,)]
+
+
 def test_a_missing_required_field_is_named() -> None:
     body = {k: v for k, v in SEED.items() if k != "meter_id"}
     with pytest.raises(ValidationError) as caught:
