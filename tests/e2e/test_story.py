@@ -242,8 +242,18 @@ async def test_the_story_from_instruction_to_settlement(story: dict) -> None:
     assert report.baseline_methods.get("pjm-high-x-of-y-adjusted", 0) >= report.assets_metered
     assert report.delivered_mwh == pytest.approx(delivered_mwh, rel=0.01)
     assert report.delivered_mw == pytest.approx(delivered_mwh / 0.5, rel=0.01)  # 30-min window
-    # Percentages are filed to 3 decimals.
-    assert report.performance_pct == pytest.approx(100 * report.delivered_mw / MW, abs=1e-3)
+    # What the window asked: nothing until revision 1's commands started (its issue time plus
+    # the gateways' lead time), MW until revision 2's, MW / 2 to the end; averaged over the 30
+    # minutes. Percentages are filed to 3 decimals.
+    window_s = (good.window_end - good.window_start).total_seconds()
+    at_mw_s = (updated.commands_start - confirmed.commands_start).total_seconds()
+    at_half_s = (good.window_end - updated.commands_start).total_seconds()
+    assert report.revision == 2
+    assert report.mw_requested == pytest.approx((MW * at_mw_s + MW / 2 * at_half_s) / window_s,
+                                                abs=1e-6)  # fmt: skip
+    assert report.performance_pct == pytest.approx(
+        100 * report.delivered_mw / report.mw_requested, abs=1e-3
+    )
     # Under-responders acknowledged more than they delivered.
     assert report.delivered_mw < confirmed.mw_confirmed
     # Each figure is filed to the Wh (6 decimals of a MWh): the cohorts' sum may differ from
