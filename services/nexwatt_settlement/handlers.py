@@ -54,6 +54,26 @@ DELIVERED_MW = Gauge(
 )
 
 
+# What each list of `store.Saved` means, logged per instruction: (field, level, message).
+_NOTICES = (
+    ("cancelled", "info",
+     "instruction called off at or before its window's start: nothing to settle"),
+    ("revised", "info",
+     "instruction revised or answered after its window was filed: to be restated"),
+    ("withdrawn", "warning",
+     "instruction called off at or before its window's start after the window was filed: a"
+     " version withdrawing it follows"),
+    ("revised_after_final", "warning",
+     "instruction revised or answered after its window was final: kept, not refiled"),
+    ("unconfirmed", "info",
+     "instruction revision without an answer yet: kept, in force once answered"),
+    ("unmatched", "warning",
+     "answer to an unknown instruction revision: kept, in force once the revision arrives"),
+    ("after_final", "warning",
+     "telemetry arrived for a window already final: kept, not settled into it"),
+)  # fmt: skip
+
+
 def _event_hours(due: domain.Due, program: Program) -> tuple[int, int]:
     """The local hours [start, end) of the window's first local day."""
     start = program.clock.local_hour(due.window_start)
@@ -127,49 +147,15 @@ class Settler:
                     reason=c["reason"],
                     assets_commanded=c["assets_commanded"],
                 )
-        for instruction_id in saved.cancelled:
-            log.info(
-                "instruction called off at or before its window's start: nothing to settle",
-                instruction_id=instruction_id,
-            )
-        for instruction_id in saved.revised:
-            log.info(
-                "instruction revised or answered after its window was filed: to be restated",
-                instruction_id=instruction_id,
-            )
-        for instruction_id in saved.withdrawn:
-            log.warning(
-                "instruction called off at or before its window's start after the window was"
-                " filed: a version withdrawing it follows",
-                instruction_id=instruction_id,
-            )
-        for instruction_id in saved.revised_after_final:
-            log.warning(
-                "instruction revised or answered after its window was final: kept, not refiled",
-                instruction_id=instruction_id,
-            )
+        AFTER_FINAL.inc(len(saved.after_final))
+        for field, level, message in _NOTICES:
+            for instruction_id in getattr(saved, field):
+                getattr(log, level)(message, instruction_id=instruction_id)
         if saved.unknown_assets:
             log.warning(
                 "telemetry of assets without a record: kept, settled once they are registered",
                 assets=len(saved.unknown_assets),
                 examples=saved.unknown_assets[:5],
-            )
-        for instruction_id in saved.unconfirmed:
-            log.info(
-                "instruction revision without an answer yet: kept, in force once answered",
-                instruction_id=instruction_id,
-            )
-        for instruction_id in saved.unmatched:
-            log.warning(
-                "answer to an unknown instruction revision: kept, in force once the revision"
-                " arrives",
-                instruction_id=instruction_id,
-            )
-        for instruction_id in saved.after_final:
-            AFTER_FINAL.inc()
-            log.warning(
-                "telemetry arrived for a window already final: kept, not settled into it",
-                instruction_id=instruction_id,
             )
         await self.settle_due()
 
