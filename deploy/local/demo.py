@@ -1,6 +1,7 @@
 """`make demo`: the product's story end to end on the real local stack.
 
-A fresh local stack; the five services; 312 subscriber assets registered through the REST API;
+A fresh local stack; the five services; an API key for the demo tenant (in `.stack/env` as
+NEXWATT_API_KEY); 312 subscriber assets registered with it through the REST API;
 the fleet simulator streaming telemetry at 60x real time; the ISO simulator sending a 44.5 MW
 instruction for NXW-PJM-0042 at 09:17 (window 09:15-10:15); then the dispatch event log as the
 services report it, down to the preliminary settlement report. Before the event, the resource's
@@ -35,6 +36,8 @@ MARKET = ZoneInfo("America/New_York")
 RESOURCE = "NXW-PJM-0042"
 CAPACITY_URL = "http://127.0.0.1:8083"
 FLEET_SIM_PORT = 8086
+ENV_FILE = ROOT / ".stack/env"
+DEMO_TENANT = "demo"
 
 
 async def run(argv: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
@@ -70,6 +73,21 @@ def story_env(day: date) -> dict[str, str]:
         "NEXWATT_ISO_WINDOW_START": at(9, 15),
         "NEXWATT_ISO_WINDOW_END": at(10, 15),
     }
+
+
+def demo_key(launcher: Launcher, env_file: Path = ENV_FILE) -> str:
+    """A new API key of the demo tenant with every scope (`nexwatt-admin keys create`, into the
+    database of the onboarding the launcher runs), set as NEXWATT_API_KEY in `env_file` (other
+    lines kept) for the fleet simulator and for trying the API by hand."""
+    scopes = [f"--scope={s}" for s in ("assets:write", "assets:read", "reports:read")]
+    create = [*launcher.command("admin"), "keys", "create", "--tenant", DEMO_TENANT, *scopes]
+    create += ["--name", "make demo"]
+    done = subprocess.run(create, env=launcher.env, check=True, capture_output=True, text=True)
+    token = done.stdout.strip()  # `keys create` prints only the token on stdout
+    kept = env_file.read_text().splitlines() if env_file.exists() else []
+    lines = [line for line in kept if not line.startswith("NEXWATT_API_KEY=")]
+    env_file.write_text("".join(f"{line}\n" for line in [*lines, f"NEXWATT_API_KEY={token}"]))
+    return token
 
 
 def step(text: str) -> None:
@@ -187,9 +205,15 @@ async def main(keep_running: bool) -> None:
             # The demo fleet has offline assets that never report: settle without them once
             # the others' data has stopped arriving for 20 s (15 minutes by default).
             env = {"NEXWATT_SETTLEMENT_STALL_S": "20"} if name == "settlement" else None
+            if name == "onboarding":
+                env = {"NEXWATT_AUTH_REQUIRED": "true"}
             launcher.start(name, env=env)
         await launcher.wait_ready(SERVICES)
         print("    all five ready (/readyz)", flush=True)
+
+        step(f"An API key for the tenant {DEMO_TENANT!r} (nexwatt-admin keys create)")
+        launcher.env["NEXWATT_API_KEY"] = await asyncio.to_thread(demo_key, launcher)
+        print(f"    written to {ENV_FILE.relative_to(ROOT)} as NEXWATT_API_KEY", flush=True)
 
         step("Registering the demo fleet through POST /v1/assets/register")
         await run([*launcher.command("fleet-sim"), "register"], launcher.env)

@@ -1,6 +1,7 @@
-"""`nexwatt-admin create-topics | export-schemas | dead-letters list|show|replay`.
+"""`nexwatt-admin create-topics | export-schemas | dead-letters list|show|replay |
+keys create|list|revoke`.
 
-Exit codes: 0 done, 1 Kafka failed, 2 usage error or nothing found (a letter, a record).
+Exit codes: 0 done, 1 Kafka failed, 2 usage error or nothing found (a letter, a record, a key).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from nexwatt_admin import dead_letters as dl
+from nexwatt_admin import keys
 from nexwatt_shared.arguments import moment
+from nexwatt_shared.auth import Scope
 from nexwatt_shared.kafka.admin import create_topics
 from nexwatt_shared.observability import configure_logging
 from nexwatt_shared.schema_export import render_all
@@ -69,6 +72,49 @@ async def _dead_letters(args: argparse.Namespace, settings: ServiceSettings) -> 
         )
 
 
+def _key_parsers(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("keys", help="create, list and revoke tenants' API keys")
+    parser.add_argument(
+        "--database",
+        default=ServiceSettings(service_name="onboarding").database,
+        help="onboarding's database (default: NEXWATT_POSTGRES_DATABASE or nexwatt_onboarding)",
+    )
+    commands = parser.add_subparsers(dest="keys_command", required=True)
+    create = commands.add_parser("create", help="a new key; its secret is printed once")
+    create.add_argument("--tenant", required=True, help="the tenant (created if new)")
+    create.add_argument(
+        "--scope",
+        type=Scope,
+        action="append",
+        required=True,
+        choices=list(Scope),
+        help="a scope of the key (repeat for several)",
+    )
+    create.add_argument("--name", default="", help="what the key is for")
+    commands.add_parser("list", help="every key, without secrets")
+    revoke = commands.add_parser("revoke", help="refuse a key from now on")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `keys list` shows")
+
+
+async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> None:
+    url = settings.postgres_url
+    if args.keys_command == "create":
+        key, token = await keys.create(url, args.database, args.tenant, args.scope, args.name)
+        # Only the token on stdout, so that a script can take it: KEY=$(nexwatt-admin keys ...)
+        scopes = ", ".join(sorted(key.scopes))
+        print(
+            f"key {key.key_id} of tenant {key.tenant_id} ({scopes}); its token, shown this once:",
+            file=sys.stderr,
+        )
+        print(token)
+    elif args.keys_command == "list":
+        for key in await keys.listing(url, args.database):
+            print(keys.key_line(key))
+    else:
+        await keys.revoke(url, args.database, args.key_id)
+        print(f"key {args.key_id} revoked")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="nexwatt-admin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +123,7 @@ def main() -> None:
     export = sub.add_parser("export-schemas", help="write JSON Schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("schemas"))
     _dead_letter_parsers(sub)
+    _key_parsers(sub)
     args = parser.parse_args()
     if args.command == "dead-letters" and args.letters_command == "replay":
         # Either letters by offset, or all of one group's letters from one topic: never
@@ -102,6 +149,12 @@ def main() -> None:
         for name, text in render_all().items():
             (args.out / name).write_text(text)
         print(f"wrote {len(render_all())} files to {args.out}")
+    elif args.command == "keys":
+        try:
+            asyncio.run(_keys(args, settings))
+        except keys.KeyCommandError as exc:
+            print(f"nexwatt-admin keys: {exc}", file=sys.stderr)
+            sys.exit(2)
     else:
         try:
             asyncio.run(_dead_letters(args, settings))

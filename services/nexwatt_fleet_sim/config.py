@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from nexwatt_shared.settings import ServiceSettings, TimeZoneName
 
@@ -64,6 +64,11 @@ class Settings(ServiceSettings):
     )
     sim_onboarding_url: str = Field(
         "http://127.0.0.1:8081", description="Where `register` sends the fleet"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="The onboarding API key `register` sends (NEXWATT_API_KEY; scope "
+        "assets:write); none: onboarding must not require keys",
     )
 
     @field_validator("sim_start")

@@ -30,7 +30,11 @@ async def register(settings: Settings) -> None:
         if done % 50 == 0 or done == len(bodies):
             print(f"    registered {done}/{len(bodies)} assets", flush=True)
 
-    async with httpx.AsyncClient(base_url=settings.sim_onboarding_url, timeout=30) as client:
+    key = settings.api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+    async with httpx.AsyncClient(
+        base_url=settings.sim_onboarding_url, headers=headers, timeout=30
+    ) as client:
         await asyncio.gather(*(one(client, b) for b in bodies))
     if refused:
         print(f"{len(refused)} registrations refused:", *refused[:10], sep="\n  ", file=sys.stderr)

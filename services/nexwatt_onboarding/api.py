@@ -2,14 +2,23 @@
 
 Every error is an RFC 9457 problem (`application/problem+json`, see `nexwatt_shared.problems`);
 a registration that breaks the ISO's rules is one too, listing its `violations`.
+
+Every route takes an API key (`Authorization: Bearer <key>` or `X-API-Key`, see
+`nexwatt_shared.auth`) and acts for the key's tenant: registering, unenrolling and suspending
+need `assets:write`, reading an asset `assets:read`, the resource summary `reports:read` or
+`assets:read` (it adds up the tenant's own assets, which such a key may read one by one anyway).
+Another tenant's asset is answered as unknown (404), never as forbidden, so that ids don't leak;
+registering an asset id another tenant has is a 409 that doesn't say whose it is.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 from nexwatt_onboarding.domain import TransitionNotAllowed
-from nexwatt_onboarding.handlers import Onboarding
+from nexwatt_onboarding.handlers import AssetIdTaken, Onboarding
 from nexwatt_onboarding.models import (
     Enrolled,
     RegistrationRequest,
@@ -18,6 +27,7 @@ from nexwatt_onboarding.models import (
     RulesBroken,
 )
 from nexwatt_onboarding.rules import NoRulesInForce
+from nexwatt_shared.auth import Authenticator, Caller, Requires, Scope
 from nexwatt_shared.contracts import AssetId, AssetRegistered, AssetStatus, ResourceId
 from nexwatt_shared.problems import (
     InvalidRequest,
@@ -35,9 +45,19 @@ RULES_BROKEN = "urn:nexwatt:problem:iso-rules-broken"
 _UNKNOWN_ASSET = {404: "Unknown asset", 422: "The asset id is malformed"}
 _TOO_LARGE = {413: "The request body is over the limit"}
 _NO_RULES = {503: "No ISO rules are in force today (the operator's registry is out of date)"}
+_KEY = {
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks the scope the operation needs",
+}
+Writer = Annotated[Caller, Depends(Requires(Scope.ASSETS_WRITE))]
+Reader = Annotated[Caller, Depends(Requires(Scope.ASSETS_READ))]
+Reporter = Annotated[Caller, Depends(Requires(Scope.REPORTS_READ, Scope.ASSETS_READ))]
 
 
-def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    onboarding: Onboarding, auth: Authenticator, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
+
     app = FastAPI(
         title="Nexwatt onboarding",
         description="Registers subscribers' solar and battery assets, checks them against the "
@@ -46,11 +66,16 @@ def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> 
         version="1",
     )
     install_problems(app, max_body_bytes)
+    app.state.authenticator = auth
 
     @app.exception_handler(NoRulesInForce)
     async def no_rules(request: Request, exc: NoRulesInForce) -> ProblemResponse:
         # The operator's registry is out of date: not the caller's fault, and retryable.
         return problem(request, 503, str(exc))
+
+    @app.exception_handler(AssetIdTaken)
+    async def asset_id_taken(request: Request, exc: AssetIdTaken) -> ProblemResponse:
+        return problem(request, 409, "the asset id is not available: choose another")
 
     @app.post(
         "/v1/assets/register",
@@ -62,6 +87,8 @@ def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> 
             **problem_responses(
                 {
                     400: "The body can't be parsed (not UTF-8, nested too deep)",
+                    **_KEY,
+                    409: "The asset id is not available",
                     **_TOO_LARGE,
                     415: "The body is not JSON",
                     **_NO_RULES,
@@ -75,13 +102,13 @@ def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> 
         },
     )
     async def register(
-        request: RegistrationRequest, http_request: Request
+        request: RegistrationRequest, http_request: Request, caller: Writer
     ) -> Enrolled | ProblemResponse:
         """Enrol an asset, or update its record. Registering the same data again changes
         nothing; different data makes a new version. Nothing is stored when a rule fails.
         A meter is enrolled under one asset at a time: a `meter_id` held by another asset that
         is not unenrolled (a suspended one keeps its meter) is a `meter_id` violation."""
-        outcome = await onboarding.register(request)
+        outcome = await onboarding.register(request, caller.tenant_id)
         if isinstance(outcome, Rejected):
             return problem_response(rules_broken(outcome, http_request.url.path))
         return outcome
@@ -90,17 +117,17 @@ def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> 
         "/v1/assets/{asset_id}",
         operation_id="getAsset",
         tags=["assets"],
-        responses=problem_responses(_UNKNOWN_ASSET),
+        responses=problem_responses({**_UNKNOWN_ASSET, **_KEY}),
     )
-    async def get_asset(asset_id: AssetId) -> AssetRegistered:
-        record = await onboarding.asset(asset_id)
+    async def get_asset(asset_id: AssetId, caller: Reader) -> AssetRegistered:
+        record = await onboarding.asset(asset_id, caller.tenant_id)
         if record is None:
             raise HTTPException(404, f"asset {asset_id!r} is not registered")
         return record
 
-    async def change_status(asset_id: str, status: AssetStatus) -> AssetRegistered:
+    async def change_status(asset_id: str, status: AssetStatus, caller: Caller) -> AssetRegistered:
         try:
-            record = await onboarding.change_status(asset_id, status)
+            record = await onboarding.change_status(asset_id, status, caller.tenant_id)
         except TransitionNotAllowed as exc:
             raise HTTPException(409, str(exc)) from exc
         if record is None:
@@ -111,36 +138,36 @@ def create_app(onboarding: Onboarding, max_body_bytes: int = MAX_BODY_BYTES) -> 
         "/v1/assets/{asset_id}/unenroll",
         operation_id="unenrollAsset",
         tags=["assets"],
-        responses=problem_responses({**_UNKNOWN_ASSET, **_TOO_LARGE}),
+        responses=problem_responses({**_UNKNOWN_ASSET, **_KEY, **_TOO_LARGE}),
     )
-    async def unenroll(asset_id: AssetId) -> AssetRegistered:
+    async def unenroll(asset_id: AssetId, caller: Writer) -> AssetRegistered:
         """Take the asset out of its resource for good (register it again to come back)."""
-        return await change_status(asset_id, AssetStatus.UNENROLLED)
+        return await change_status(asset_id, AssetStatus.UNENROLLED, caller)
 
     @app.post(
         "/v1/assets/{asset_id}/suspend",
         operation_id="suspendAsset",
         tags=["assets"],
         responses=problem_responses(
-            {**_UNKNOWN_ASSET, **_TOO_LARGE, 409: "The asset is unenrolled"}
+            {**_UNKNOWN_ASSET, **_KEY, **_TOO_LARGE, 409: "The asset is unenrolled"}
         ),
     )
-    async def suspend(asset_id: AssetId) -> AssetRegistered:
+    async def suspend(asset_id: AssetId, caller: Writer) -> AssetRegistered:
         """Keep the asset out of dispatch for now (register it again to resume)."""
-        return await change_status(asset_id, AssetStatus.SUSPENDED)
+        return await change_status(asset_id, AssetStatus.SUSPENDED, caller)
 
     @app.get(
         "/v1/resources/{resource_id}",
         operation_id="getResource",
         tags=["resources"],
         responses=problem_responses(
-            {404: "Unknown resource", 422: "The resource id is malformed", **_NO_RULES}
+            {404: "Unknown resource", 422: "The resource id is malformed", **_KEY, **_NO_RULES}
         ),
     )
-    async def get_resource(resource_id: ResourceId) -> ResourceSummary:
-        """The resource's enrolled assets in total, and whether they reach the ISO's minimum
-        aggregation size."""
-        summary = await onboarding.resource(resource_id)
+    async def get_resource(resource_id: ResourceId, caller: Reporter) -> ResourceSummary:
+        """The tenant's enrolled assets in the resource in total, and whether they reach the
+        ISO's minimum aggregation size."""
+        summary = await onboarding.resource(resource_id, caller.tenant_id)
         if summary is None:
             raise HTTPException(404, f"resource {resource_id!r} is unknown")
         return summary

@@ -1,4 +1,5 @@
-"""Wires onboarding: PostgreSQL (assets + outbox), the ISO rules, the HTTP API, the relay."""
+"""Wires onboarding: PostgreSQL (assets, outbox, API keys), the ISO rules, the HTTP API, the
+relay."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from nexwatt_onboarding.config import Settings
 from nexwatt_onboarding.handlers import Onboarding
 from nexwatt_onboarding.outbox import OutboxRelay
 from nexwatt_onboarding.rules import load_rules
+from nexwatt_shared.auth import ApiKey, Authenticator, find_active_key
 from nexwatt_shared.service import ServiceProcess
 from nexwatt_shared.wiring import open_resources
 
@@ -25,5 +27,12 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         poll_s=settings.outbox_poll_s,
         batch_size=settings.outbox_batch_size,
     )
-    app = create_app(Onboarding(res.pool, rules, on_change=relay.wake))
+    pool = res.pool
+
+    async def lookup(token: str) -> ApiKey | None:
+        # Per request, so that a revocation holds from the next request on.
+        return await find_active_key(pool, token)
+
+    auth = Authenticator(lookup, required=settings.auth_required)
+    app = create_app(Onboarding(pool, rules, on_change=relay.wake), auth)
     return res.process([relay.run], app)

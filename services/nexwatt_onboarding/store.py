@@ -1,4 +1,5 @@
-"""The service's store in PostgreSQL: assets (latest record per asset) and the outbox.
+"""The service's store in PostgreSQL: assets (latest record per asset, each of one tenant) and
+the outbox. (The tenants' API keys are in the same database, see `nexwatt_shared.auth`.)
 
 Functions that change data take a connection inside the caller's transaction, so that an asset's
 row and its outbox row are committed together or not at all.
@@ -23,7 +24,8 @@ _SELECT_ASSET = f"SELECT {', '.join(_COLUMNS)} FROM assets WHERE asset_id = $1"
 # The status is a literal, not a parameter: only then can a generic plan of the prepared statement
 # prove the partial index's predicate and use it.
 _SELECT_METER_HOLDER = (
-    f"SELECT asset_id FROM assets WHERE meter_id = $1 AND status <> '{AssetStatus.UNENROLLED}'"
+    "SELECT asset_id, tenant_id FROM assets"
+    f" WHERE meter_id = $1 AND status <> '{AssetStatus.UNENROLLED}'"
 )
 
 
@@ -48,6 +50,11 @@ async def get_asset(db: asyncpg.Pool | asyncpg.Connection, asset_id: str) -> Ass
     return AssetRegistered.model_validate(dict(row)) if row else None
 
 
+async def asset_owner(db: asyncpg.Pool | asyncpg.Connection, asset_id: str) -> str | None:
+    """The tenant whose asset `asset_id` is; None when no tenant has it."""
+    return await db.fetchval("SELECT tenant_id FROM assets WHERE asset_id = $1", asset_id)
+
+
 async def zone_in_use(conn: asyncpg.Connection, resource_id: str, other_than: str) -> str | None:
     """The zone of assets (other than `other_than`) that still belong to `resource_id`."""
     return await conn.fetchval(
@@ -59,21 +66,23 @@ async def zone_in_use(conn: asyncpg.Connection, resource_id: str, other_than: st
     )
 
 
-async def meter_holder(conn: asyncpg.Connection, meter_id: str) -> str | None:
-    """The asset that holds `meter_id`: the one, if any, whose status is not unenrolled (the
-    unique index allows at most one)."""
-    return await conn.fetchval(_SELECT_METER_HOLDER, meter_id)
+async def meter_holder(conn: asyncpg.Connection, meter_id: str) -> asyncpg.Record | None:
+    """The asset (`asset_id`, `tenant_id`) that holds `meter_id`: the one, if any, whose status
+    is not unenrolled (the unique index allows at most one)."""
+    return await conn.fetchrow(_SELECT_METER_HOLDER, meter_id)
 
 
-async def save_asset(conn: asyncpg.Connection, record: AssetRegistered) -> None:
-    """Upsert the asset's record and queue it in the outbox, in the caller's transaction."""
-    values = record.model_dump()  # enum members are str: asyncpg writes their text
+async def save_asset(conn: asyncpg.Connection, record: AssetRegistered, tenant_id: str) -> None:
+    """Upsert the asset's record and queue it in the outbox, in the caller's transaction. The
+    tenant is set when the asset is first stored and never changes (the caller checks it)."""
+    values = {**record.model_dump(), "tenant_id": tenant_id}  # enum members are str
+    columns = [*_COLUMNS, "tenant_id"]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "asset_id")
     await conn.execute(
-        f"INSERT INTO assets ({', '.join(_COLUMNS)})"
-        f" VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
+        f"INSERT INTO assets ({', '.join(columns)})"
+        f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
         f" ON CONFLICT (asset_id) DO UPDATE SET {updates}",
-        *[values[c] for c in _COLUMNS],
+        *[values[c] for c in columns],
     )
     await conn.execute(
         "INSERT INTO outbox (event_id, asset_id, version, payload, created_at)"
@@ -86,18 +95,19 @@ async def save_asset(conn: asyncpg.Connection, record: AssetRegistered) -> None:
     )
 
 
-async def resource_totals(pool: asyncpg.Pool, resource_id: str) -> asyncpg.Record:
-    """The resource's zone, and count/capacity/storage of its enrolled assets."""
+async def resource_totals(pool: asyncpg.Pool, resource_id: str, tenant_id: str) -> asyncpg.Record:
+    """The resource's zone, and count/capacity/storage of the tenant's enrolled assets in it."""
     return await pool.fetchrow(
         """
         SELECT min(iso_zone) AS iso_zone,
                count(*) FILTER (WHERE status = $2) AS assets_enrolled,
                coalesce(sum(capacity_kw) FILTER (WHERE status = $2), 0) AS capacity_kw,
                coalesce(sum(storage_kwh) FILTER (WHERE status = $2), 0) AS storage_kwh
-        FROM assets WHERE resource_id = $1
+        FROM assets WHERE resource_id = $1 AND tenant_id = $3
         """,
         resource_id,
         AssetStatus.ENROLLED.value,
+        tenant_id,
     )
 
 

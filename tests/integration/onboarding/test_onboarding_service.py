@@ -1,30 +1,24 @@
 """The onboarding service, run as its real process, against the real PostgreSQL and Kafka.
 
-One service process (own port, own database) serves the module; every test uses asset ids of
-its own. The relay publishes outbox rows in commit order, so "nothing was published for X" is
-checked by waiting for a later event and finding none for X before it.
+One service process (own port, own database, see conftest.py) serves the module, called with a
+key of one tenant; every test uses asset ids of its own. The relay publishes outbox rows in
+commit order, so "nothing was published for X" is checked by waiting for a later event and
+finding none for X before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from nexwatt_shared.postgres import database_url
 from nexwatt_shared.problems import PROBLEM_JSON
 from nexwatt_shared.topics import ASSET_REGISTERED
 from tests.helpers import eventually, read_all, registration, unique
+from tests.integration.onboarding.conftest import Service
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
@@ -34,66 +28,6 @@ def seed(asset_id: str, **changes: object) -> dict:
     """The example registration for `asset_id`, on a meter of its own (a meter can be enrolled
     under one asset only)."""
     return registration(asset_id=asset_id, **{"meter_id": f"M-{asset_id}", **changes})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def service(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    database = unique("test_onboarding").replace("-", "_")
-    log_path = tmp_path_factory.mktemp("onboarding") / "service.log"
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nexwatt_onboarding"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "NEXWATT_HTTP_HOST": "127.0.0.1",
-                "NEXWATT_HTTP_PORT": str(port),
-                "NEXWATT_POSTGRES_DATABASE": database,
-            },
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        asyncio.run(eventually(lambda: _ready(url, proc), bool, timeout_s=30))
-    except AssertionError:
-        proc.kill()
-        raise AssertionError(f"onboarding did not get ready:\n{log_path.read_text()}") from None
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0, log_path.read_text()
-    asyncio.run(_drop(servers["NEXWATT_POSTGRES_URL"], database))
-
-
-async def _ready(url: str, proc: subprocess.Popen) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"onboarding exited with {proc.returncode}")
-    try:
-        async with httpx.AsyncClient() as client:
-            return (await client.get(f"{url}/readyz")).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-async def _drop(server_url: str, database: str) -> None:
-    conn = await asyncpg.connect(database_url(server_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def api(service: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
@@ -470,8 +404,8 @@ async def _raw_request(port: int, head: str, body_parts: list[bytes]) -> tuple[i
         writer.close()
 
 
-async def test_a_body_over_the_limit_is_413_without_being_read_whole(service: str) -> None:
-    port = int(service.rsplit(":", 1)[1])
+async def test_a_body_over_the_limit_is_413_without_being_read_whole(service: Service) -> None:
+    port = int(service.url.rsplit(":", 1)[1])
     declared = (
         "POST /v1/assets/register HTTP/1.1\r\nHost: test\r\n"
         "Content-Type: application/json\r\nContent-Length: 31457280\r\n\r\n"

@@ -18,6 +18,7 @@ from nexwatt_onboarding.handlers import Onboarding
 from nexwatt_onboarding.models import RegistrationRequest, Rejected, Violation
 from nexwatt_onboarding.outbox import OutboxRelay
 from nexwatt_onboarding.rules import load_rules
+from nexwatt_shared.auth import DEFAULT_TENANT
 from nexwatt_shared.contracts import AssetStatus
 from nexwatt_shared.postgres import database_url, open_pool
 from nexwatt_shared.topics import ASSET_REGISTERED, Topic
@@ -53,6 +54,9 @@ class RecordingProducer:
         return [event_id for event_id, *_ in self.sent]
 
 
+TENANT = DEFAULT_TENANT  # the relay doesn't care whose assets it publishes
+
+
 def request(asset_id: str, **changes: object) -> RegistrationRequest:
     """The example registration for `asset_id`, on a meter of its own (a meter can be enrolled
     under one asset only)."""
@@ -83,10 +87,10 @@ async def unsent(pool: asyncpg.Pool) -> int:
 
 async def test_a_change_and_its_outbox_row_are_committed_together(pool: asyncpg.Pool) -> None:
     service = onboarding(pool)
-    await service.register(request("A-1"))
-    await service.register(request("A-1"))  # identical: no row
-    await service.register(request("A-1", capacity_kw=9.0))
-    await service.register(request("A-2", telemetry_interval=15))  # rejected: no row
+    await service.register(request("A-1"), TENANT)
+    await service.register(request("A-1"), TENANT)  # identical: no row
+    await service.register(request("A-1", capacity_kw=9.0), TENANT)
+    await service.register(request("A-2", telemetry_interval=15), TENANT)  # rejected: no row
     rows = await pool.fetch("SELECT event_id, version, sent_at FROM outbox ORDER BY id")
     assert [(r["event_id"], r["version"], r["sent_at"]) for r in rows] == [
         ("A-1:v1", 1, None),
@@ -99,18 +103,19 @@ async def test_a_meter_taken_past_the_check_is_refused_by_the_index_with_the_sam
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = onboarding(pool)
-    await service.register(request("A-1", meter_id="M-1"))
+    await service.register(request("A-1", meter_id="M-1"), TENANT)
     # The first check misses A-1, as it would were A-1 written by a replica that skipped the
     # meter lock; only the unique index stands between A-2 and the meter.
     checked: list[str | None] = []
     real_holder = store.meter_holder
 
-    async def holder_missed_once(conn: asyncpg.Connection, meter_id: str) -> str | None:
-        checked.append(await real_holder(conn, meter_id) if checked else None)
-        return checked[-1]
+    async def holder_missed_once(conn: asyncpg.Connection, meter_id: str) -> asyncpg.Record | None:
+        holder = await real_holder(conn, meter_id) if checked else None
+        checked.append(holder["asset_id"] if holder else None)
+        return holder
 
     monkeypatch.setattr(store, "meter_holder", holder_missed_once)
-    outcome = await service.register(request("A-2", meter_id="M-1"))
+    outcome = await service.register(request("A-2", meter_id="M-1"), TENANT)
     assert outcome == Rejected(
         telemetry_validated=True,
         asset_id="A-2",
@@ -132,7 +137,7 @@ async def test_a_failed_publish_keeps_the_rest_for_later_and_sends_nothing_twice
 ) -> None:
     service = onboarding(pool)
     for asset_id in ["A-1", "A-2", "A-3"]:
-        await service.register(request(asset_id))
+        await service.register(request(asset_id), TENANT)
     producer = RecordingProducer(fail_on={2: "before"})
     relay = OutboxRelay(pool, producer)
     with pytest.raises(ConnectionError):
@@ -147,7 +152,7 @@ async def test_a_failed_publish_keeps_the_rest_for_later_and_sends_nothing_twice
 
 
 async def test_a_lost_acknowledgement_republishes_the_same_event(pool: asyncpg.Pool) -> None:
-    await onboarding(pool).register(request("A-1"))
+    await onboarding(pool).register(request("A-1"), TENANT)
     producer = RecordingProducer(fail_on={1: "after"})
     relay = OutboxRelay(pool, producer)
     with pytest.raises(TimeoutError):
@@ -168,9 +173,9 @@ async def test_replicas_publish_every_change_once_and_each_asset_in_version_orde
     # Interleaved: the outbox holds every asset's v1, then every v2, and so on.
     for capacity_kw in [5.0, 6.0, 7.0]:
         for asset_id in assets:
-            await service.register(request(asset_id, capacity_kw=capacity_kw))
+            await service.register(request(asset_id, capacity_kw=capacity_kw), TENANT)
     for asset_id in assets:
-        await service.change_status(asset_id, AssetStatus.SUSPENDED)
+        await service.change_status(asset_id, AssetStatus.SUSPENDED, TENANT)
     producer = RecordingProducer(max_delay_s=0.01)  # slow sends let the replicas overlap
     replicas = [OutboxRelay(pool, producer, poll_s=0.02, batch_size=3) for _ in range(3)]
     stop = asyncio.Event()
@@ -194,7 +199,7 @@ async def test_a_registration_wakes_the_relay_without_waiting_for_the_poll(
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     await asyncio.sleep(0.2)  # the relay has found nothing and sleeps on its 10 s poll
-    await onboarding(pool, relay).register(request("A-1"))
+    await onboarding(pool, relay).register(request("A-1"), TENANT)
     await eventually(lambda: asyncio.sleep(0, producer.ids()), bool, timeout_s=2)
     stop.set()
     await asyncio.wait_for(task, timeout=2)  # `stop` ends the poll's sleep too

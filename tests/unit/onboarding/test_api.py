@@ -15,6 +15,7 @@ from nexwatt_onboarding.domain import TransitionNotAllowed
 from nexwatt_onboarding.handlers import Onboarding
 from nexwatt_onboarding.models import Enrolled, RegistrationRequest, Rejected, Violation
 from nexwatt_onboarding.rules import NoRulesInForce
+from nexwatt_shared.auth import Authenticator
 from nexwatt_shared.contracts import AssetStatus
 from nexwatt_shared.problems import PROBLEM_JSON
 from tests.helpers import SEED_REGISTRATION
@@ -30,21 +31,32 @@ class FakeOnboarding:
         )
     )
     registered: list[RegistrationRequest] = field(default_factory=list)
+    tenants: list[str] = field(default_factory=list)  # each call's tenant
 
-    async def register(self, req: RegistrationRequest) -> Enrolled | Rejected:
+    async def register(self, req: RegistrationRequest, tenant_id: str) -> Enrolled | Rejected:
         self.registered.append(req)
+        self.tenants.append(tenant_id)
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome
 
-    async def change_status(self, asset_id: str, status: AssetStatus) -> None:
+    async def change_status(self, asset_id: str, status: AssetStatus, tenant_id: str) -> None:
         raise TransitionNotAllowed(f"{asset_id} is unenrolled: register it again")
 
-    async def asset(self, asset_id: str) -> None:
-        return None
+    async def asset(self, asset_id: str, tenant_id: str) -> None:
+        self.tenants.append(tenant_id)
 
-    async def resource(self, resource_id: str) -> None:
+    async def resource(self, resource_id: str, tenant_id: str) -> None:
         raise NoRulesInForce("no delivery year covers 2031-06-01")
+
+
+async def no_keys(token: str) -> None:
+    return None
+
+
+# Keys not required: requests without one act for the default tenant (tests/unit/onboarding/
+# test_api_keys.py checks the keys themselves).
+OPEN = Authenticator(no_keys, required=False)
 
 
 @pytest.fixture
@@ -54,7 +66,7 @@ def fake() -> FakeOnboarding:
 
 @pytest.fixture
 async def api(fake: FakeOnboarding) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(cast(Onboarding, fake))
+    app = create_app(cast(Onboarding, fake), OPEN)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
@@ -138,7 +150,7 @@ def _operations(app_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_route_has_an_operation_id_tags_and_its_problems_declared() -> None:
-    spec = create_app(cast(Onboarding, FakeOnboarding())).openapi()
+    spec = create_app(cast(Onboarding, FakeOnboarding()), OPEN).openapi()
     declared = {
         name: (op["operationId"], op["tags"], sorted(op["responses"]))
         for name, op in _operations(spec).items()
@@ -147,23 +159,27 @@ def test_every_route_has_an_operation_id_tags_and_its_problems_declared() -> Non
         "POST /v1/assets/register": (
             "registerAsset",
             ["assets"],
-            ["200", "400", "413", "415", "422", "500", "503"],
+            ["200", "400", "401", "403", "409", "413", "415", "422", "500", "503"],
         ),
-        "GET /v1/assets/{asset_id}": ("getAsset", ["assets"], ["200", "404", "422", "500"]),
+        "GET /v1/assets/{asset_id}": (
+            "getAsset",
+            ["assets"],
+            ["200", "401", "403", "404", "422", "500"],
+        ),
         "POST /v1/assets/{asset_id}/unenroll": (
             "unenrollAsset",
             ["assets"],
-            ["200", "404", "413", "422", "500"],
+            ["200", "401", "403", "404", "413", "422", "500"],
         ),
         "POST /v1/assets/{asset_id}/suspend": (
             "suspendAsset",
             ["assets"],
-            ["200", "404", "409", "413", "422", "500"],
+            ["200", "401", "403", "404", "409", "413", "422", "500"],
         ),
         "GET /v1/resources/{resource_id}": (
             "getResource",
             ["resources"],
-            ["200", "404", "422", "500", "503"],
+            ["200", "401", "403", "404", "422", "500", "503"],
         ),
     }
     for name, operation in _operations(spec).items():
