@@ -120,8 +120,9 @@ async def platform_running(
         if not fleet:
             yield launcher
             return
+        key = launcher.api_key(f"story-{story.run.lower()}", ["assets:write"], "story")
         register = [*launcher.command("fleet-sim"), "register"]
-        fleet_env = {**os.environ, **story.fleet_env()}
+        fleet_env = {**os.environ, **story.fleet_env(), "NEXWATT_API_KEY": key}
         await asyncio.to_thread(subprocess.run, register, env=fleet_env, check=True)
         launcher.start("fleet-sim", env=story.fleet_env())
         await launcher.wait_ready({"fleet-sim": story.fleet_port})

@@ -79,11 +79,8 @@ def demo_key(launcher: Launcher, env_file: Path = ENV_FILE) -> str:
     """A new API key of the demo tenant with every scope (`nexwatt-admin keys create`, into the
     database of the onboarding the launcher runs), set as NEXWATT_API_KEY in `env_file` (other
     lines kept) for the fleet simulator and for trying the API by hand."""
-    scopes = [f"--scope={s}" for s in ("assets:write", "assets:read", "reports:read")]
-    create = [*launcher.command("admin"), "keys", "create", "--tenant", DEMO_TENANT, *scopes]
-    create += ["--name", "make demo"]
-    done = subprocess.run(create, env=launcher.env, check=True, capture_output=True, text=True)
-    token = done.stdout.strip()  # `keys create` prints only the token on stdout
+    scopes = ["assets:write", "assets:read", "reports:read"]
+    token = launcher.api_key(DEMO_TENANT, scopes, "make demo")
     kept = env_file.read_text().splitlines() if env_file.exists() else []
     lines = [line for line in kept if not line.startswith("NEXWATT_API_KEY=")]
     env_file.write_text("".join(f"{line}\n" for line in [*lines, f"NEXWATT_API_KEY={token}"]))
@@ -205,8 +202,6 @@ async def main(keep_running: bool) -> None:
             # The demo fleet has offline assets that never report: settle without them once
             # the others' data has stopped arriving for 20 s (15 minutes by default).
             env = {"NEXWATT_SETTLEMENT_STALL_S": "20"} if name == "settlement" else None
-            if name == "onboarding":
-                env = {"NEXWATT_AUTH_REQUIRED": "true"}
             launcher.start(name, env=env)
         await launcher.wait_ready(SERVICES)
         print("    all five ready (/readyz)", flush=True)

@@ -54,6 +54,14 @@ class Launcher:
         )
         return key
 
+    def api_key(self, tenant: str, scopes: list[str], name: str) -> str:
+        """A new onboarding API key of `tenant` (`nexwatt-admin keys create`, into the database
+        of the onboarding this launcher runs); the token, shown only now."""
+        create = [*self.command("admin"), "keys", "create", "--tenant", tenant, "--name", name]
+        create += [f"--scope={s}" for s in scopes]
+        done = subprocess.run(create, env=self.env, check=True, capture_output=True, text=True)
+        return done.stdout.strip()  # `keys create` prints only the token on stdout
+
     async def wait_ready(self, ports: dict[str, int], timeout_s: float = 60.0) -> None:
         """Poll each /readyz until all answer 200; fail early when a process dies."""
         deadline = time.monotonic() + timeout_s

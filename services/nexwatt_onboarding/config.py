@@ -11,7 +11,7 @@ class Settings(ServiceSettings):
     outbox_poll_s: float = Field(0.15, gt=0, description="Outbox poll when nothing wakes it [s]")
     outbox_batch_size: int = Field(100, gt=0, description="Outbox rows published per transaction")
     auth_required: bool = Field(
-        False,
-        description="Refuse requests without an API key (401); when false, such a request acts "
-        "as the tenant `default` with every scope, as before keys existed",
+        True,
+        description="Refuse requests without an API key (401); false (a development setting "
+        "only) lets such a request act as the tenant `default` with every scope",
     )
