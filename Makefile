@@ -27,8 +27,9 @@ stack-down: ## stop the local stack (its data stays in .stack/)
 stack-status: ## is each server up and answering?
 	@$(PY) deploy/local/stack.py status
 
-schemas: ## export JSON Schemas and the AsyncAPI document into schemas/
+schemas: ## export JSON Schemas, the AsyncAPI and onboarding's OpenAPI documents into schemas/
 	@$(VENV)/bin/nexwatt-admin export-schemas --out schemas
+	@$(VENV)/bin/python -m nexwatt_onboarding.openapi schemas/openapi.json
 
 lint: ## ruff check and format check
 	@$(TIMED) lint bash -c '$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .'

@@ -5,13 +5,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from nexwatt_onboarding import openapi
 from nexwatt_shared.schema_export import render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_schemas_match_the_contracts() -> None:
-    expected = render_all()
+    expected = {**render_all(), "openapi.json": openapi.render()}
     committed = {p.name: p.read_text() for p in (ROOT / "schemas").glob("*.json")}
     stale = sorted(
         n for n in expected.keys() | committed.keys() if expected.get(n) != committed.get(n)
