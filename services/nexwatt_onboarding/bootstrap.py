@@ -34,5 +34,5 @@ async def bootstrap(settings: Settings) -> ServiceProcess:
         return await find_active_key(pool, token)
 
     auth = Authenticator(lookup, required=settings.auth_required)
-    app = create_app(Onboarding(pool, rules, on_change=relay.wake), auth)
+    app = create_app(Onboarding(pool, rules, on_change=relay.wake), auth, settings.max_body_bytes)
     return res.process([relay.run], app)
