@@ -5,7 +5,7 @@ a registration that breaks the ISO's rules is one too, listing its `violations`.
 
 Every route takes an API key (`Authorization: Bearer <key>` or `X-API-Key`, see
 `nexwatt_shared.auth`) and acts for the key's tenant: registering, unenrolling and suspending
-need `assets:write`, reading an asset `assets:read`, the resource summary `reports:read` or
+need `assets:write`, reading or listing assets `assets:read`, the resource summary `reports:read` or
 `assets:read` (it adds up the tenant's own assets, which such a key may read one by one anyway).
 Another tenant's asset is answered as unknown (404), never as forbidden, so that ids don't leak;
 registering an asset id another tenant has is a 409 that doesn't say whose it is.
@@ -15,12 +15,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from nexwatt_onboarding.domain import TransitionNotAllowed
 from nexwatt_onboarding.handlers import AssetIdTaken, Onboarding
 from nexwatt_onboarding.models import (
+    AssetBody,
+    AssetPage,
+    AssetQuery,
     Enrolled,
+    FirstEnrolled,
     RegistrationRequest,
     Rejected,
     ResourceSummary,
@@ -48,6 +53,24 @@ _NO_RULES = {503: "No ISO rules are in force today (the operator's registry is o
 _KEY = {
     401: "No API key, or an unknown or revoked one",
     403: "The API key lacks the scope the operation needs",
+}
+# Registering: by `POST /v1/assets/register` or `PUT /v1/assets/{asset_id}`.
+_REGISTRATION_PROBLEMS = {
+    **problem_responses(
+        {
+            400: "The body can't be parsed (not UTF-8, nested too deep)",
+            **_KEY,
+            409: "The asset id is not available",
+            **_TOO_LARGE,
+            415: "The body is not JSON",
+            **_NO_RULES,
+        }
+    ),
+    422: {
+        "model": InvalidRequest | RulesBroken,
+        "description": "The request is malformed (`errors`, naming each field), or the "
+        "asset breaks ISO rules or its meter is another asset's (`violations`)",
+    },
 }
 Writer = Annotated[Caller, Depends(Requires(Scope.ASSETS_WRITE))]
 Reader = Annotated[Caller, Depends(Requires(Scope.ASSETS_READ))]
@@ -83,23 +106,7 @@ def create_app(
         tags=["assets"],
         response_model=Enrolled,
         dependencies=[Depends(require_json)],
-        responses={
-            **problem_responses(
-                {
-                    400: "The body can't be parsed (not UTF-8, nested too deep)",
-                    **_KEY,
-                    409: "The asset id is not available",
-                    **_TOO_LARGE,
-                    415: "The body is not JSON",
-                    **_NO_RULES,
-                }
-            ),
-            422: {
-                "model": InvalidRequest | RulesBroken,
-                "description": "The request is malformed (`errors`, naming each field), or the "
-                "asset breaks ISO rules or its meter is another asset's (`violations`)",
-            },
-        },
+        responses=_REGISTRATION_PROBLEMS,
     )
     async def register(
         request: RegistrationRequest, http_request: Request, caller: Writer
@@ -112,6 +119,69 @@ def create_app(
         if isinstance(outcome, Rejected):
             return problem_response(rules_broken(outcome, http_request.url.path))
         return outcome
+
+    @app.put(
+        "/v1/assets/{asset_id}",
+        operation_id="putAsset",
+        tags=["assets"],
+        response_model=Enrolled,
+        dependencies=[Depends(require_json)],
+        responses={
+            200: {"description": "The asset's record is updated, or was already this"},
+            201: {
+                "model": Enrolled,
+                "description": "The asset is new: enrolled",
+                "headers": {
+                    "Location": {
+                        "description": "The asset's URL: `/v1/assets/{asset_id}`",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **_REGISTRATION_PROBLEMS,
+        },
+    )
+    async def put_asset(
+        asset_id: AssetId,
+        body: AssetBody,
+        http_request: Request,
+        response: Response,
+        caller: Writer,
+    ) -> Enrolled | ProblemResponse:
+        """Register the asset at this URL, as `POST /v1/assets/register` does (the same checks
+        and outcomes): the same data again changes nothing (200), different data makes a new
+        version (200), a new asset is enrolled (201 with `Location`). An `asset_id` in the body
+        must be the path's."""
+        if body.asset_id not in (None, asset_id):
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "asset_id"),
+                        "msg": f"must be the path's asset id {asset_id!r} (or left out)",
+                        "type": "value_error",
+                    }
+                ]
+            )
+        outcome = await onboarding.register(body.for_asset(asset_id), caller.tenant_id)
+        if isinstance(outcome, Rejected):
+            return problem_response(rules_broken(outcome, http_request.url.path))
+        if isinstance(outcome, FirstEnrolled):
+            response.status_code = 201
+            response.headers["Location"] = f"/v1/assets/{asset_id}"  # ids need no escaping
+        return outcome
+
+    @app.get(
+        "/v1/assets",
+        operation_id="listAssets",
+        tags=["assets"],
+        responses=problem_responses(
+            {422: "A filter, the limit or the cursor is malformed", **_KEY}
+        ),
+    )
+    async def list_assets(query: Annotated[AssetQuery, Query()], caller: Reader) -> AssetPage:
+        """The tenant's assets in asset id order, a page at a time: those matching every filter
+        given (each an exact match). The next page is asked for with `cursor=<next_cursor>`."""
+        return await onboarding.assets(query, caller.tenant_id)
 
     @app.get(
         "/v1/assets/{asset_id}",

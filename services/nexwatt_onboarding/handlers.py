@@ -10,7 +10,16 @@ import structlog
 from prometheus_client import Counter
 
 from nexwatt_onboarding import domain, store
-from nexwatt_onboarding.models import Enrolled, RegistrationRequest, Rejected, ResourceSummary
+from nexwatt_onboarding.models import (
+    AssetPage,
+    AssetQuery,
+    Enrolled,
+    FirstEnrolled,
+    RegistrationRequest,
+    Rejected,
+    ResourceSummary,
+    encode_cursor,
+)
 from nexwatt_onboarding.rules import DeliveryYearRules, IsoRules
 from nexwatt_shared.contracts import AssetRegistered, AssetStatus
 from nexwatt_shared.envelope import utcnow
@@ -41,7 +50,8 @@ class Onboarding:
         return self.rules.in_force(utcnow().date())
 
     async def register(self, req: RegistrationRequest, tenant_id: str) -> Enrolled | Rejected:
-        """Raises AssetIdTaken when another tenant has the asset id."""
+        """`FirstEnrolled` when the asset is new. Raises AssetIdTaken when another tenant has
+        the asset id."""
         try:
             return await self._register(req, tenant_id)
         except asyncpg.UniqueViolationError as exc:
@@ -96,7 +106,8 @@ class Onboarding:
                 log.info("asset enrolled", version=record.version, resource_id=record.resource_id)
             outcome = "enrolled" if current is None else "updated" if changed else "unchanged"
             REGISTRATIONS.labels(outcome).inc()
-            return Enrolled(
+            answer = FirstEnrolled if current is None else Enrolled
+            return answer(
                 asset_id=record.asset_id, resource_id=record.resource_id, version=record.version
             )
 
@@ -125,6 +136,16 @@ class Onboarding:
         if await store.asset_owner(self.pool, asset_id) != tenant_id:
             return None
         return await store.get_asset(self.pool, asset_id)
+
+    async def assets(self, query: AssetQuery, tenant_id: str) -> AssetPage:
+        """A page of the tenant's assets matching the query's filters."""
+        # One more than the page: whether it exists says if there is a next page.
+        found = await store.list_assets(
+            self.pool, tenant_id, query.filters(), query.after(), query.limit + 1
+        )
+        items = found[: query.limit]
+        next_cursor = encode_cursor(items[-1].asset_id) if len(found) > query.limit else None
+        return AssetPage(items=items, next_cursor=next_cursor)
 
     async def resource(self, resource_id: str, tenant_id: str) -> ResourceSummary | None:
         """The resource's aggregate over the tenant's assets; None when neither the rules nor

@@ -111,6 +111,28 @@ async def resource_totals(pool: asyncpg.Pool, resource_id: str, tenant_id: str) 
     )
 
 
+async def list_assets(
+    pool: asyncpg.Pool, tenant_id: str, filters: dict[str, str], after: str | None, limit: int
+) -> list[AssetRegistered]:
+    """The tenant's assets matching every filter (column = value), in asset id order, from the
+    one after `after` (keyset paging: the index of migration 005 on (tenant_id, asset_id) finds
+    the page's start, however deep). `filters` names columns: the caller passes only known ones."""
+    unknown = filters.keys() - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"not columns of assets: {sorted(unknown)}")
+    conditions = ["tenant_id = $1", "asset_id > $2"]
+    conditions += [f"{column} = ${i}" for i, column in enumerate(filters, start=4)]
+    rows = await pool.fetch(
+        f"SELECT {', '.join(_COLUMNS)} FROM assets WHERE {' AND '.join(conditions)}"
+        " ORDER BY asset_id LIMIT $3",
+        tenant_id,
+        after or "",  # every asset id sorts after the empty string
+        limit,
+        *filters.values(),
+    )
+    return [AssetRegistered.model_validate(dict(row)) for row in rows]
+
+
 async def claim_unsent(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Unsent outbox rows in `id` order, locked until the transaction ends; rows another relay
     holds are skipped. Only each asset's oldest unsent row is eligible: a relay can never

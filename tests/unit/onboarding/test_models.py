@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from nexwatt_onboarding.domain import enrolment
-from nexwatt_onboarding.models import RegistrationRequest
+from nexwatt_onboarding.models import AssetBody, RegistrationRequest, decode_cursor, encode_cursor
 from nexwatt_onboarding.rules import load_rules
 from nexwatt_shared.contracts import AssetRegistered
 from nexwatt_shared.power_model import deliverable_kw
@@ -165,3 +165,25 @@ def test_a_record_kept_for_backup_only_is_read_and_credits_nothing() -> None:
     record, _ = enrolment(RegistrationRequest.model_validate(SEED), rules, None, now)
     old = AssetRegistered.model_validate({**record.model_dump(), "backup_reserve_pct": 100.0})
     assert float(deliverable_kw(old.power_ratings(), 0.0, 100.0, 1.0)) == 0.0
+
+
+def test_a_cursor_is_the_last_ids_url_safe_base64_and_only_such_a_cursor_is_read() -> None:
+    # "BTM-1" = 42 54 4d 2d 31: base64 "QlRNLTE=", sent unpadded.
+    assert encode_cursor("BTM-1") == "QlRNLTE"
+    assert decode_cursor("QlRNLTE") == decode_cursor("QlRNLTE=") == "BTM-1"
+    longest = "x" * 64
+    assert decode_cursor(encode_cursor(longest)) == longest
+    assert len(encode_cursor(longest)) <= 88  # AssetQuery's bound on `cursor`
+    for bad in ["QlRNLTE!", "Q", "IA", encode_cursor("x" * 65), "_w"]:  # " ", too long, not UTF-8
+        with pytest.raises(ValueError, match="not a cursor"):
+            decode_cursor(bad)
+
+
+def test_a_put_body_becomes_the_registration_of_the_paths_asset() -> None:
+    body = AssetBody.model_validate({k: v for k, v in SEED.items() if k != "asset_id"})
+    assert body.asset_id is None
+    assert body.for_asset("BTM-7") == RegistrationRequest.model_validate(
+        {**SEED, "asset_id": "BTM-7"}
+    )
+    with pytest.raises(ValidationError):  # the path's id is checked as the body's would be
+        body.for_asset("BTM 7")
