@@ -84,6 +84,7 @@ def demo_key(launcher: Launcher, env_file: Path = ENV_FILE) -> str:
     kept = env_file.read_text().splitlines() if env_file.exists() else []
     lines = [line for line in kept if not line.startswith("NEXWATT_API_KEY=")]
     env_file.write_text("".join(f"{line}\n" for line in [*lines, f"NEXWATT_API_KEY={token}"]))
+    env_file.chmod(0o600)  # the key has every scope: for this user's eyes only
     return token
 
 

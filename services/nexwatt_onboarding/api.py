@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from nexwatt_onboarding.domain import TransitionNotAllowed
-from nexwatt_onboarding.handlers import AssetIdTaken, Onboarding
+from nexwatt_onboarding.handlers import Onboarding
 from nexwatt_onboarding.models import (
     AssetBody,
     AssetPage,
@@ -32,6 +32,7 @@ from nexwatt_onboarding.models import (
     RulesBroken,
 )
 from nexwatt_onboarding.rules import NoRulesInForce
+from nexwatt_onboarding.store import AssetIdTaken
 from nexwatt_shared.auth import Authenticator, Caller, Requires, Scope
 from nexwatt_shared.contracts import AssetId, AssetRegistered, AssetStatus, ResourceId
 from nexwatt_shared.problems import (
@@ -53,6 +54,7 @@ _NO_RULES = {503: "No ISO rules are in force today (the operator's registry is o
 _KEY = {
     401: "No API key, or an unknown or revoked one",
     403: "The API key lacks the scope the operation needs",
+    503: "The key store is unavailable: try again (Retry-After)",
 }
 # Registering: by `POST /v1/assets/register` or `PUT /v1/assets/{asset_id}`.
 _REGISTRATION_PROBLEMS = {

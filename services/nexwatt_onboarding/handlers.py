@@ -21,6 +21,7 @@ from nexwatt_onboarding.models import (
     encode_cursor,
 )
 from nexwatt_onboarding.rules import DeliveryYearRules, IsoRules
+from nexwatt_onboarding.store import AssetIdTaken
 from nexwatt_shared.contracts import AssetRegistered, AssetStatus
 from nexwatt_shared.envelope import utcnow
 
@@ -30,10 +31,6 @@ REGISTRATIONS = Counter(
     "Registration requests by outcome: enrolled (new), updated, unchanged, rejected",
     ["outcome"],
 )
-
-
-class AssetIdTaken(Exception):
-    """The asset id is another tenant's (said without naming the tenant)."""
 
 
 # A meter held by another tenant's asset is named so, without that asset's id.

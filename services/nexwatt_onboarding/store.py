@@ -72,18 +72,26 @@ async def meter_holder(conn: asyncpg.Connection, meter_id: str) -> asyncpg.Recor
     return await conn.fetchrow(_SELECT_METER_HOLDER, meter_id)
 
 
+class AssetIdTaken(Exception):
+    """The asset id is another tenant's (said without naming the tenant)."""
+
+
 async def save_asset(conn: asyncpg.Connection, record: AssetRegistered, tenant_id: str) -> None:
     """Upsert the asset's record and queue it in the outbox, in the caller's transaction. The
-    tenant is set when the asset is first stored and never changes (the caller checks it)."""
+    tenant is set when the asset is first stored and never changes: the callers check it first,
+    and the write itself refuses another tenant's row (AssetIdTaken), whatever the caller."""
     values = {**record.model_dump(), "tenant_id": tenant_id}  # enum members are str
     columns = [*_COLUMNS, "tenant_id"]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "asset_id")
-    await conn.execute(
+    written = await conn.execute(
         f"INSERT INTO assets ({', '.join(columns)})"
         f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
-        f" ON CONFLICT (asset_id) DO UPDATE SET {updates}",
+        f" ON CONFLICT (asset_id) DO UPDATE SET {updates}"
+        " WHERE assets.tenant_id = EXCLUDED.tenant_id",
         *[values[c] for c in columns],
     )
+    if written != "INSERT 0 1":
+        raise AssetIdTaken(record.asset_id)
     await conn.execute(
         "INSERT INTO outbox (event_id, asset_id, version, payload, created_at)"
         " VALUES ($1, $2, $3, $4, $5)",

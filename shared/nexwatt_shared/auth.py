@@ -165,7 +165,11 @@ class Authenticator:
             if self.required:
                 raise HTTPException(401, "an API key is required", CHALLENGE)
             return Caller(DEFAULT_TENANT, None)
-        key = await self.lookup(token) if well_formed(token) else None
+        try:
+            key = await self.lookup(token) if well_formed(token) else None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The key store is away: the caller may try again, nothing is wrong with the key.
+            raise HTTPException(503, "the key store is unavailable", {"Retry-After": "5"}) from exc
         if key is None:
             raise HTTPException(401, "the API key is unknown or revoked", CHALLENGE)
         if not key.scopes.intersection(any_of):

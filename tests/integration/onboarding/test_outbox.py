@@ -99,6 +99,22 @@ async def test_a_change_and_its_outbox_row_are_committed_together(pool: asyncpg.
     assert await pool.fetchval("SELECT count(*) FROM assets") == 1
 
 
+async def test_the_write_itself_refuses_another_tenants_asset(pool: asyncpg.Pool) -> None:
+    # Isolation must not rest on every caller checking the owner first: a write that skipped
+    # the check (a future bulk path) neither changes nor publishes another tenant's asset.
+    await onboarding(pool).register(request("A-1"), TENANT)
+    record = await store.get_asset(pool, "A-1")
+    assert record is not None
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO tenants (tenant_id) VALUES ('other')")
+    changed = record.model_copy(update={"version": 2, "capacity_kw": 1.0})
+    with pytest.raises(store.AssetIdTaken):
+        async with pool.acquire() as conn, conn.transaction():
+            await store.save_asset(conn, changed, "other")
+    assert await store.get_asset(pool, "A-1") == record
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
 async def test_a_meter_taken_past_the_check_is_refused_by_the_index_with_the_same_answer(
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -181,21 +181,21 @@ def test_every_route_has_an_operation_id_tags_and_its_problems_declared() -> Non
             ["assets"],
             ["200", "201", "400", "401", "403", "409", "413", "415", "422", "500", "503"],
         ),
-        "GET /v1/assets": ("listAssets", ["assets"], ["200", "401", "403", "422", "500"]),
+        "GET /v1/assets": ("listAssets", ["assets"], ["200", "401", "403", "422", "500", "503"]),
         "GET /v1/assets/{asset_id}": (
             "getAsset",
             ["assets"],
-            ["200", "401", "403", "404", "422", "500"],
+            ["200", "401", "403", "404", "422", "500", "503"],
         ),
         "POST /v1/assets/{asset_id}/unenroll": (
             "unenrollAsset",
             ["assets"],
-            ["200", "401", "403", "404", "413", "422", "500"],
+            ["200", "401", "403", "404", "413", "422", "500", "503"],
         ),
         "POST /v1/assets/{asset_id}/suspend": (
             "suspendAsset",
             ["assets"],
-            ["200", "401", "403", "404", "409", "413", "422", "500"],
+            ["200", "401", "403", "404", "409", "413", "422", "500", "503"],
         ),
         "GET /v1/resources/{resource_id}": (
             "getResource",

@@ -61,6 +61,7 @@ class Keys:
     def __init__(self) -> None:
         self.active: dict[str, ApiKey] = {}
         self.looked_up = 0
+        self.away = False  # the store does not answer
 
     def add(self, tenant_id: str, *scopes: Scope) -> str:
         key_id, token = new_token()
@@ -69,6 +70,8 @@ class Keys:
 
     async def lookup(self, token: str) -> ApiKey | None:
         self.looked_up += 1
+        if self.away:
+            raise ConnectionRefusedError("PostgreSQL is not answering")
         return self.active.get(token)
 
 
@@ -205,3 +208,13 @@ def test_the_openapi_document_declares_both_ways_to_send_a_key() -> None:
         {"HTTPBearer": []},
         {"APIKeyHeader": []},
     ]
+
+
+async def test_a_key_store_that_is_away_is_a_503_to_try_again_not_a_500(
+    api: httpx.AsyncClient, keys: Keys
+) -> None:
+    token = keys.add("tenant-a", Scope.ASSETS_READ)
+    keys.away = True
+    answer = await api.get("/v1/assets/BTM-1", headers=_bearer(token))
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert answer.json()["detail"] == "the key store is unavailable"
