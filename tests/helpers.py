@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from nexwatt_shared.codec import envelope
 from nexwatt_shared.contracts import TelemetryInterval
 from nexwatt_shared.kafka.consumer import BatchHandler, ConsumerRunner, Delivery
 from nexwatt_shared.kafka.producer import EventProducer
-from nexwatt_shared.postgres import open_pool
+from nexwatt_shared.postgres import database_url, open_pool
 from nexwatt_shared.topics import Topic
 
 T = TypeVar("T")
@@ -267,3 +268,12 @@ def deliveries(topic: Topic, payloads: list[BaseModel], source: str = "test") ->
         Delivery(topic, 0, offset, None, envelope(topic, payload, source=source), b"")
         for offset, payload in enumerate(payloads)
     ]
+
+
+async def drop_database(server_url: str, database: str) -> None:
+    """Drop a test's or a benchmark's own database, whoever is still connected to it."""
+    conn = await asyncpg.connect(database_url(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()

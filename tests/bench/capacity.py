@@ -42,8 +42,7 @@ from nexwatt_shared.contracts import AssetRegistered, TelemetryInterval
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import ASSET_REGISTERED, TELEMETRY_INTERVAL
-from tests.bench.settle import drop_database
-from tests.helpers import deliveries, unique
+from tests.helpers import deliveries, drop_database, unique
 
 ASSETS = int(os.environ.get("NEXWATT_BENCH_CAPACITY_ASSETS", "100000"))
 BATCH = 5000  # records per consumed batch during set-up

@@ -75,8 +75,14 @@ from nexwatt_shared.topics import (
     Topic,
 )
 from tests.bench.gateway import group_of
-from tests.bench.settle import drop_database
-from tests.helpers import commit_offsets, committed_offsets, end_offsets, eventually, unique
+from tests.helpers import (
+    commit_offsets,
+    committed_offsets,
+    drop_database,
+    end_offsets,
+    eventually,
+    unique,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("NEXWATT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")

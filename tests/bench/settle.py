@@ -74,10 +74,10 @@ from nexwatt_shared.contracts import (
 )
 from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.observability import configure_logging
-from nexwatt_shared.postgres import database_url, open_pool
+from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.series import Interval
 from nexwatt_shared.wiring import tune_gc
-from tests.helpers import unique
+from tests.helpers import drop_database, unique
 
 ASSETS = int(os.environ.get("NEXWATT_BENCH_SETTLE_ASSETS", "100000"))
 PROFILE = os.environ.get("NEXWATT_BENCH_SETTLE_PROFILE", "")
@@ -370,14 +370,6 @@ async def batch_costs(
     dirty = await pool.fetchval("SELECT bool_or(dirty) FROM instructions")
     out["late_data_marked_window_dirty"] = bool(dirty)
     return out
-
-
-async def drop_database(server_url: str, database: str) -> None:
-    conn = await asyncpg.connect(database_url(server_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def bench_settle(assets: int = ASSETS) -> dict[str, object]:

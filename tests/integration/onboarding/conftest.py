@@ -13,13 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from nexwatt_shared.auth import well_formed
-from nexwatt_shared.postgres import database_url
-from tests.helpers import eventually, unique
+from tests.helpers import drop_database, eventually, unique
 
 ROOT = Path(__file__).resolve().parents[3]
 ALL_SCOPES = ("assets:write", "assets:read", "reports:read")
@@ -87,7 +85,7 @@ def service(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     yield Service(url, database, servers["NEXWATT_POSTGRES_URL"])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0, log_path.read_text()
-    asyncio.run(_drop(servers["NEXWATT_POSTGRES_URL"], database))
+    asyncio.run(drop_database(servers["NEXWATT_POSTGRES_URL"], database))
 
 
 async def _ready(url: str, proc: subprocess.Popen) -> bool:
@@ -98,14 +96,6 @@ async def _ready(url: str, proc: subprocess.Popen) -> bool:
             return (await client.get(f"{url}/readyz")).status_code == 200
     except httpx.TransportError:
         return False
-
-
-async def _drop(server_url: str, database: str) -> None:
-    conn = await asyncpg.connect(database_url(server_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")

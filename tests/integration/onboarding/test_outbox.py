@@ -20,9 +20,9 @@ from nexwatt_onboarding.outbox import OutboxRelay
 from nexwatt_onboarding.rules import load_rules
 from nexwatt_shared.auth import DEFAULT_TENANT
 from nexwatt_shared.contracts import AssetStatus
-from nexwatt_shared.postgres import database_url, open_pool
+from nexwatt_shared.postgres import open_pool
 from nexwatt_shared.topics import ASSET_REGISTERED, Topic
-from tests.helpers import eventually, registration, unique
+from tests.helpers import drop_database, eventually, registration, unique
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +70,7 @@ async def pool(servers: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     pool = await open_pool(servers["NEXWATT_POSTGRES_URL"], database, MIGRATIONS)
     yield pool
     await pool.close()
-    conn = await asyncpg.connect(database_url(servers["NEXWATT_POSTGRES_URL"], "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(servers["NEXWATT_POSTGRES_URL"], database)
 
 
 def onboarding(pool: asyncpg.Pool, relay: OutboxRelay | None = None) -> Onboarding:

@@ -32,8 +32,8 @@ from nexwatt_shared.contracts import (
     SettlementFiled,
     SettlementFiledV1,
 )
-from nexwatt_shared.postgres import database_url, open_pool
-from tests.helpers import unique
+from nexwatt_shared.postgres import open_pool
+from tests.helpers import drop_database, unique
 
 pytestmark = pytest.mark.integration
 WINDOW_START = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)  # 06:00 EDT: hour ending 7
@@ -230,11 +230,7 @@ async def data(servers: dict[str, str]) -> AsyncIterator[Data]:
             reports,
         )
     finally:
-        conn = await asyncpg.connect(database_url(server, "postgres"))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(server, database)
 
 
 async def analyst(data: Data, *argv: str) -> None:
