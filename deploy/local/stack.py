@@ -5,10 +5,11 @@
 
 Each server keeps its data under `.stack/<name>/`, logs to `.stack/logs/<name>.log` and listens
 on 127.0.0.1 at a port of its own (not the default one, so nothing already running collides).
-`up` waits until each is really ready (Kafka answers a metadata request, PostgreSQL a query,
-Redis PING), recovers stale pid files and half-started processes, and writes the connection
-settings to `.stack/env`. Re-running it is harmless. A server whose settings are already in the
-environment (for example NEXWATT_KAFKA_BOOTSTRAP_SERVERS) is taken as external and not started.
+`up` waits until each is really ready (Kafka answers a metadata request and has a group
+coordinator, PostgreSQL a query, Redis PING), recovers stale pid files and half-started
+processes, and writes the connection settings to `.stack/env`. Re-running it is harmless. A
+server whose settings are already in the environment (for example
+NEXWATT_KAFKA_BOOTSTRAP_SERVERS) is taken as external and not started.
 `start`, `stop` and `restart` do the same for one server (the fault tests restart them under a
 running service), on the same data. Stops are quick and bounded: PostgreSQL's fast mode, SIGTERM
 for Kafka and Redis (which saves a snapshot then), SIGKILL for a process still there after 20 s.
@@ -250,6 +251,9 @@ class Kafka(Server):
         await admin.start()
         try:
             await admin.list_topics()
+            # Consumer groups work only once the offsets topic exists: a fresh broker answers
+            # metadata seconds before that, and the first group (a test's, a benchmark's) failed.
+            await admin.find_coordinator("nexwatt-stack-ready")
         finally:
             await admin.close()
 
