@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -60,6 +61,7 @@ from nexwatt_shared.kafka.producer import EventProducer
 from nexwatt_shared.topics import ASSET_COMMAND
 
 log = structlog.get_logger()
+T = TypeVar("T")
 CONFIRM_SECONDS = Histogram(
     "nexwatt_dispatch_confirm_seconds",
     "Wall time from instruction to dispatch.confirmed [s]",
@@ -83,6 +85,20 @@ HELD_DROPPED = Counter(
 )
 RETRY_S = (0.5, 10.0)  # an answer that failed on a server is tried again, backing off
 DECISIONS_AT_ONCE = 4  # the pool holds 10 connections (nexwatt_shared.postgres.open_pool)
+
+
+async def until_done(action: Callable[[], Awaitable[T]], what: str) -> T:
+    """`action`'s result, tried again with a growing pause (RETRY_S) while it fails: a server
+    away, a timeout. Cancelling stops it (CancelledError is not an Exception)."""
+    delay = RETRY_S[0]
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            log.warning(f"{what} failed; trying again", error=f"{type(exc).__name__}: {exc}",
+                        retry_in_s=delay)  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_S[1])
 
 
 class StateHandler:
@@ -200,15 +216,7 @@ class Dispatcher:
         # Windows that ended before every resource's clock are over for every resource.
         oldest_s = self.view.oldest_clock_s()
         ending_after = None if np.isnan(oldest_s) else datetime.fromtimestamp(oldest_s, UTC)
-        delay = RETRY_S[0]
-        while True:
-            try:
-                standing = await self.log.standing(ending_after)
-                break
-            except Exception as exc:  # PostgreSQL away: tried again
-                log.warning("standing commands not read", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, RETRY_S[1])
+        standing = await until_done(lambda: self.log.standing(ending_after), "reading the log")
         measured: set[str] = set()
         for i, commands in standing:
             window = self._window(i)
@@ -242,24 +250,14 @@ class Dispatcher:
     async def _answer_until_done(
         self, instruction: DispatchInstruction, earlier: DispatchInstruction, started: float
     ) -> None:
-        delay = RETRY_S[0]
+        async def decide() -> None:
+            async with self._deciding:
+                await self.answer(instruction, earlier, started)
+
         with structlog.contextvars.bound_contextvars(
             instruction_id=instruction.instruction_id, revision=instruction.revision
         ):
-            while True:
-                try:
-                    async with self._deciding:
-                        await self.answer(instruction, earlier, started)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning(
-                        "answering failed; trying again", error=f"{type(exc).__name__}: {exc}",
-                        retry_in_s=delay,
-                    )  # fmt: skip
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, RETRY_S[1])
+            await until_done(decide, "answering")
 
     # --- one instruction --------------------------------------------------------------------
 
